@@ -1,0 +1,111 @@
+#include "core/autograd.h"
+
+#include <unordered_map>
+#include <unordered_set>
+
+#include "core/ops.h"
+
+namespace monet {
+namespace {
+thread_local bool g_grad_enabled = true;
+}
+
+bool grad_enabled() { return g_grad_enabled; }
+NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
+
+bool any_requires_grad(const std::vector<Tensor>& inputs) {
+  if (!g_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+void record(Tensor& out, const char* name, std::vector<Tensor> inputs, BackwardFn fn) {
+  if (!any_requires_grad(inputs)) return;
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  node->inputs = std::move(inputs);
+  node->backward = std::move(fn);
+  out.impl().grad_fn = std::move(node);
+  out.impl().requires_grad = true;
+}
+
+namespace {
+
+// Nodes reachable from `root`, ordered so every node comes before the nodes it feeds into
+// (i.e. outputs before inputs). Iterative depth-first post-order, then reversed.
+std::vector<Node*> topological_order(Node* root) {
+  std::vector<Node*> post;
+  std::unordered_set<Node*> seen{root};
+  std::vector<std::pair<Node*, size_t>> stack{{root, 0}};
+  while (!stack.empty()) {
+    auto& [node, next] = stack.back();
+    if (next < node->inputs.size()) {
+      const Tensor& in = node->inputs[next++];
+      if (!in.defined() || !in.requires_grad() || !in.grad_fn()) continue;
+      Node* child = in.grad_fn().get();
+      if (seen.insert(child).second) stack.emplace_back(child, 0);
+    } else {
+      post.push_back(node);
+      stack.pop_back();
+    }
+  }
+  return {post.rbegin(), post.rend()};
+}
+
+void accumulate_leaf(const Tensor& leaf, const Tensor& g) {
+  Tensor old = leaf.grad();
+  leaf.set_grad(old.defined() ? add(old, g) : g.contiguous());
+}
+
+}  // namespace
+
+void run_backward(const Tensor& root, const Tensor& grad_in) {
+  MONET_CHECK(root.requires_grad(), "backward: tensor of shape {} does not require grad",
+              shape_str(root.shape()));
+  Tensor grad = grad_in;
+  if (!grad.defined()) {
+    MONET_CHECK(root.numel() == 1,
+                "backward: an implicit gradient needs a one-element tensor, got shape {}",
+                shape_str(root.shape()));
+    grad = ones(root.shape(), root.dtype(), root.device());
+  }
+  MONET_CHECK(grad.shape() == root.shape(), "backward: gradient shape {} != tensor shape {}",
+              shape_str(grad.shape()), shape_str(root.shape()));
+  NoGradGuard no_grad;  // the backward pass itself is not recorded
+  if (root.is_leaf()) {
+    accumulate_leaf(root, grad);
+    return;
+  }
+  std::unordered_map<Node*, Tensor> pending;
+  Node* top = root.grad_fn().get();
+  pending[top] = grad;
+  for (Node* node : topological_order(top)) {
+    auto it = pending.find(node);
+    if (it == pending.end()) continue;
+    Tensor g = std::move(it->second);
+    pending.erase(it);
+    std::vector<Tensor> grads = node->backward(g);
+    MONET_CHECK(grads.size() == node->inputs.size(),
+                "backward of {}: returned {} gradients for {} inputs", node->name, grads.size(),
+                node->inputs.size());
+    for (size_t i = 0; i < grads.size(); ++i) {
+      const Tensor& in = node->inputs[i];
+      const Tensor& gi = grads[i];
+      if (!gi.defined() || !node->needs(i)) continue;
+      MONET_CHECK(gi.shape() == in.shape(),
+                  "backward of {}: gradient {} has shape {}, its input has shape {}", node->name, i,
+                  shape_str(gi.shape()), shape_str(in.shape()));
+      if (in.is_leaf()) {
+        accumulate_leaf(in, gi);
+      } else {
+        Node* child = in.grad_fn().get();
+        auto [slot, fresh] = pending.try_emplace(child, gi);
+        if (!fresh) slot->second = add(slot->second, gi);
+      }
+    }
+  }
+}
+
+}  // namespace monet

@@ -1,0 +1,81 @@
+// Element types and devices: the two tags every Tensor carries.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace monet {
+
+// float32 is the working type. float64 exists so gradient checks can run the very same kernels in
+// double precision; int32 holds indices (token ids, top-k indices, targets). bf16/f16 would be added
+// here and in the dispatch macro below.
+enum class DType : uint8_t { F32, F64, I32 };
+
+inline size_t dtype_size(DType t) { return t == DType::F64 ? 8 : 4; }
+inline bool is_floating(DType t) { return t == DType::F32 || t == DType::F64; }
+std::string dtype_name(DType t);  // "F32", "F64", "I32": the safetensors spelling
+
+template <class T>
+constexpr DType dtype_of();
+template <>
+constexpr DType dtype_of<float>() { return DType::F32; }
+template <>
+constexpr DType dtype_of<double>() { return DType::F64; }
+template <>
+constexpr DType dtype_of<int32_t>() { return DType::I32; }
+
+enum class DeviceType : uint8_t { CPU, CUDA, Meta };
+
+// Meta tensors have a shape but no memory: used to count the parameters of paper-sized models.
+struct Device {
+  DeviceType type = DeviceType::CPU;
+  int index = 0;
+  static Device cpu() { return {DeviceType::CPU, 0}; }
+  static Device cuda(int i = 0) { return {DeviceType::CUDA, i}; }
+  static Device meta() { return {DeviceType::Meta, 0}; }
+  bool is_cpu() const { return type == DeviceType::CPU; }
+  bool is_cuda() const { return type == DeviceType::CUDA; }
+  bool is_meta() const { return type == DeviceType::Meta; }
+  bool operator==(const Device&) const = default;
+  std::string str() const;
+};
+
+}  // namespace monet
+
+// Run BODY with `scalar_t` bound to the C++ type of a floating dtype.
+#define MONET_DISPATCH_FLOAT(DT, OPNAME, ...)                                                   \
+  [&] {                                                                                         \
+    switch (DT) {                                                                               \
+      case ::monet::DType::F32: {                                                               \
+        using scalar_t = float;                                                                 \
+        return __VA_ARGS__();                                                                   \
+      }                                                                                         \
+      case ::monet::DType::F64: {                                                               \
+        using scalar_t = double;                                                                \
+        return __VA_ARGS__();                                                                   \
+      }                                                                                         \
+      default:                                                                                  \
+        throw ::monet::Error(                                                                   \
+            ::fmt::format("{}: expected a floating tensor, got {}", OPNAME, ::monet::dtype_name(DT))); \
+    }                                                                                           \
+  }()
+
+// Same, for every dtype (copies, gathers): integer tensors too.
+#define MONET_DISPATCH_ALL(DT, OPNAME, ...)                                                      \
+  [&] {                                                                                         \
+    switch (DT) {                                                                               \
+      case ::monet::DType::F32: {                                                               \
+        using scalar_t = float;                                                                 \
+        return __VA_ARGS__();                                                                   \
+      }                                                                                         \
+      case ::monet::DType::F64: {                                                               \
+        using scalar_t = double;                                                                \
+        return __VA_ARGS__();                                                                   \
+      }                                                                                         \
+      case ::monet::DType::I32: {                                                               \
+        using scalar_t = int32_t;                                                               \
+        return __VA_ARGS__();                                                                   \
+      }                                                                                         \
+    }                                                                                           \
+    throw ::monet::Error(::fmt::format("{}: unknown dtype", OPNAME));                           \
+  }()

@@ -1,0 +1,80 @@
+#include "core/memory.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include "core/error.h"
+
+#ifdef MONET_WITH_CUDA
+#include "core/cuda/allocator.h"
+#endif
+
+namespace monet {
+namespace {
+
+struct Counters {
+  std::atomic<int64_t> current{0}, peak{0}, largest{0}, count{0};
+};
+
+// One set of counters per device type: the only process-wide state of this file, and it only
+// observes (it never changes what an allocation returns).
+Counters& counters(DeviceType t) {
+  static Counters c[3];
+  return c[static_cast<int>(t)];
+}
+
+void note_alloc(DeviceType t, int64_t n) {
+  Counters& c = counters(t);
+  int64_t now = c.current.fetch_add(n) + n;
+  int64_t p = c.peak.load();
+  while (now > p && !c.peak.compare_exchange_weak(p, now)) {
+  }
+  int64_t l = c.largest.load();
+  while (n > l && !c.largest.compare_exchange_weak(l, n)) {
+  }
+  c.count.fetch_add(1);
+}
+
+}  // namespace
+
+void* memory::allocate(Device d, size_t nbytes) {
+  note_alloc(d.type, static_cast<int64_t>(nbytes));
+  if (nbytes == 0 || d.is_meta()) return nullptr;
+  if (d.is_cuda()) {
+#ifdef MONET_WITH_CUDA
+    return cuda::device_alloc(nbytes);
+#else
+    throw Error("this build has no CUDA backend (configure with nvcc and -DMONET_CUDA=ON)");
+#endif
+  }
+  size_t rounded = (nbytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded);
+  if (!p) throw Error(fmt::format("out of host memory allocating {} bytes", nbytes));
+  return p;
+}
+
+void memory::release(Device d, void* p, size_t nbytes) {
+  counters(d.type).current.fetch_sub(static_cast<int64_t>(nbytes));
+  if (!p) return;
+  if (d.is_cuda()) {
+#ifdef MONET_WITH_CUDA
+    cuda::device_free(p, nbytes);
+#endif
+    return;
+  }
+  std::free(p);
+}
+
+MemoryStats memory::stats(DeviceType t) {
+  Counters& c = counters(t);
+  return {c.current.load(), c.peak.load(), c.largest.load(), c.count.load()};
+}
+
+void memory::reset_peak(DeviceType t) {
+  Counters& c = counters(t);
+  c.peak.store(c.current.load());
+  c.largest.store(0);
+}
+
+}  // namespace monet

@@ -1,0 +1,29 @@
+// Device memory: a tracking allocator (current and peak bytes, per device type) under every Storage.
+//
+// The complexity table reads these counters to report the peak memory of a step; tests read
+// `largest_allocation` to prove that a layer never materialises a B·T·N-sized intermediate.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace monet {
+
+struct MemoryStats {
+  int64_t current = 0;             // bytes live now
+  int64_t peak = 0;                // high-water mark since the last reset_peak
+  int64_t largest_allocation = 0;  // largest single request since the last reset_peak
+  int64_t allocations = 0;         // number of requests since start
+};
+
+namespace memory {
+// Raw allocation on a device, counted. CPU memory is 64-byte aligned (AVX-512 rows).
+void* allocate(Device d, size_t nbytes);
+void release(Device d, void* p, size_t nbytes);
+MemoryStats stats(DeviceType t);
+// Peak and largest are reset to the current figures (start of a measured region).
+void reset_peak(DeviceType t);
+}  // namespace memory
+
+}  // namespace monet

@@ -1,0 +1,124 @@
+// matmul: C = A·B on the last two axes, batch axes broadcast. Each matrix goes to OpenBLAS's
+// gemm as it lies in memory: a row-major view is passed as is, a transposed view (unit stride on
+// the row axis) as a transpose flag with its leading dimension, so x·Wᵀ and the backward products
+// never copy. Only a view with no unit stride on either axis is made dense first.
+//
+// Backward (for C = A·B):  dA = dC·Bᵀ,  dB = Aᵀ·dC, each summed back over broadcast batch axes.
+#include <cblas.h>
+
+#include "core/cpu/loops.h"
+#include "core/flops.h"
+#include "core/ops/common.h"
+
+namespace monet {
+using namespace detail;
+
+namespace {
+
+struct GemmOperand {
+  CBLAS_TRANSPOSE trans;
+  int64_t ld;
+};
+
+// How to hand a [rows, cols] matrix with element strides (sr, sc) to row-major gemm, if possible.
+bool gemm_layout(int64_t rows, int64_t cols, int64_t sr, int64_t sc, GemmOperand* out) {
+  if ((sc == 1 || cols == 1) && sr >= std::max<int64_t>(1, cols)) {
+    *out = {CblasNoTrans, sr};
+    return true;
+  }
+  if ((sr == 1 || rows == 1) && sc >= std::max<int64_t>(1, rows)) {
+    *out = {CblasTrans, sc};
+    return true;
+  }
+  return false;
+}
+
+void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
+}
+void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, const double* A,
+          int64_t lda, const double* B, int64_t ldb, double* C, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, 1.0, A, lda, B, ldb, 0.0, C, ldc);
+}
+
+// The forward kernel: no autograd, a and b already validated.
+Tensor matmul_kernel(Tensor a, Tensor b) {
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  // [..., M, K]·[K, N] with a dense A: fold the batch into M, one gemm.
+  if (b.dim() == 2 && a.dim() > 2 && a.is_contiguous()) {
+    Shape out_shape = a.shape();
+    out_shape.back() = N;
+    Tensor a2 = make_view(a, {a.numel() / K, K}, {K, 1}, a.offset());
+    return make_view(matmul_kernel(a2, b), out_shape, contiguous_strides(out_shape), 0);
+  }
+  Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  Shape batch = broadcast_shapes(ba, bb, "matmul");
+  Shape out_shape = batch;
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  GemmOperand la{}, lb{};
+  if (!gemm_layout(M, K, a.strides()[a.dim() - 2], a.strides().back(), &la)) {
+    a = a.detach().contiguous();
+    la = {CblasNoTrans, K};
+  }
+  if (!gemm_layout(K, N, b.strides()[b.dim() - 2], b.strides().back(), &lb)) {
+    b = b.detach().contiguous();
+    lb = {CblasNoTrans, N};
+  }
+  Tensor out = empty(out_shape, a.dtype(), a.device());
+  if (out.numel() == 0) return out;
+  flops::count(2 * shape_numel(batch) * M * N * K);
+  if (K == 0) {
+    fill_(out, 0.0);
+    return out;
+  }
+  // Batch strides of each operand (0 on broadcast axes), and of the dense output.
+  auto batch_strides = [&](const Tensor& t) {
+    Tensor v = make_view(t, Shape(t.shape().begin(), t.shape().end() - 2),
+                         Shape(t.strides().begin(), t.strides().end() - 2), t.offset());
+    return broadcast_strides(v, batch);
+  };
+  Shape so = contiguous_strides(batch);
+  for (int64_t& s : so) s *= M * N;
+  MONET_DISPATCH_FLOAT(a.dtype(), "matmul", [&] {
+    const auto* pa = static_cast<const scalar_t*>(a.storage()->data());
+    const auto* pb = static_cast<const scalar_t*>(b.storage()->data());
+    scalar_t* pc = out.data<scalar_t>();
+    cpu::strided_loop<3>(batch, {batch_strides(a), batch_strides(b), so},
+                         {a.offset(), b.offset(), 0}, [&](const std::array<int64_t, 3>& o) {
+                           gemm(la.trans, lb.trans, M, N, K, pa + o[0], la.ld, pb + o[1], lb.ld,
+                                pc + o[2], N);
+                         });
+  });
+  return out;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  MONET_CHECK(a.dim() >= 2 && b.dim() >= 2 && a.size(-1) == b.size(-2),
+              "matmul: shapes {} and {} do not multiply (need [..., M, K] and [..., K, N])",
+              shape_str(a.shape()), shape_str(b.shape()));
+  MONET_CHECK(a.dtype() == b.dtype(), "matmul: dtypes differ ({} and {})", dtype_name(a.dtype()),
+              dtype_name(b.dtype()));
+  check_same_device("matmul", a, b);
+  check_cpu("matmul", a);
+  Tensor out = matmul_kernel(a, b);
+  const bool need_a = a.requires_grad(), need_b = b.requires_grad();
+  record(out, "matmul", {a, b}, [a = a.detach(), b = b.detach(), need_a, need_b](const Tensor& g) {
+    Tensor ga, gb;
+    if (need_a) ga = sum_to(matmul(g, transpose(b, -1, -2)), a.shape());
+    if (!need_b) {
+    } else if (b.dim() == 2 && a.dim() > 2) {  // shared weight: one gemm over all rows, no batch sum
+      const int64_t K = a.size(-1), N = b.size(-1);
+      gb = matmul(transpose(reshape(a, {-1, K}), 0, 1), reshape(g, {-1, N}));
+    } else {
+      gb = sum_to(matmul(transpose(a, -1, -2), g), b.shape());
+    }
+    return std::vector<Tensor>{ga, gb};
+  });
+  return out;
+}
+
+}  // namespace monet

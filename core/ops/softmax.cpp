@@ -1,0 +1,172 @@
+// The softmax family, computed stably by subtracting each row's maximum:
+//   softmax(x)_i     = exp(x_i − m) / Σ_j exp(x_j − m)
+//   log_softmax(x)_i = x_i − m − log Σ_j exp(x_j − m)
+//   cross_entropy    = mean over rows of (logsumexp(x) − x_target), fused: the probabilities are
+//                      never stored, and its backward (softmax − onehot)/count is one kernel.
+#include <cmath>
+
+#include "core/flops.h"
+#include "core/ops/common.h"
+
+namespace monet {
+using namespace detail;
+
+namespace {
+
+// Rows of `a` along `axis`, made dense with the axis last. `back` undoes the move.
+Tensor rows_of(const Tensor& a, int64_t axis) {
+  return axis == a.dim() - 1 ? a.detach().contiguous() : transpose(a.detach(), axis, -1).contiguous();
+}
+Tensor back_from_rows(const Tensor& r, int64_t axis, int64_t ndim) {
+  return axis == ndim - 1 ? r : transpose(r, axis, -1).contiguous();
+}
+
+enum class RowOp { Softmax, LogSoftmax };
+
+Tensor softmax_kernel(const Tensor& a, int64_t axis, RowOp op) {
+  check_cpu("softmax", a);
+  Tensor x = rows_of(a, axis);
+  Tensor y = empty_like(x);
+  const int64_t n = x.numel() ? x.shape().back() : 0, m = n ? x.numel() / n : 0;
+  flops::count(5 * x.numel());
+  MONET_DISPATCH_FLOAT(a.dtype(), "softmax", [&] {
+    using T = scalar_t;
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    for (int64_t r = 0; r < m; ++r) {
+      const T* xi = px + r * n;
+      T* yi = py + r * n;
+      T mx = xi[0];
+      for (int64_t j = 1; j < n; ++j) mx = std::max(mx, xi[j]);
+      double s = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        T e = std::exp(xi[j] - mx);
+        if (op == RowOp::Softmax) yi[j] = e;
+        s += e;
+      }
+      if (op == RowOp::Softmax) {
+        const T inv = static_cast<T>(1.0 / s);
+        for (int64_t j = 0; j < n; ++j) yi[j] *= inv;
+      } else {
+        const T lse = mx + static_cast<T>(std::log(s));
+        for (int64_t j = 0; j < n; ++j) yi[j] = xi[j] - lse;
+      }
+    }
+  });
+  return back_from_rows(y, axis, a.dim());
+}
+
+}  // namespace
+
+Tensor softmax(const Tensor& a, int64_t axis) {
+  axis = norm_axis(axis, a.dim(), "softmax");
+  Tensor out = softmax_kernel(a, axis, RowOp::Softmax);
+  // dx = y ⊙ (g − Σ_j g_j y_j)
+  record(out, "softmax", {a}, [y = out.detach(), axis](const Tensor& g) {
+    return std::vector<Tensor>{mul(y, sub(g, sum(mul(g, y), {axis}, true)))};
+  });
+  return out;
+}
+
+Tensor log_softmax(const Tensor& a, int64_t axis) {
+  axis = norm_axis(axis, a.dim(), "log_softmax");
+  Tensor out = softmax_kernel(a, axis, RowOp::LogSoftmax);
+  // dx = g − exp(y) · Σ_j g_j
+  record(out, "log_softmax", {a}, [y = out.detach(), axis](const Tensor& g) {
+    return std::vector<Tensor>{sub(g, mul(exp(y), sum(g, {axis}, true)))};
+  });
+  return out;
+}
+
+Tensor logsumexp(const Tensor& a, int64_t axis, bool keepdim) {
+  axis = norm_axis(axis, a.dim(), "logsumexp");
+  Tensor out;
+  {
+    NoGradGuard ng;  // lse = x_i − log_softmax(x)_i, read off column 0
+    Tensor x = a.detach();
+    out = sub(slice(x, axis, 0, 1), slice(log_softmax(x, axis), axis, 0, 1));
+    if (!keepdim) out = squeeze(out, axis);
+  }
+  // d lse / dx = softmax(x)
+  record(out, "logsumexp", {a}, [x = a.detach(), axis, keepdim](const Tensor& g) {
+    Tensor gk = keepdim ? g : unsqueeze(g, axis);
+    return std::vector<Tensor>{mul(gk, softmax(x, axis))};
+  });
+  return out;
+}
+
+namespace {
+
+// ∂loss/∂logits = g · (softmax(x) − onehot(t)) / count, zero on ignored rows.
+Tensor cross_entropy_backward(const Tensor& x, const Tensor& t, const Tensor& g, int32_t ignore,
+                              int64_t count) {
+  Tensor dx = empty_like(x);
+  const int64_t n = x.shape().back(), m = x.numel() / n;
+  const double scale = g.item() / static_cast<double>(std::max<int64_t>(count, 1));
+  MONET_DISPATCH_FLOAT(x.dtype(), "cross_entropy", [&] {
+    using T = scalar_t;
+    const T* px = x.data<T>();
+    const int32_t* pt = t.data<int32_t>();
+    T* pd = dx.data<T>();
+    for (int64_t r = 0; r < m; ++r) {
+      const T* xi = px + r * n;
+      T* di = pd + r * n;
+      if (pt[r] == ignore) {
+        std::fill(di, di + n, T(0));
+        continue;
+      }
+      T mx = xi[0];
+      for (int64_t j = 1; j < n; ++j) mx = std::max(mx, xi[j]);
+      double s = 0;
+      for (int64_t j = 0; j < n; ++j) s += std::exp(xi[j] - mx);
+      const double inv = 1.0 / s;
+      for (int64_t j = 0; j < n; ++j) di[j] = static_cast<T>(scale * std::exp(xi[j] - mx) * inv);
+      di[pt[r]] -= static_cast<T>(scale);
+    }
+  });
+  return dx;
+}
+
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore_index) {
+  Shape lead(logits.shape().begin(), logits.shape().end() - (logits.dim() ? 1 : 0));
+  MONET_CHECK(logits.dim() >= 1 && targets.shape() == lead,
+              "cross_entropy: logits {} need targets of shape {}, got {}",
+              shape_str(logits.shape()), shape_str(lead), shape_str(targets.shape()));
+  check_dtype("cross_entropy (targets)", targets, DType::I32);
+  check_same_device("cross_entropy", logits, targets);
+  check_cpu("cross_entropy", logits);
+  Tensor x = logits.detach().contiguous();
+  Tensor t = targets.contiguous();
+  const int64_t n = x.shape().back(), m = n ? x.numel() / n : 0;
+  int64_t count = 0;
+  double total = 0;
+  flops::count(4 * x.numel());
+  MONET_DISPATCH_FLOAT(x.dtype(), "cross_entropy", [&] {
+    using T = scalar_t;
+    const T* px = x.data<T>();
+    const int32_t* pt = t.data<int32_t>();
+    for (int64_t r = 0; r < m; ++r) {
+      if (pt[r] == ignore_index) continue;
+      MONET_CHECK(pt[r] >= 0 && pt[r] < n, "cross_entropy: target {} out of range [0, {}) at row {}",
+                  pt[r], n, r);
+      const T* xi = px + r * n;
+      T mx = xi[0];
+      for (int64_t j = 1; j < n; ++j) mx = std::max(mx, xi[j]);
+      double s = 0;
+      for (int64_t j = 0; j < n; ++j) s += std::exp(static_cast<double>(xi[j] - mx));
+      total += static_cast<double>(mx) + std::log(s) - static_cast<double>(xi[pt[r]]);
+      ++count;
+    }
+  });
+  Tensor out = scalar(count ? total / static_cast<double>(count) : 0.0, logits.dtype(), logits.device());
+  record(out, "cross_entropy", {logits},
+         [x, t, ignore_index, count, shape = logits.shape()](const Tensor& g) {
+           return std::vector<Tensor>{
+               reshape(cross_entropy_backward(x, t, g, ignore_index, count), shape)};
+         });
+  return out;
+}
+
+}  // namespace monet

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# One command: install what is missing, build, run the whole test suite with CTest.
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/deps.sh
+scripts/build.sh
+cd build && ctest --output-on-failure -j"$(nproc)" "$@"
