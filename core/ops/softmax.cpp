@@ -1,6 +1,6 @@
 // The softmax family, computed stably by subtracting each row's maximum:
 //   softmax(x)_i     = exp(x_i − m) / Σ_j exp(x_j − m)
-//   log_softmax(x)_i = x_i − m − log Σ_j exp(x_j − m)
+//   log_softmax(x)_i = (x_i − m) − log Σ_j exp(x_j − m)
 //   cross_entropy    = mean over rows of (logsumexp(x) − x_target), fused: the probabilities are
 //                      never stored, and its backward (softmax − onehot)/count is one kernel.
 #include <cmath>
@@ -48,8 +48,9 @@ Tensor softmax_kernel(const Tensor& a, int64_t axis, RowOp op) {
         const T inv = static_cast<T>(1.0 / s);
         for (int64_t j = 0; j < n; ++j) yi[j] *= inv;
       } else {
-        const T lse = mx + static_cast<T>(std::log(s));
-        for (int64_t j = 0; j < n; ++j) yi[j] = xi[j] - lse;
+        // (x − m) − log s, not x − (m + log s): exact for the largest entry even at |x| ≫ 1
+        const T log_s = static_cast<T>(std::log(s));
+        for (int64_t j = 0; j < n; ++j) yi[j] = (xi[j] - mx) - log_s;
       }
     }
   });

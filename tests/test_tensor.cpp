@@ -1,0 +1,146 @@
+// Tensor basics: views share storage, contiguous() copies only when it must, errors name the op
+// and the shapes, the RNG is reproducible, the tracking allocator and the FLOP counter count right.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/flops.h"
+#include "core/memory.h"
+#include "core/ops.h"
+#include "core/random.h"
+
+using namespace monet;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+#define EXPECT_ERROR_WITH(stmt, ...)                                   \
+  try {                                                                \
+    stmt;                                                              \
+    ADD_FAILURE() << "expected monet::Error from " #stmt;              \
+  } catch (const Error& e) {                                           \
+    EXPECT_THAT(std::string(e.what()), AllOf(__VA_ARGS__));            \
+  }
+
+TEST(Tensor, ViewsShareStorageAndSeeWrites) {
+  Tensor a = from_vector<float>({0, 1, 2, 3, 4, 5}, {2, 3});
+  Tensor t = a.transpose(0, 1), s = a.slice(1, 1, 3), r = a.reshape({3, 2}), e = a.slice(0, 0, 1).expand({4, 3});
+  for (const Tensor& v : {t, s, r, e}) EXPECT_EQ(v.storage(), a.storage());
+  EXPECT_FALSE(t.is_contiguous());
+  EXPECT_EQ(t.strides(), (Shape{1, 3}));
+  EXPECT_EQ(e.strides()[0], 0);
+  copy_(s, from_vector<float>({9, 9}, {1, 2}).expand({2, 2}));  // write through a view
+  EXPECT_EQ(a.to_vector<float>(), (std::vector<float>{0, 9, 9, 3, 9, 9}));
+  EXPECT_EQ(t.to_vector<float>(), (std::vector<float>{0, 3, 9, 9, 9, 9}));
+}
+
+TEST(Tensor, ContiguousCopiesOnlyWhenNeeded) {
+  Tensor a = zeros({4, 5});
+  EXPECT_TRUE(a.contiguous().same(a));
+  EXPECT_TRUE(a.slice(0, 1, 3).is_contiguous());  // a block of whole rows stays dense
+  Tensor t = a.transpose(0, 1).contiguous();
+  EXPECT_NE(t.storage(), a.storage());
+  EXPECT_TRUE(t.is_contiguous());
+  EXPECT_EQ(a.slice(0, 1, 3).reshape({10}).storage(), a.storage());     // reshape of dense: a view
+  EXPECT_NE(a.transpose(0, 1).reshape({20}).storage(), a.storage());    // of a transpose: a copy
+}
+
+TEST(Tensor, ShapeErrorsNameTheOpAndBothShapes) {
+  Tensor a = zeros({2, 3}), b = zeros({4});
+  EXPECT_ERROR_WITH(add(a, b), HasSubstr("add"), HasSubstr("[2, 3]"), HasSubstr("[4]"));
+  EXPECT_ERROR_WITH(matmul(a, zeros({2, 3})), HasSubstr("matmul"), HasSubstr("[2, 3]"));
+  EXPECT_ERROR_WITH(a.reshape({4, 2}), HasSubstr("reshape"), HasSubstr("[2, 3]"), HasSubstr("[4, 2]"));
+  EXPECT_ERROR_WITH(rms_norm(a, ones({4})), HasSubstr("rms_norm"), HasSubstr("[4]"), HasSubstr("[2, 3]"));
+  EXPECT_ERROR_WITH(concat({a, zeros({3, 2})}, 0), HasSubstr("concat"), HasSubstr("[3, 2]"));
+  EXPECT_ERROR_WITH(cross_entropy(a, zeros({3}, DType::I32)), HasSubstr("cross_entropy"), HasSubstr("[2]"), HasSubstr("[3]"));
+  EXPECT_ERROR_WITH(a.item(), HasSubstr("item"), HasSubstr("6"));
+  EXPECT_ERROR_WITH(a.slice(1, 2, 5), HasSubstr("slice"), HasSubstr("[2, 3]"));
+  EXPECT_ERROR_WITH(topk(a, 4), HasSubstr("topk"));
+  EXPECT_ERROR_WITH(embedding(zeros({5, 2}), from_vector<int32_t>({7}, {1})), HasSubstr("out of range"));
+  EXPECT_ERROR_WITH(a.data<double>(), HasSubstr("F32"));
+  EXPECT_ERROR_WITH(a.to(Device::cuda()), HasSubstr("cuda"));
+}
+
+TEST(Tensor, FactoriesAndCasts) {
+  EXPECT_EQ(arange(4).to_vector<int32_t>(), (std::vector<int32_t>{0, 1, 2, 3}));
+  EXPECT_EQ(full({2}, 2.5).to_vector<float>(), (std::vector<float>{2.5f, 2.5f}));
+  Tensor d = from_vector<float>({1.5f, -2.f}, {2}).to(DType::F64);
+  EXPECT_EQ(d.dtype(), DType::F64);
+  EXPECT_EQ(d.to_vector<double>(), (std::vector<double>{1.5, -2.0}));
+  EXPECT_EQ(scalar(3.0).dim(), 0);
+  EXPECT_EQ(scalar(3.0).numel(), 1);
+}
+
+TEST(Random, SameSeedSameNumbersAndRestorableState) {
+  Generator a(5), b(5);
+  EXPECT_EQ(randn({16}, a).to_vector<float>(), randn({16}, b).to_vector<float>());
+  auto st = a.state();
+  std::vector<float> next = randn({8}, a).to_vector<float>();
+  Generator c(999);
+  c.set_state(st);
+  EXPECT_EQ(randn({8}, c).to_vector<float>(), next);
+  Generator d(6);
+  EXPECT_NE(randn({4}, d).to_vector<float>(), randn({4}, b).to_vector<float>());
+}
+
+TEST(Random, NormalAndUniformHaveTheirMoments) {
+  Generator g(1);
+  const int64_t n = 200000;
+  std::vector<double> x = randn({n}, g, DType::F64).to_vector<double>();
+  double m = 0, v = 0;
+  for (double t : x) m += t;
+  m /= n;
+  for (double t : x) v += (t - m) * (t - m);
+  v /= n;
+  EXPECT_NEAR(m, 0.0, 0.01);  // standard error 1/√n ≈ 0.0022
+  EXPECT_NEAR(v, 1.0, 0.01);
+  std::vector<double> u = rand({n}, g, DType::F64).to_vector<double>();
+  double mu = 0, lo = 1, hi = 0;
+  for (double t : u) mu += t, lo = std::min(lo, t), hi = std::max(hi, t);
+  EXPECT_NEAR(mu / n, 0.5, 0.005);
+  EXPECT_GE(lo, 0.0);
+  EXPECT_LT(hi, 1.0);
+}
+
+TEST(Memory, TrackingAllocatorCountsCurrentAndPeak) {
+  memory::reset_peak(DeviceType::CPU);
+  const MemoryStats s0 = memory::stats(DeviceType::CPU);
+  {
+    Tensor a = empty({1000});        // 4000 bytes
+    {
+      Tensor b = empty({500}, DType::F64);  // 4000 bytes: peak = +8000
+    }
+    Tensor c = empty({250});         // 1000 bytes: current = +5000, below the peak
+    const MemoryStats s1 = memory::stats(DeviceType::CPU);
+    EXPECT_EQ(s1.current - s0.current, 5000);
+    EXPECT_EQ(s1.peak - s0.current, 8000);
+    EXPECT_EQ(s1.largest_allocation, 4000);
+  }
+  EXPECT_EQ(memory::stats(DeviceType::CPU).current, s0.current);
+  // A meta tensor is counted (for predicted sizes) but owns no memory.
+  Tensor m = empty({1 << 20}, DType::F32, Device::meta());
+  EXPECT_EQ(m.storage()->data(), nullptr);
+  EXPECT_EQ(memory::stats(DeviceType::Meta).current, 4 << 20);
+}
+
+TEST(Flops, MatmulSoftmaxAndMlpCountThemselves) {
+  Tensor a = zeros({8, 16}), w1 = zeros({16, 32}), w2 = zeros({32, 4});
+  {
+    FlopCounter c;
+    matmul(a, w1);
+    EXPECT_EQ(c.total(), 2 * 8 * 16 * 32);
+  }
+  {
+    FlopCounter c;
+    softmax(a, -1);
+    EXPECT_EQ(c.total(), 5 * 8 * 16);
+  }
+  {
+    FlopCounter c;
+    {
+      FlopScope s("mlp");
+      matmul(relu(matmul(a, w1)), w2);  // 2·8·16·32 + 8·32 + 2·8·32·4
+    }
+    EXPECT_EQ(c.by_category().at("mlp"), 2 * 8 * 16 * 32 + 8 * 32 + 2 * 8 * 32 * 4);
+  }
+  FlopCounter none;
+  EXPECT_EQ(none.total(), 0);
+}
