@@ -1,0 +1,29 @@
+#include "monet/router.h"
+
+#include "core/autograd.h"
+#include "core/ops.h"
+
+namespace monet::moe {
+
+double routing_threshold(int64_t k, int64_t sqrt_n) {
+  MONET_CHECK(k >= 1 && k < sqrt_n, "MONET router: need 1 <= k < sqrt(N), got k = {}, sqrt(N) = {}",
+              k, sqrt_n);
+  return normal_icdf(1.0 - static_cast<double>(k) / static_cast<double>(sqrt_n));
+}
+
+Tensor adaptive_routing(const Tensor& z, const Tensor& running_mean, const Tensor& running_var,
+                        bool training, double sigma) {
+  MONET_CHECK(z.dim() == 4, "MONET router: logits must be [B, T, H, sqrtN], got {}",
+              shape_str(z.shape()));
+  Tensor keep;
+  {
+    NoGradGuard ng;  // the normalised logits only decide which experts are kept
+    Tensor n = batch_norm(z.detach(), 2, running_mean, running_var, training);
+    Tensor tau = max(n, -1, true).first;  // τ = min(max_i n_i, σ)
+    tau = where(greater(tau, full({}, sigma, tau.dtype())), full({}, sigma, tau.dtype()), tau);
+    keep = greater_equal(n, tau);
+  }
+  return softmax(where(keep, z, full({}, -1e10, z.dtype(), z.device())), -1);
+}
+
+}  // namespace monet::moe
