@@ -1,0 +1,145 @@
+#include <gtest/gtest.h>
+
+#include "test_train_util.h"
+#include "train/config.h"
+#include "train/fileio.h"
+
+namespace monet {
+namespace {
+
+using json = nlohmann::json;
+using testing::TempDir;
+using testing::ThrowsWith;
+
+auto parse(const std::string& text) {
+  return [text] { parse_config(json::parse(text)); };
+}
+
+TEST(TrainConfig, DefaultsFromAnEmptyObject) {
+  Config c = parse_config(json::object());
+  EXPECT_EQ(c.model.vocab, 256);
+  EXPECT_EQ(c.model.d, 128);
+  EXPECT_EQ(c.model.ffn.kind, "dense");
+  EXPECT_EQ(c.model.ffn.get_string("activation"), "relu2");
+  EXPECT_EQ(c.model.ffn.get_int("hidden"), 4 * 128);
+  EXPECT_EQ(c.optim.name, "adamw");
+  EXPECT_EQ(c.run.device, "cpu");
+  EXPECT_EQ(c.run.data, "third_party/corpora/toy4");
+  // hidden follows d unless given
+  EXPECT_EQ(parse_config(json::parse(R"({"model": {"d": 64}})")).model.ffn.get_int("hidden"), 256);
+  EXPECT_TRUE(ThrowsWith([&] { c.model.ffn.get_int("experts"); }, {"'experts'", "dense"}));
+}
+
+TEST(TrainConfig, RoundTripsExactly) {
+  json in = json::parse(R"({
+    "model": {"d": 96, "heads": 3, "norm_eps": 1e-6,
+              "ffn": {"activation": "swiglu", "hidden": 200}},
+    "optim": {"name": "sgd", "lr": 0.1234567890123, "min_lr": 1e-5, "grad_clip": 0},
+    "run": {"steps": 7, "seed": 18446744073709551615, "device": "cuda", "data": "/tmp/x y"}})");
+  Config c = parse_config(in);
+  EXPECT_EQ(c.optim.lr, 0.1234567890123);
+  EXPECT_EQ(c.run.seed, 18446744073709551615ull);
+  EXPECT_EQ(c.optim.grad_clip, 0.0);  // an integer where a number is expected is fine
+  json out = to_json(c);
+  Config again = parse_config(json::parse(out.dump()));
+  EXPECT_EQ(again, c);
+  EXPECT_EQ(to_json(again), out);
+  EXPECT_EQ(out["model"]["ffn"],
+            json::parse(R"({"kind":"dense","activation":"swiglu","hidden":200})"));
+
+  TempDir dir("config");
+  save_config(dir / "config.json", c);
+  EXPECT_EQ(load_config(dir / "config.json"), c);
+}
+
+TEST(TrainConfig, UnknownKeysNameTheirPath) {
+  EXPECT_TRUE(ThrowsWith(parse(R"({"modle": {}})"), {"unknown config key 'modle'"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"model": {"dd": 3}})"), {"unknown config key 'model.dd'"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"model": {"ffn": {"hiden": 3}}})"),
+                         {"unknown config key 'model.ffn.hiden'"}));
+  EXPECT_TRUE(
+      ThrowsWith(parse(R"({"run": {"eval": {"x": 1}}})"), {"unknown config key 'run.eval'"}));
+}
+
+TEST(TrainConfig, WrongTypesNameKeyAndType) {
+  EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"steps": "100"}})"),
+                         {"config key 'run.steps' must be an integer, got string"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"steps": 1.5}})"),
+                         {"config key 'run.steps' must be an integer, got number"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"optim": {"lr": "fast"}})"),
+                         {"config key 'optim.lr' must be a number, got string"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"device": 0}})"),
+                         {"config key 'run.device' must be a string, got integer"}));
+  EXPECT_TRUE(
+      ThrowsWith(parse(R"({"model": []})"), {"config key 'model' must be an object, got array"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"model": {"ffn": {"hidden": true}}})"),
+                         {"config key 'model.ffn.hidden' must be an integer, got boolean"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"seed": -1}})"), {"'run.seed'", "non-negative"}));
+  EXPECT_TRUE(ThrowsWith(parse("[]"), {"JSON object"}));
+}
+
+TEST(TrainConfig, InvalidValuesNameTheKey) {
+  EXPECT_TRUE(ThrowsWith(parse(R"({"model": {"d": 130, "heads": 4}})"),
+                         {"config key 'model.heads' must be a divisor of model.d = 130, got 4"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"model": {"heads": 0}})"), {"'model.heads'", "positive"}));
+  EXPECT_TRUE(
+      ThrowsWith(parse(R"({"model": {"layers": -2}})"), {"'model.layers'", "positive, got -2"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"model": {"ffn": {"hidden": 0}}})"),
+                         {"'model.ffn.hidden'", "positive"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"model": {"ffn": {"activation": "tanh"}}})"),
+                         {"'model.ffn.activation'", "relu2|gelu|swiglu", "'tanh'"}));
+  EXPECT_TRUE(
+      ThrowsWith(parse(R"({"model": {"ffn": {"kind": "moe"}}})"), {"'model.ffn.kind'", "'moe'"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"optim": {"name": "adam"}})"), {"'optim.name'", "adamw|sgd"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"optim": {"lr": 1e-3, "min_lr": 1e-2}})"), {"'optim.min_lr'"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"optim": {"beta2": 1}})"), {"'optim.beta2'", "[0, 1)"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"batch": 0}})"), {"'run.batch'", "positive"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"device": "tpu"}})"), {"'run.device'", "cpu|cuda"}));
+}
+
+TEST(TrainConfig, Overrides) {
+  json j = json::parse(R"({"run": {"steps": 5}})");
+  apply_override(j, "run.steps=100");
+  apply_override(j, "optim.lr=2e-3");
+  apply_override(j, "run.device=cuda");  // not JSON: taken as a string
+  apply_override(j, "model.ffn.activation=\"gelu\"");
+  apply_override(j, "run.data=some/folder");
+  Config c = parse_config(j);
+  EXPECT_EQ(c.run.steps, 100);
+  EXPECT_EQ(c.optim.lr, 2e-3);
+  EXPECT_EQ(c.run.device, "cuda");
+  EXPECT_EQ(c.model.ffn.get_string("activation"), "gelu");
+  EXPECT_EQ(c.run.data, "some/folder");
+  apply_override(j, R"(model.ffn={"kind": "dense", "hidden": 64})");
+  EXPECT_EQ(parse_config(j).model.ffn.get_int("hidden"), 64);
+
+  EXPECT_TRUE(
+      ThrowsWith([&] { apply_override(j, "model.dd=3"); }, {"unknown config key 'model.dd'"}));
+  EXPECT_TRUE(ThrowsWith([&] { apply_override(j, "model.ffn.foo=3"); },
+                         {"unknown config key 'model.ffn.foo'"}));
+  EXPECT_TRUE(ThrowsWith([&] { apply_override(j, "run.steps"); }, {"'run.steps'", "key=value"}));
+  apply_override(j, "run.steps=ten");  // accepted here, refused by the parser
+  EXPECT_TRUE(ThrowsWith([&] { parse_config(j); }, {"'run.steps' must be an integer, got string"}));
+  json bad = json::parse(R"({"model": 3})");
+  EXPECT_TRUE(ThrowsWith([&] { apply_override(bad, "model.d=3"); }, {"'model' must be an object"}));
+}
+
+TEST(TrainConfig, ShippedConfigsLoad) {
+  const std::string root = MONET_SOURCE_DIR;
+  Config tiny = load_config(root + "/configs/tiny.json");
+  EXPECT_EQ(tiny.model.d, 128);
+  EXPECT_EQ(tiny.model.ffn.get_int("hidden"), 512);
+  EXPECT_EQ(tiny.run.data, "third_party/corpora/toy4");
+  Config small = load_config(root + "/configs/small.json", {"run.steps=3"});
+  EXPECT_EQ(small.model.d, 256);
+  EXPECT_EQ(small.model.context, 256);
+  EXPECT_EQ(small.run.steps, 3);
+  EXPECT_TRUE(ThrowsWith([&] { load_config(root + "/configs/tiny.json", {"model.heads=5"}); },
+                         {"tiny.json", "'model.heads'"}));
+  TempDir dir("config_file");
+  write_file_atomic(dir / "bad.json", "{\"model\": ");
+  EXPECT_TRUE(ThrowsWith([&] { load_config(dir / "bad.json"); }, {"bad.json", "invalid JSON"}));
+}
+
+}  // namespace
+}  // namespace monet

@@ -1,0 +1,95 @@
+// The run configuration: a JSON file (configs/*.json), `--set key=value` overrides, and the
+// config.json saved in every checkpoint.
+//
+// Schema (every key optional; defaults in brackets):
+//   model: vocab [256], d [128], layers [4], heads [4] (must divide d), context [128],
+//          norm_eps [1e-5],
+//          ffn: {kind ["dense"], ...keys of that kind}; for "dense": activation ["relu2"] one of
+//               relu2|gelu|swiglu, hidden [4·d]
+//   optim: name ["adamw"] adamw|sgd, lr [1e-3], min_lr [0] (cosine floor, <= lr),
+//          weight_decay [0.1], beta1 [0.9], beta2 [0.95], eps [1e-8] (adamw only),
+//          warmup_steps [0], grad_clip [1.0] (0 = off)
+//   run:   steps [1000], batch [16], seed [0], eval_every [100] (0 = only at the end),
+//          eval_windows [64] (windows per domain; 0 = every window), log_every [10],
+//          checkpoint_every [0] (0 = only at the end), device ["cpu"] cpu|cuda,
+//          data ["third_party/corpora/toy4"] (the corpus folder; a relative path is relative to
+//          the current directory, not to the config file, so run `monet` from the repo root)
+//
+// Errors name the full dotted key: "unknown config key 'model.dd'", "config key 'run.steps' must
+// be an integer, got string", "config key 'model.heads' must divide model.d ...".
+//
+// The FFN is the part later issues extend: each kind lists its own keys in one table
+// (ffn_kinds() in config.cpp), with a type, a default and a check; adding a kind is adding a row.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace monet {
+
+struct FfnConfig {
+  std::string kind = "dense";
+  // The kind's own keys, validated, with defaults filled in (for dense: activation, hidden).
+  nlohmann::json params = nlohmann::json::object();
+
+  // Typed access to params; errors name the key if it is absent (not a key of this kind).
+  int64_t get_int(const std::string& key) const;
+  double get_number(const std::string& key) const;
+  std::string get_string(const std::string& key) const;
+  bool operator==(const FfnConfig&) const = default;
+};
+
+struct ModelConfig {
+  int64_t vocab = 256, d = 128, layers = 4, heads = 4, context = 128;
+  double norm_eps = 1e-5;
+  FfnConfig ffn;
+  bool operator==(const ModelConfig&) const = default;
+};
+
+struct OptimConfig {
+  std::string name = "adamw";
+  double lr = 1e-3, min_lr = 0, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  int64_t warmup_steps = 0;
+  double grad_clip = 1.0;
+  bool operator==(const OptimConfig&) const = default;
+};
+
+struct RunConfig {
+  int64_t steps = 1000, batch = 16;
+  uint64_t seed = 0;
+  int64_t eval_every = 100, eval_windows = 64, log_every = 10, checkpoint_every = 0;
+  std::string device = "cpu";
+  std::string data = "third_party/corpora/toy4";
+  bool operator==(const RunConfig&) const = default;
+};
+
+// Build one with parse_config (parse_config({}) for the defaults): a default-constructed Config has
+// no ffn params, since their defaults depend on model.d.
+struct Config {
+  ModelConfig model;
+  OptimConfig optim;
+  RunConfig run;
+  bool operator==(const Config&) const = default;
+};
+
+// Parses and validates; a missing key takes its default. `{}` gives the defaults.
+Config parse_config(const nlohmann::json& j);
+// Every key, defaults included: parse_config(to_json(c)) == c, and to_json of that is identical.
+nlohmann::json to_json(const Config& c);
+
+// Applies one `--set` override, "a.b.c=value": value is parsed as JSON when it parses ("100",
+// "2e-3", "true", "{\"kind\": \"dense\"}") and is taken as a string otherwise ("cuda"). Errors on
+// a missing '=' and on a key that is not in the schema (for model.ffn.*: not a key of any kind).
+// Values are checked later, by parse_config.
+void apply_override(nlohmann::json& j, std::string_view assignment);
+
+// Reads a JSON file, applies the overrides in order, and parses; errors are prefixed with the path.
+Config load_config(const std::filesystem::path& path,
+                   const std::vector<std::string>& overrides = {});
+// Writes to_json(c), indented, atomically.
+void save_config(const std::filesystem::path& path, const Config& c);
+
+}  // namespace monet

@@ -1,0 +1,35 @@
+// Tokenizers turn text into int32 token ids and back. The interface is what the corpus, the
+// trainer and the sampler need; ByteTokenizer (one token per byte, vocab 256) is the only one for
+// now, and a BPE would be another subclass registered in make_tokenizer.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace monet {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  virtual int64_t vocab_size() const = 0;
+  virtual std::vector<int32_t> encode(std::string_view text) const = 0;
+  // Errors on an id outside [0, vocab_size()).
+  virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
+  virtual std::string name() const = 0;  // as written in configs and checkpoints
+};
+
+// Token i is the byte i: lossless on any byte string (UTF-8 or not).
+class ByteTokenizer final : public Tokenizer {
+ public:
+  int64_t vocab_size() const override { return 256; }
+  std::vector<int32_t> encode(std::string_view text) const override;
+  std::string decode(const std::vector<int32_t>& ids) const override;
+  std::string name() const override { return "byte"; }
+};
+
+// The tokenizer called `name` ("byte"); an error lists the known names.
+std::unique_ptr<Tokenizer> make_tokenizer(const std::string& name);
+
+}  // namespace monet
