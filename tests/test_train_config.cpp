@@ -130,7 +130,7 @@ TEST(TrainConfig, ShippedConfigsLoad) {
   EXPECT_EQ(tiny.model.d, 128);
   EXPECT_EQ(tiny.model.ffn.get_int("hidden"), 512);
   EXPECT_EQ(tiny.run.data, "third_party/corpora/toy4");
-  Config small = load_config(root + "/configs/small.json", {"run.steps=3"});
+  Config small = load_config(root + "/configs/small.json", {"run.steps=3", "optim.warmup_steps=1"});
   EXPECT_EQ(small.model.d, 256);
   EXPECT_EQ(small.model.context, 256);
   EXPECT_EQ(small.run.steps, 3);

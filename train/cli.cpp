@@ -1,41 +1,137 @@
-// The `monet` command-line program. Subcommands are added by the training and evaluation issues;
-// for now: --version, --help, and `demo` (the core's smoke test as a user sees it).
+// The `monet` command-line program.
+//   monet train --config FILE.json [--out DIR] [--set key=value ...] | --resume DIR
+//   monet eval --ckpt DIR [--data FOLDER]
+//   monet sample --ckpt DIR --prompt TEXT [--tokens N --temperature T --top-k K --seed S]
+//   monet demo        (the core's smoke test: an MLP learns XOR with SGD)
+// Every error ends the program with one line on stderr and exit status 1.
 #include <cblas.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 
 #include "core/error.h"
+#include "train/checkpoint.h"
 #include "train/demo.h"
+#include "train/fileio.h"
+#include "train/evaluate.h"
+#include "train/sample.h"
+#include "train/tokenizer.h"
+#include "train/trainer.h"
+
+namespace fs = std::filesystem;
+using namespace monet;
+
+namespace {
+
+struct Args {
+  std::string config, out, resume, ckpt, data, prompt;
+  std::vector<std::string> sets;
+  int64_t stop_at = -1, tokens = 200, top_k = 0, batch = 16, windows = 0;
+  double temperature = 0.8;
+  uint64_t seed = 0;
+  int demo_steps = 300;
+};
+
+void print_eval(const std::vector<DomainEval>& ev) {
+  fmt::print("| domain | val loss (nats/token) | bits per byte | tokens |\n|---|---:|---:|---:|\n");
+  for (const DomainEval& e : ev) fmt::print("| {} | {:.4f} | {:.4f} | {} |\n", e.domain, e.loss, e.bpb, e.tokens);
+}
+
+int run_train(const Args& a) {
+  TrainOptions opt;
+  if (!a.resume.empty()) {
+    opt.resume = true;
+    opt.out_dir = a.resume;
+    opt.config = resume_config(a.resume, a.sets);
+  } else {
+    MONET_CHECK(!a.config.empty(), "train: give --config FILE.json (or --resume DIR)");
+    opt.config = load_config(a.config, a.sets);
+    opt.out_dir = a.out.empty() ? fs::path("runs") / fs::path(a.config).stem() : fs::path(a.out);
+  }
+  opt.stop_at = a.stop_at;
+  TrainResult r = train(opt);
+  if (!r.eval.empty()) print_eval(r.eval);
+  return 0;
+}
+
+int run_eval(const Args& a) {
+  Config cfg;
+  auto model = load_model(a.ckpt, &cfg);
+  ByteTokenizer tok;
+  const std::string folder = a.data.empty() ? cfg.run.data : a.data;
+  std::vector<DomainEval> ev;
+  if (fs::is_directory(folder)) {
+    ev = evaluate(*model, Corpus::load(folder, tok).domains(), a.batch, cfg.model.context, a.windows);
+  } else {  // one text file
+    std::vector<int32_t> ids = tok.encode(read_file(folder));
+    ev.push_back(evaluate_tokens(*model, fs::path(folder).filename().string(), ids, a.batch,
+                                 cfg.model.context, a.windows));
+  }
+  print_eval(ev);
+  return 0;
+}
+
+int run_sample(const Args& a) {
+  auto model = load_model(a.ckpt);
+  ByteTokenizer tok;
+  SampleOptions so{a.tokens, a.temperature, a.top_k, a.seed};
+  fmt::print("{}\n", tok.decode(sample(*model, tok.encode(a.prompt), so)));
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"monet: Mixture-of-Experts layers (dense, SMoE, PEER, MONET-HD/VD), trained and measured"};
   app.set_version_flag("--version", std::string("monet ") + MONET_VERSION);
   app.require_subcommand(0, 1);
+  Args a;
 
-  int demo_steps = 300;
-  uint64_t demo_seed = 0;
+  CLI::App* train = app.add_subcommand("train", "train a model from a JSON config on a text corpus");
+  train->add_option("--config", a.config, "the run configuration (configs/*.json)");
+  train->add_option("--out", a.out, "output folder (default runs/<config name>)");
+  train->add_option("--set", a.sets, "override a config key: --set run.steps=100 (repeatable)");
+  train->add_option("--resume", a.resume, "continue the run in this folder from its checkpoint");
+  train->add_option("--stop-at", a.stop_at, "stop with a checkpoint after this many steps");
+
+  CLI::App* eval = app.add_subcommand("eval", "validation loss and bits per byte of a checkpoint");
+  eval->add_option("--ckpt", a.ckpt, "run or checkpoint folder")->required();
+  eval->add_option("--data", a.data, "a corpus folder or a text file (default: the run's corpus)");
+  eval->add_option("--batch", a.batch, "windows per forward pass")->check(CLI::PositiveNumber);
+  eval->add_option("--windows", a.windows, "at most this many windows per domain (0: all)");
+
+  CLI::App* samp = app.add_subcommand("sample", "generate text from a checkpoint (KV cache)");
+  samp->add_option("--ckpt", a.ckpt, "run or checkpoint folder")->required();
+  samp->add_option("--prompt", a.prompt, "the text to continue")->required();
+  samp->add_option("--tokens", a.tokens, "tokens to generate")->check(CLI::PositiveNumber);
+  samp->add_option("--temperature", a.temperature, "0 for greedy")->check(CLI::NonNegativeNumber);
+  samp->add_option("--top-k", a.top_k, "sample among the k most likely (0: all)");
+  samp->add_option("--seed", a.seed, "random seed");
+
   CLI::App* demo = app.add_subcommand("demo", "train a tiny MLP on a synthetic task with the core and print its loss");
-  demo->add_option("--steps", demo_steps, "SGD steps")->check(CLI::PositiveNumber);
-  demo->add_option("--seed", demo_seed, "random seed");
+  demo->add_option("--steps", a.demo_steps, "SGD steps")->check(CLI::PositiveNumber);
+  demo->add_option("--seed", a.seed, "random seed");
 
   CLI11_PARSE(app, argc, argv);
   try {
-    fmt::print("monet {} | OpenBLAS core: {}, {} threads\n", MONET_VERSION, openblas_get_corename(),
-               openblas_get_num_threads());
+    fmt::print(stderr, "monet {} | OpenBLAS {} ({} threads)\n", MONET_VERSION,
+               openblas_get_corename(), openblas_get_num_threads());
+    if (app.got_subcommand(train)) return run_train(a);
+    if (app.got_subcommand(eval)) return run_eval(a);
+    if (app.got_subcommand(samp)) return run_sample(a);
     if (app.got_subcommand(demo)) {
-      auto r = monet::run_xor_demo(demo_steps, demo_seed, [&](int step, double loss) {
-        if (step % 25 == 0 || step == demo_steps - 1) fmt::print("step {:4d}  loss {:.4f}\n", step, loss);
+      auto r = run_xor_demo(a.demo_steps, a.seed, [&](int step, double loss) {
+        if (step % 25 == 0 || step == a.demo_steps - 1) fmt::print("step {:4d}  loss {:.4f}\n", step, loss);
       });
-      fmt::print("demo: loss {:.4f} -> {:.4f}, accuracy {:.1f}%\n", r.first_loss, r.final_loss,
-                 100 * r.accuracy);
+      fmt::print("demo: loss {:.4f} -> {:.4f}, accuracy {:.1f}%\n", r.first_loss, r.final_loss, 100 * r.accuracy);
       return 0;
     }
     fmt::print("{}", app.help());
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "monet: error: %s\n", e.what());
+    fmt::print(stderr, "monet: error: {}\n", e.what());
     return 1;
   }
 }

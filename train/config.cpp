@@ -244,6 +244,8 @@ void validate(const Config& c) {
   const RunConfig& r = c.run;
   require(r.steps > 0, "run.steps", "positive", r.steps);
   require(r.batch > 0, "run.batch", "positive", r.batch);
+  require(o.warmup_steps < r.steps, "optim.warmup_steps", fmt::format("less than run.steps = {}", r.steps),
+          o.warmup_steps);
   require(r.eval_every >= 0, "run.eval_every", "non-negative (0 = only at the end)", r.eval_every);
   require(r.eval_windows >= 0, "run.eval_windows", "non-negative (0 = all)", r.eval_windows);
   require(r.log_every > 0, "run.log_every", "positive", r.log_every);

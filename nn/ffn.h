@@ -1,0 +1,17 @@
+// The feed-forward slot of a transformer block. The dense MLP (nn/mlp.h) fills it by default; the
+// sparse layers (SMoE, PEER, MONET in monet/) plug in through TransformerConfig's factory.
+// Input and output are [..., d_model].
+#pragma once
+#include "nn/module.h"
+
+namespace monet::nn {
+
+class FeedForward : public Module {
+ public:
+  virtual Tensor forward(const Tensor& x) = 0;
+  // Auxiliary loss of this layer's last forward (undefined Tensor if none), added to the LM loss
+  // by the trainer (load balancing of a router, for instance).
+  virtual Tensor aux_loss() const { return Tensor(); }
+};
+
+}  // namespace monet::nn

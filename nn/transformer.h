@@ -1,0 +1,81 @@
+// The decoder-only transformer of moe-math.md §1 (LLaMA-style, pre-norm):
+//   h₀ = E[ids]
+//   h ← h + Attn(RMSNorm₁(h));  h ← h + FFN(RMSNorm₂(h))      for each of the N blocks
+//   logits = RMSNorm(h)·W_headᵀ                                untied head, no biases anywhere
+// Parameter names: embed.weight, layers.<i>.{norm1, attn.{wq,wk,wv,wo}, norm2, ffn.*}.weight,
+// norm.weight, lm_head.weight. The FFN of each block comes from TransformerConfig's factory, or is
+// the dense MLP when there is none.
+#pragma once
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "nn/attention.h"
+#include "nn/ffn.h"
+#include "nn/mlp.h"
+#include "nn/norm.h"
+
+namespace monet::nn {
+
+struct TransformerConfig {
+  int64_t vocab = 0, d_model = 0, n_layers = 0, n_heads = 0;
+  int64_t context = 0;  // the longest sequence (RoPE tables, KV cache)
+  double norm_eps = 1e-6, rope_theta = 10000.0;
+  Activation mlp_activation = Activation::ReLU2;
+  int64_t mlp_hidden = 0;  // 0: 4·d_model
+  DType dtype = DType::F32;
+  Device device = Device::cpu();
+  double init_std = 0.02;
+
+  int64_t mlp_hidden_or_default() const { return mlp_hidden > 0 ? mlp_hidden : 4 * d_model; }
+  ParamOptions param_options() const { return {dtype, device, init_std}; }
+  void validate() const;  // monet::Error naming the bad field
+};
+
+// Builds the FFN of block `layer` (called once per layer, in order, during construction).
+using FeedForwardFactory = std::function<std::shared_ptr<FeedForward>(int layer)>;
+
+class Block : public Module {
+ public:
+  Block(const TransformerConfig& cfg, std::shared_ptr<const RotaryEmbedding> rope,
+        std::shared_ptr<FeedForward> ffn, Generator& gen);
+  Tensor forward(const Tensor& h, KVCache* cache = nullptr);  // [B, T, d] -> [B, T, d]
+  FeedForward& ffn() const { return *ffn_; }
+
+ private:
+  std::shared_ptr<RMSNorm> norm1_, norm2_;
+  std::shared_ptr<CausalSelfAttention> attn_;
+  std::shared_ptr<FeedForward> ffn_;
+};
+
+class Transformer : public Module {
+ public:
+  // Draws the parameters from `gen` in registration order (the factory draws from whatever
+  // generator it captured, when it is called for its layer).
+  Transformer(const TransformerConfig& cfg, Generator& gen, FeedForwardFactory ffn = nullptr);
+
+  // ids int32 [B, T], T ≤ context -> logits [B, T, vocab].
+  Tensor forward(const Tensor& ids);
+  // Incremental decoding: ids [B, T_new] are the tokens after those already in `caches` (one per
+  // layer, see make_caches), which are extended. Logits [B, T_new, vocab].
+  Tensor forward(const Tensor& ids, std::vector<KVCache>& caches);
+  std::vector<KVCache> make_caches() const { return std::vector<KVCache>(blocks_.size()); }
+
+  // Σ over blocks of their FFN's aux_loss() from the last forward; undefined if none has one.
+  Tensor aux_loss() const;
+
+  const TransformerConfig& config() const { return cfg_; }
+  const std::vector<std::shared_ptr<Block>>& blocks() const { return blocks_; }
+
+ private:
+  Tensor run(const Tensor& ids, std::vector<KVCache>* caches);
+
+  TransformerConfig cfg_;
+  std::shared_ptr<const RotaryEmbedding> rope_;
+  std::shared_ptr<Embedding> embed_;
+  std::vector<std::shared_ptr<Block>> blocks_;
+  std::shared_ptr<RMSNorm> norm_;
+  std::shared_ptr<Linear> lm_head_;
+};
+
+}  // namespace monet::nn

@@ -1,0 +1,83 @@
+// The `monet` binary on bad input: every case ends with exit status 1 and one line on stderr that
+// names the problem — never a crash or a stack trace.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <memory>
+
+#include "test_train_util.h"
+#include "train/fileio.h"
+
+using monet::testing::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int status;
+  std::string err;
+};
+
+// Runs build/monet with `args` (stdout discarded), capturing stderr.
+Run monet_cli(const std::string& args, const fs::path& tmp) {
+  const fs::path err = tmp / "stderr.txt";
+  const std::string cmd = std::string(MONET_BINARY_DIR) + "/monet " + args + " >/dev/null 2>" + err.string();
+  const int rc = std::system(cmd.c_str());
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, monet::read_file(err)};
+}
+
+// The error line, without the start-up banner.
+std::string error_line(const std::string& err) {
+  const size_t at = err.find("monet: error: ");
+  return at == std::string::npos ? "" : err.substr(at);
+}
+
+void expect_clean_error(const Run& r, const std::string& word) {
+  EXPECT_EQ(r.status, 1) << r.err;
+  const std::string line = error_line(r.err);
+  EXPECT_NE(line.find(word), std::string::npos) << "stderr: " << r.err;
+  EXPECT_EQ(line.find('\n'), line.size() - 1) << "more than one line: " << r.err;
+}
+
+}  // namespace
+
+TEST(Cli, VersionAndHelp) {
+  TempDir t("cli_version");
+  EXPECT_EQ(monet_cli("--version", t.path()).status, 0);
+  EXPECT_EQ(monet_cli("--help", t.path()).status, 0);
+  EXPECT_EQ(monet_cli("train --help", t.path()).status, 0);
+}
+
+TEST(Cli, BadInputEndsWithOneLineNamingTheProblem) {
+  TempDir t("cli_bad");
+  const fs::path data = t / "data";
+  fs::create_directories(data);
+  monet::write_file_atomic(data / "a.train.txt", std::string(300, 'x'));
+  monet::write_file_atomic(data / "a.val.txt", std::string(300, 'y'));
+  fs::create_directories(t / "empty");
+  monet::write_file_atomic(t / "empty" / "a.train.txt", "");
+  monet::write_file_atomic(t / "empty" / "a.val.txt", "abc");
+  monet::write_file_atomic(t / "malformed.json", "{\"model\": {\"d\": 16,");
+  monet::write_file_atomic(t / "wrongtype.json", "{\"run\": {\"steps\": \"ten\"}}");
+  monet::write_file_atomic(t / "unknown.json", "{\"model\": {\"dd\": 16}}");
+  const std::string base = "{\"model\": {\"d\": 16, \"layers\": 1, \"heads\": 2, \"context\": CTX}, "
+                           "\"run\": {\"steps\": 2, \"batch\": 2, \"data\": \"DATA\"}}";
+  auto config = [&](const std::string& name, int ctx, const fs::path& folder) {
+    std::string s = base;
+    s.replace(s.find("CTX"), 3, std::to_string(ctx));
+    s.replace(s.find("DATA"), 4, folder.string());
+    monet::write_file_atomic(t / name, s);
+    return (t / name).string();
+  };
+  const std::string out = " --out " + (t / "run").string();
+  expect_clean_error(monet_cli("train --config " + (t / "missing.json").string(), t.path()), "missing.json");
+  expect_clean_error(monet_cli("train --config " + (t / "malformed.json").string(), t.path()), "malformed.json");
+  expect_clean_error(monet_cli("train --config " + (t / "wrongtype.json").string(), t.path()), "run.steps");
+  expect_clean_error(monet_cli("train --config " + (t / "unknown.json").string(), t.path()), "model.dd");
+  expect_clean_error(monet_cli("train --config " + config("empty.json", 8, t / "empty") + out, t.path()), "empty");
+  expect_clean_error(monet_cli("train --config " + config("long.json", 400, data) + out, t.path()), "401");
+  expect_clean_error(monet_cli("train --config " + config("ok.json", 8, data) + " --set model.dd=3" + out, t.path()), "model.dd");
+  expect_clean_error(monet_cli("eval --ckpt " + (t / "nothing").string(), t.path()), "does not exist");
+  expect_clean_error(monet_cli("sample --ckpt " + (t / "nothing").string() + " --prompt hi", t.path()), "does not exist");
+}

@@ -1,0 +1,144 @@
+// The training loop end to end on a very small model and corpus: resume is bit-identical, a
+// non-finite loss stops with the step number and keeps the checkpoint, checkpoints that do not
+// fit are refused with the reason, and KV-cache sampling equals full recomputation.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "test_train_util.h"
+#include "train/checkpoint.h"
+#include "train/fileio.h"
+#include "train/model.h"
+#include "train/sample.h"
+#include "train/trainer.h"
+
+using namespace monet;
+using monet::testing::TempDir;
+using monet::testing::ThrowsWith;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Two small domains of text written by the test.
+void write_corpus(const fs::path& dir) {
+  fs::create_directories(dir);
+  std::string a, b;
+  for (int i = 0; i < 60; ++i) a += "the quick brown fox jumps over the lazy dog " + std::to_string(i) + "\n";
+  for (int i = 0; i < 60; ++i) b += "def f" + std::to_string(i) + "(x):\n    return x * " + std::to_string(i) + "\n";
+  write_file_atomic(dir / "prose.train.txt", a);
+  write_file_atomic(dir / "prose.val.txt", a.substr(0, 400));
+  write_file_atomic(dir / "code.train.txt", b);
+  write_file_atomic(dir / "code.val.txt", b.substr(0, 400));
+}
+
+Config tiny_config(const fs::path& data, const std::string& ffn = R"({"kind": "dense"})") {
+  return parse_config(nlohmann::json::parse(R"({
+    "model": {"d": 16, "layers": 2, "heads": 2, "context": 16, "ffn": )" + ffn + R"(},
+    "optim": {"lr": 3e-3, "warmup_steps": 2},
+    "run": {"steps": 8, "batch": 4, "seed": 7, "eval_every": 4, "eval_windows": 4,
+            "log_every": 100, "checkpoint_every": 3, "data": ")" + data.string() + R"("}})"));
+}
+
+std::FILE* quiet() {
+  static std::FILE* f = std::fopen("/dev/null", "w");
+  return f;
+}
+
+}  // namespace
+
+TEST(TrainLoop, ResumeIsBitIdenticalToAnUninterruptedRun) {
+  for (const char* ffn : {R"({"kind": "dense"})", R"({"kind": "monet_vd", "sqrt_n": 4, "dim": 4, "topk": 2, "heads": 2, "group": 2})"}) {
+    TempDir dir("resume");
+    write_corpus(dir / "data");
+    Config cfg = tiny_config(dir / "data", ffn);
+    TrainOptions full{cfg, dir / "full", false, -1};
+    train(full, quiet());
+    TrainOptions part{cfg, dir / "part", false, 5};  // stops with a checkpoint after step 5
+    EXPECT_EQ(train(part, quiet()).steps, 5);
+    TrainOptions rest{cfg, dir / "part", true, -1};
+    EXPECT_EQ(train(rest, quiet()).steps, 8);
+    for (const char* f : {"model.safetensors", "optimizer.safetensors", "state.json"})
+      EXPECT_EQ(read_file(dir / "full" / "checkpoint" / f), read_file(dir / "part" / "checkpoint" / f))
+          << ffn << ": " << f << " differs after resume";
+    EXPECT_TRUE(fs::exists(dir / "full" / "loss.svg"));
+    EXPECT_EQ(read_file(dir / "full" / "log.jsonl").size() > 0, true);
+  }
+}
+
+TEST(TrainLoop, NonFiniteLossStopsWithTheStepAndKeepsTheCheckpoint) {
+  TempDir dir("nan");
+  write_corpus(dir / "data");
+  Config cfg = tiny_config(dir / "data");
+  cfg.optim.name = "sgd";
+  cfg.optim.lr = 1e30;  // the weights blow up within a few steps
+  cfg.optim.grad_clip = 0;
+  cfg.optim.warmup_steps = 0;
+  cfg.run.checkpoint_every = 1;
+  TrainOptions opt{cfg, dir / "run", false, -1};
+  EXPECT_TRUE(ThrowsWith([&] { train(opt, quiet()); }, {"training stopped at step", "last good checkpoint"}));
+  // The checkpoint left behind is complete and loads (its weights are the last finite ones).
+  auto model = load_model(dir / "run");
+  const TrainState s = load_train_state(resolve_checkpoint(dir / "run"));
+  EXPECT_GE(s.step, 1);
+  for (const Tensor& p : model->parameters())
+    for (float v : p.to_vector<float>()) ASSERT_TRUE(std::isfinite(v));
+}
+
+TEST(TrainLoop, CheckpointsThatDoNotFitAreRefusedWithTheReason) {
+  TempDir dir("badckpt");
+  write_corpus(dir / "data");
+  Config cfg = tiny_config(dir / "data");
+  cfg.run.steps = 1;
+  cfg.optim.warmup_steps = 0;
+  train({cfg, dir / "run", false, -1}, quiet());
+  const fs::path ck = dir / "run" / "checkpoint";
+  EXPECT_NO_THROW(load_model(dir / "run"));
+  // A config whose shapes differ from the weights: the message names a tensor and both shapes.
+  std::string good_cfg = read_file(ck / "config.json");
+  nlohmann::json j = nlohmann::json::parse(good_cfg);
+  j["model"]["ffn"]["hidden"] = 32;
+  write_file_atomic(ck / "config.json", j.dump());
+  EXPECT_TRUE(ThrowsWith([&] { load_model(dir / "run"); }, {"shape", "[64, 16]", "[32, 16]"}));
+  write_file_atomic(ck / "config.json", good_cfg);
+  // A truncated weights file.
+  std::string w = read_file(ck / "model.safetensors");
+  write_file_atomic(ck / "model.safetensors", w.substr(0, w.size() / 2));
+  EXPECT_TRUE(ThrowsWith([&] { load_model(dir / "run"); }, {"model.safetensors"}));
+  EXPECT_TRUE(ThrowsWith([&] { load_model(dir / "nowhere"); }, {"does not exist"}));
+}
+
+TEST(TrainLoop, KvCacheSamplingEqualsFullRecomputation) {
+  TempDir dir("sample");
+  write_corpus(dir / "data");
+  Generator gen(3);
+  auto model = build_model(tiny_config(dir / "data").model, gen);
+  const std::vector<int32_t> prompt{116, 104, 101, 32};
+  std::vector<int32_t> cached = sample(*model, prompt, {10, 0.0, 0, 0});  // greedy
+  // The same greedy decoding, recomputing the whole sequence at every step.
+  NoGradGuard ng;
+  std::vector<int32_t> ids = prompt;
+  for (int i = 0; i < 10; ++i) {
+    Tensor logits = model->forward(from_vector(ids, {1, static_cast<int64_t>(ids.size())}));
+    Tensor last = logits.slice(1, ids.size() - 1, ids.size()).reshape({-1});
+    ids.push_back(static_cast<int32_t>(max(last, 0).second.item()));
+  }
+  EXPECT_EQ(cached, ids);
+}
+
+TEST(TrainLoop, SafetensorsRoundTripOfAModelKeepsEveryNameAndValue) {
+  TempDir dir("st");
+  write_corpus(dir / "data");
+  Generator g1(1), g2(2);
+  Config cfg = tiny_config(dir / "data");
+  auto a = build_model(cfg.model, g1), b = build_model(cfg.model, g2);
+  save_checkpoint(dir.path(), *a, nullptr, cfg, {});
+  load_model_weights(dir / "checkpoint", *b);
+  auto pa = model_state(*a), pb = model_state(*b);
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_EQ(pa[i].first, pb[i].first);
+    EXPECT_EQ(pa[i].second.to_vector<float>(), pb[i].second.to_vector<float>()) << pa[i].first;
+  }
+}

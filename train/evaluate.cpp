@@ -1,0 +1,45 @@
+#include "train/evaluate.h"
+
+#include <cmath>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+
+namespace monet {
+
+DomainEval evaluate_tokens(nn::Transformer& model, const std::string& name,
+                           const std::vector<int32_t>& tokens, int64_t batch, int64_t context,
+                           int64_t max_windows) {
+  NoGradGuard ng;
+  const bool was_training = model.is_training();
+  model.eval();
+  double nats = 0;
+  int64_t scored = 0;
+  for (const EvalBatch& b : eval_batches(tokens, batch, context, max_windows)) {
+    if (b.scored == 0) continue;
+    Tensor logits = model.forward(b.inputs);
+    nats += cross_entropy(logits, b.targets, kIgnoreTarget).item() * static_cast<double>(b.scored);
+    scored += b.scored;
+  }
+  model.train(was_training);
+  DomainEval e{name, scored ? nats / static_cast<double>(scored) : 0.0, 0.0, scored};
+  e.bpb = e.loss / std::log(2.0);  // byte tokenizer: one token per byte
+  return e;
+}
+
+std::vector<DomainEval> evaluate(nn::Transformer& model, const std::vector<Domain>& domains,
+                                 int64_t batch, int64_t context, int64_t max_windows) {
+  std::vector<DomainEval> out;
+  DomainEval all{"all", 0, 0, 0};
+  for (const Domain& d : domains) {
+    out.push_back(evaluate_tokens(model, d.name, d.val, batch, context, max_windows));
+    all.loss += out.back().loss * static_cast<double>(out.back().tokens);
+    all.tokens += out.back().tokens;
+  }
+  if (all.tokens) all.loss /= static_cast<double>(all.tokens);
+  all.bpb = all.loss / std::log(2.0);
+  out.push_back(all);
+  return out;
+}
+
+}  // namespace monet

@@ -1,0 +1,31 @@
+// Validation loss and bits per byte, per domain and over all domains together.
+//
+// bits per byte = (Σ token losses in nats) / ln 2 / (bytes of the scored text). With the byte
+// tokenizer a token is a byte, so bpb = mean loss / ln 2.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "nn/transformer.h"
+#include "train/corpus.h"
+
+namespace monet {
+
+struct DomainEval {
+  std::string domain;
+  double loss = 0;     // mean nats per scored token
+  double bpb = 0;      // bits per byte
+  int64_t tokens = 0;  // scored tokens
+};
+
+// One line per domain, then "all" (weighted by scored tokens). Runs in eval mode under no_grad
+// and restores the model's training mode afterwards. max_windows caps the windows per domain.
+std::vector<DomainEval> evaluate(nn::Transformer& model, const std::vector<Domain>& domains,
+                                 int64_t batch, int64_t context, int64_t max_windows);
+
+// Loss and bpb of one token vector (a domain's val split or any text).
+DomainEval evaluate_tokens(nn::Transformer& model, const std::string& name,
+                           const std::vector<int32_t>& tokens, int64_t batch, int64_t context,
+                           int64_t max_windows);
+
+}  // namespace monet

@@ -1,0 +1,57 @@
+#include "train/model.h"
+
+#include "monet/monet_layer.h"
+
+namespace monet {
+
+nn::TransformerConfig transformer_config(const ModelConfig& m, DType dtype, Device device) {
+  nn::TransformerConfig c;
+  c.vocab = m.vocab;
+  c.d_model = m.d;
+  c.n_layers = m.layers;
+  c.n_heads = m.heads;
+  c.context = m.context;
+  c.norm_eps = m.norm_eps;
+  c.dtype = dtype;
+  c.device = device;
+  if (m.ffn.kind == "dense") {
+    c.mlp_activation = nn::parse_activation(m.ffn.get_string("activation"));
+    c.mlp_hidden = m.ffn.get_int("hidden");
+  }
+  c.validate();
+  return c;
+}
+
+std::shared_ptr<nn::Transformer> build_model(const ModelConfig& m, Generator& gen, DType dtype,
+                                             Device device) {
+  nn::TransformerConfig tc = transformer_config(m, dtype, device);
+  nn::FeedForwardFactory ffn;
+  const std::string& kind = m.ffn.kind;
+  if (kind == "monet_hd" || kind == "monet_vd") {
+    moe::MonetOptions o;
+    o.d = m.d;
+    o.heads = m.ffn.get_int("heads");
+    o.sqrt_n = m.ffn.get_int("sqrt_n");
+    o.dim = m.ffn.get_int("dim");
+    o.topk = m.ffn.get_int("topk");
+    o.group = m.ffn.get_int("group");
+    o.aux_weight = m.ffn.get_number("aux_weight");
+    o.vertical = kind == "monet_vd";
+    auto group = std::make_shared<moe::RoutingGroup>();
+    ffn = [o, group, &gen, popt = tc.param_options()](int layer) mutable {
+      if (layer % o.group == 0) group = std::make_shared<moe::RoutingGroup>();  // a new group
+      return std::make_shared<moe::MonetFeedForward>(o, layer, group, gen, popt);
+    };
+  } else {
+    MONET_CHECK(kind == "dense", "model.ffn.kind '{}' has no layer in this build", kind);
+  }
+  return std::make_shared<nn::Transformer>(tc, gen, ffn);
+}
+
+nn::NamedTensors model_state(const nn::Module& model) {
+  nn::NamedTensors all = model.named_parameters();
+  for (auto& b : model.named_buffers()) all.push_back(b);
+  return all;
+}
+
+}  // namespace monet

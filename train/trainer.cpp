@@ -1,0 +1,181 @@
+#include "train/trainer.h"
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "nn/optim.h"
+#include "train/checkpoint.h"
+#include "train/fileio.h"
+#include "train/model.h"
+#include "train/plot.h"
+#include "train/progress.h"
+#include "train/tokenizer.h"
+
+namespace monet {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::unique_ptr<nn::Optimizer> make_optimizer(const OptimConfig& o, const nn::NamedTensors& params) {
+  if (o.name == "sgd") return std::make_unique<nn::SGD>(params, nn::SGDOptions{o.lr, 0.0, o.weight_decay});
+  nn::AdamWOptions a;
+  a.lr = o.lr;
+  a.beta1 = o.beta1;
+  a.beta2 = o.beta2;
+  a.eps = o.eps;
+  a.weight_decay = o.weight_decay;
+  return std::make_unique<nn::AdamW>(params, a);
+}
+
+// The log keeps one JSON object per line; on resume, lines after the checkpoint's step go.
+void truncate_log(const fs::path& log, int64_t step) {
+  if (!fs::exists(log)) return;
+  std::ifstream in(log);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    json j = json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.value("step", int64_t{0}) <= step) kept += line + "\n";
+  }
+  write_file_atomic(log, kept);
+}
+
+std::string eval_line(int64_t step, const std::vector<DomainEval>& ev) {
+  std::string s = fmt::format("eval @ step {}:", step);
+  for (const DomainEval& e : ev) s += fmt::format("  {} {:.3f} bpb", e.domain, e.bpb);
+  return s;
+}
+
+json eval_json(int64_t step, const std::vector<DomainEval>& ev) {
+  json j = {{"step", step}, {"eval", json::object()}};
+  for (const DomainEval& e : ev) j["eval"][e.domain] = {{"loss", e.loss}, {"bpb", e.bpb}, {"tokens", e.tokens}};
+  return j;
+}
+
+void write_loss_plot(const fs::path& log, const fs::path& svg) {
+  Series train{"train loss", {}, {}}, val{"val loss (all)", {}, {}};
+  std::ifstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    json j = json::parse(line, nullptr, false);
+    if (j.is_discarded()) continue;
+    const double step = j.value("step", 0.0);
+    if (j.contains("loss")) train.x.push_back(step), train.y.push_back(j["loss"].get<double>());
+    if (j.contains("eval") && j["eval"].contains("all"))
+      val.x.push_back(step), val.y.push_back(j["eval"]["all"]["loss"].get<double>());
+  }
+  write_file_atomic(svg, svg_line_plot({train, val}, {"Loss", "step", "nats per token", false, false}));
+}
+
+}  // namespace
+
+Config resume_config(const fs::path& dir, const std::vector<std::string>& overrides) {
+  const fs::path ckpt = resolve_checkpoint(dir);
+  return load_config(ckpt / "config.json", overrides);
+}
+
+TrainResult train(const TrainOptions& opt, std::FILE* out) {
+  const Config& cfg = opt.config;
+  MONET_CHECK(cfg.run.device == "cpu", "run.device '{}': this build trains on the cpu only",
+              cfg.run.device);
+  fs::create_directories(opt.out_dir);
+  const fs::path log_path = opt.out_dir / "log.jsonl";
+
+  ByteTokenizer tokenizer;
+  Corpus corpus = Corpus::load(cfg.run.data, tokenizer);
+  Generator init(cfg.run.seed);
+  auto model = build_model(cfg.model, init);
+  model->train();
+  auto optimizer = make_optimizer(cfg.optim, model->named_parameters());
+  Batcher batcher(corpus.train_stream(), cfg.run.seed + 1);
+  Generator rng(cfg.run.seed + 2);  // the trainer's own draws (routing noise), saved in checkpoints
+  TrainState state;
+
+  if (opt.resume) {
+    const fs::path ckpt = resolve_checkpoint(opt.out_dir);
+    load_model_weights(ckpt, *model);
+    load_optimizer_state(ckpt, *optimizer);
+    state = load_train_state(ckpt);
+    batcher.set_state(state.batcher);
+    rng.set_state(state.rng);
+    truncate_log(log_path, state.step);
+  } else {
+    write_file_atomic(log_path, "");
+  }
+  save_config(opt.out_dir / "config.json", cfg);
+
+  TrainResult result;
+  result.parameters = model->num_parameters();
+  const int64_t B = cfg.run.batch, T = cfg.model.context, total = cfg.run.steps;
+  const int64_t stop = opt.stop_at >= 0 ? std::min(opt.stop_at, total) : total;
+  const nn::LrSchedule sched{cfg.optim.lr, cfg.optim.min_lr, cfg.optim.warmup_steps, total};
+  Progress progress(total, state.step, out);
+  progress.line(fmt::format("model: {} parameters, ffn {}, {} layers, d {} | data: {} ({} train tokens)",
+                            result.parameters, cfg.model.ffn.kind, cfg.model.layers, cfg.model.d,
+                            cfg.run.data, corpus.train_stream().size()));
+  std::ofstream log(log_path, std::ios::app);
+  auto checkpoint = [&] {
+    state.batcher = batcher.state();
+    state.rng = rng.state();
+    save_checkpoint(opt.out_dir, *model, optimizer.get(), cfg, state);
+  };
+
+  for (int64_t step = state.step; step < stop; ++step) {
+    const double lr = nn::scheduled_lr(sched, step);
+    optimizer->set_lr(lr);
+    auto [x, y] = batcher.next(B, T);
+    Tensor lm = cross_entropy(model->forward(x), y);
+    Tensor aux = model->aux_loss();
+    Tensor loss = aux.defined() ? add(lm, aux) : lm;
+    const double lm_value = lm.item(), aux_value = aux.defined() ? aux.item() : 0.0;
+    MONET_CHECK(std::isfinite(lm_value) && std::isfinite(aux_value),
+                "training stopped at step {}: the loss is {} (aux {}); the last good checkpoint, "
+                "at step {}, is left as it was in {}", step + 1, lm_value, aux_value, state.step,
+                (opt.out_dir / "checkpoint").string());
+    optimizer->zero_grad();
+    loss.backward();
+    const double norm = nn::clip_grad_norm(optimizer->params(), cfg.optim.grad_clip > 0 ? cfg.optim.grad_clip : INFINITY);
+    MONET_CHECK(std::isfinite(norm),
+                "training stopped at step {}: the gradient norm is {}; the last good checkpoint, at "
+                "step {}, is left as it was in {}", step + 1, norm, state.step,
+                (opt.out_dir / "checkpoint").string());
+    optimizer->step();
+    state.step = step + 1;
+    result.last_loss = lm_value;
+
+    progress.step(step, lm_value, lr, B * T, cfg.run.log_every);
+    json line = {{"step", state.step}, {"loss", lm_value}, {"lr", lr}, {"grad_norm", norm},
+                 {"tokens_per_second", progress.tokens_per_second()}};
+    if (aux.defined()) line["aux"] = aux_value;
+    log << line.dump() << "\n";
+    const bool last = state.step == total;
+    if (!last && cfg.run.eval_every > 0 && state.step % cfg.run.eval_every == 0) {
+      auto ev = evaluate(*model, corpus.domains(), B, T, cfg.run.eval_windows);
+      progress.line(eval_line(state.step, ev));
+      log << eval_json(state.step, ev).dump() << "\n";
+    }
+    log.flush();
+    if (!last && state.step != stop && cfg.run.checkpoint_every > 0 &&
+        state.step % cfg.run.checkpoint_every == 0)
+      checkpoint();
+  }
+  result.steps = state.step;
+  result.tokens_per_second = progress.tokens_per_second();
+  if (state.step == total) {
+    result.eval = evaluate(*model, corpus.domains(), B, T, cfg.run.eval_windows);
+    progress.line(eval_line(state.step, result.eval));
+    log << eval_json(state.step, result.eval).dump() << "\n";
+  }
+  log.close();
+  checkpoint();
+  write_loss_plot(log_path, opt.out_dir / "loss.svg");
+  progress.line(fmt::format("done: {} steps, {:.0f} tokens/s; checkpoint in {}", state.step,
+                            result.tokens_per_second, (opt.out_dir / "checkpoint").string()));
+  return result;
+}
+
+}  // namespace monet
