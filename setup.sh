@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# One command from a fresh Debian 12 machine: install dependencies, build, run the main job.
+# One command from a fresh Debian 12 machine: install dependencies, build, and run the main job —
+# train configs/tiny.json on the bundled corpus, evaluate it per domain, and sample from it.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/deps.sh
 scripts/build.sh
-./build/monet demo
+./build/monet train --config configs/tiny.json --out runs/tiny
+./build/monet eval --ckpt runs/tiny
+./build/monet sample --ckpt runs/tiny --prompt "def " --tokens 200 --temperature 0.8 --top-k 40

@@ -110,3 +110,9 @@ double normal_icdf(double p);
 double normal_cdf(double x);
 
 }  // namespace monet
+
+namespace monet {
+// ---- attention (ops/attention.cpp) ----
+// softmax_j(scale·S_ij) over keys j ≤ (Tk − T) + i, zero after: causal attention's row operation.
+Tensor causal_softmax(const Tensor& scores, double scale);
+}  // namespace monet

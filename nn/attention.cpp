@@ -1,7 +1,6 @@
 #include "nn/attention.h"
 
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include "core/ops.h"
@@ -47,15 +46,9 @@ Tensor CausalSelfAttention::forward(const Tensor& x, KVCache* cache) {
     cache->k = k;
     cache->v = v;
   }
-  const int64_t Tk = p0 + T;
-  // S = q·kᵀ/√hd, masked where key j is later than query i (at absolute position p₀ + i)
-  Tensor s = mul(matmul(q, transpose(k, 2, 3)), 1.0 / std::sqrt(static_cast<double>(hd)));
-  std::vector<int32_t> future(static_cast<size_t>(T * Tk));
-  for (int64_t i = 0; i < T; ++i)
-    for (int64_t j = 0; j < Tk; ++j) future[i * Tk + j] = j > p0 + i;
-  Tensor mask = from_vector(future, {T, Tk}).to(x.device());
-  s = masked_fill(s, mask, -std::numeric_limits<double>::infinity());
-  Tensor y = matmul(softmax(s, -1), v);               // [B, H, T, hd]
+  // P = softmax(q·kᵀ/√hd) over the keys j ≤ p₀ + i (query i sits at absolute position p₀ + i)
+  Tensor p = causal_softmax(matmul(q, transpose(k, 2, 3)), 1.0 / std::sqrt(static_cast<double>(hd)));
+  Tensor y = matmul(p, v);                            // [B, H, T, hd]
   y = reshape(transpose(y, 1, 2), {B, T, d_model_});  // [B, T, d]
   return wo_->forward(y);
 }
