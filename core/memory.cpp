@@ -39,18 +39,21 @@ void note_alloc(DeviceType t, int64_t n) {
 }  // namespace
 
 void* memory::allocate(Device d, size_t nbytes) {
-  note_alloc(d.type, static_cast<int64_t>(nbytes));
-  if (nbytes == 0 || d.is_meta()) return nullptr;
-  if (d.is_cuda()) {
+  void* p = nullptr;
+  if (nbytes == 0 || d.is_meta()) {
+  } else if (d.is_cuda()) {
 #ifdef MONET_WITH_CUDA
-    return cuda::device_alloc(nbytes);
+    MONET_CHECK(d.index == 0, "allocate: the CUDA backend drives cuda:0 only, not {}", d.str());
+    p = cuda::device_alloc(nbytes);
 #else
     throw Error("this build has no CUDA backend (configure with nvcc and -DMONET_CUDA=ON)");
 #endif
+  } else {
+    size_t rounded = (nbytes + 63) / 64 * 64;
+    p = std::aligned_alloc(64, rounded);
+    if (!p) throw Error(fmt::format("out of host memory allocating {} bytes", nbytes));
   }
-  size_t rounded = (nbytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded);
-  if (!p) throw Error(fmt::format("out of host memory allocating {} bytes", nbytes));
+  note_alloc(d.type, static_cast<int64_t>(nbytes));  // counted once it succeeded
   return p;
 }
 

@@ -8,6 +8,9 @@
 
 #include "core/flops.h"
 #include "core/ops/common.h"
+#ifdef MONET_WITH_CUDA
+#include "core/cuda/dispatch.h"
+#endif
 
 namespace monet {
 using namespace detail;
@@ -32,11 +35,36 @@ Tensor causal_softmax_backward(const Tensor& p, const Tensor& gin, double scale)
   return dx;
 }
 
+#ifdef MONET_WITH_CUDA
+// The CUDA path (attention.cu): the same fused forward and backward, one block per row.
+Tensor causal_softmax_cuda(const Tensor& s, double scale) {
+  cuda::check_dtype("causal_softmax", s);
+  Tensor x = s.detach().contiguous(), p = empty_like(x);
+  const int64_t T = s.size(-2), Tk = s.size(-1), rows = x.numel() / std::max<int64_t>(Tk, 1);
+  flops::count(5 * x.numel() / 2);
+  cuda::causal_softmax(x.data<float>(), p.data<float>(), rows, T, Tk, scale);
+  Tensor out = reshape(p, s.shape());
+  record(out, "causal_softmax", {s},
+         [pd = p.detach(), scale, rows, Tk, shape = s.shape()](const Tensor& gin) {
+           cuda::check_dtype("causal_softmax backward", gin);
+           Tensor g = gin.contiguous(), dx = empty_like(pd);
+           flops::count(4 * pd.numel());
+           cuda::causal_softmax_backward(pd.data<float>(), g.data<float>(), dx.data<float>(), rows,
+                                         Tk, scale);
+           return std::vector<Tensor>{reshape(dx, shape)};
+         });
+  return out;
+}
+#endif
+
 }  // namespace
 
 Tensor causal_softmax(const Tensor& s, double scale) {
   MONET_CHECK(s.dim() >= 2 && s.size(-1) >= s.size(-2),
               "causal_softmax: scores {} need [..., T, Tk] with Tk >= T", shape_str(s.shape()));
+#ifdef MONET_WITH_CUDA
+  if (s.device().is_cuda()) return causal_softmax_cuda(s, scale);
+#endif
   check_cpu("causal_softmax", s);
   Tensor x = s.detach().contiguous(), p = empty_like(x);
   const int64_t T = s.size(-2), Tk = s.size(-1), offset = Tk - T;

@@ -22,6 +22,9 @@ Tensor make_view(const Tensor& a, Shape shape, Shape strides, int64_t offset);
 // Kernels in this build run on the CPU; a tensor elsewhere is refused with the op's name.
 // (The CUDA backend adds its branch in front of this check.)
 void check_cpu(const char* op, const Tensor& t);
+// The check of an op that has a CUDA branch: on a CUDA tensor, that the backend has a kernel for
+// its dtype (F32, and I32 when `allow_int`); anywhere else, check_cpu.
+void check_backend(const char* op, const Tensor& t, bool allow_int = false);
 void check_same_device(const char* op, const Tensor& a, const Tensor& b);
 void check_dtype(const char* op, const Tensor& t, DType want);
 

@@ -4,11 +4,22 @@
 // never copy. Only a view with no unit stride on either axis is made dense first.
 //
 // Backward (for C = A·B):  dA = dC·Bᵀ,  dB = Aᵀ·dC, each summed back over broadcast batch axes.
+//
+// On CUDA the same layouts go to cuBLAS, which is column-major: a row-major C = A·B is the
+// column-major Cᵀ = Bᵀ·Aᵀ, so each call passes B first, then A, with the same transpose flags and
+// leading dimensions as the CPU path. Batch axes become cublasSgemmStridedBatched calls (one per
+// index of the batch axes that do not coalesce into one stride). cuBLAS runs in its default math
+// mode: full FP32, no TF32, so results match the CPU's sgemm to rounding.
 #include <cblas.h>
+
+#include <climits>
 
 #include "core/cpu/loops.h"
 #include "core/flops.h"
 #include "core/ops/common.h"
+#ifdef MONET_WITH_CUDA
+#include "core/cuda/dispatch.h"
+#endif
 
 namespace monet {
 using namespace detail;
@@ -41,6 +52,48 @@ void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t 
           int64_t lda, const double* B, int64_t ldb, double* C, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, 1.0, A, lda, B, ldb, 0.0, C, ldc);
 }
+
+#ifdef MONET_WITH_CUDA
+// C = A·B for every batch index on the device. sa, sb, sc: batch strides of A, B, C (0 on
+// broadcast axes). The innermost batch axis left after coalescing is one strided-batched call.
+void cuda_gemm(const Tensor& a, const Tensor& b, const Tensor& out, const Shape& batch, Shape sa,
+               Shape sb, Shape sc, GemmOperand la, GemmOperand lb, int64_t M, int64_t N,
+               int64_t K) {
+  for (int64_t v : {M, N, K, la.ld, lb.ld})
+    MONET_CHECK(v <= INT_MAX, "matmul: size {} exceeds cuBLAS's int range (shapes {} and {})", v,
+                shape_str(a.shape()), shape_str(b.shape()));
+  std::vector<int64_t> shape = batch;
+  std::array<std::vector<int64_t>, 3> st{std::move(sa), std::move(sb), std::move(sc)};
+  cpu::coalesce(shape, st);
+  long long count = 1, stride_a = 0, stride_b = 0, stride_c = 0;
+  if (!shape.empty()) {
+    count = shape.back();
+    stride_a = st[0].back();
+    stride_b = st[1].back();
+    stride_c = st[2].back();
+    shape.pop_back();
+    for (auto& v : st) v.pop_back();
+  }
+  MONET_CHECK(count <= INT_MAX, "matmul: batch of {} exceeds cuBLAS's int range", count);
+  const auto op = [](const GemmOperand& g) {
+    return g.trans == CblasTrans ? CUBLAS_OP_T : CUBLAS_OP_N;
+  };
+  const float alpha = 1.0f, beta = 0.0f;
+  const auto* pa = static_cast<const float*>(a.storage()->data());
+  const auto* pb = static_cast<const float*>(b.storage()->data());
+  float* pc = out.data<float>();
+  cublasHandle_t h = cuda::cublas();
+  cpu::strided_loop<3>(shape, st, {a.offset(), b.offset(), 0},
+                       [&](const std::array<int64_t, 3>& o) {
+                         // Column-major Cᵀ [N, M] = Bᵀ [N, K] · Aᵀ [K, M].
+                         MONET_CUDA_CHECK(cublasSgemmStridedBatched(
+                             h, op(lb), op(la), static_cast<int>(N), static_cast<int>(M),
+                             static_cast<int>(K), &alpha, pb + o[1], static_cast<int>(lb.ld),
+                             stride_b, pa + o[0], static_cast<int>(la.ld), stride_a, &beta,
+                             pc + o[2], static_cast<int>(N), stride_c, static_cast<int>(count)));
+                       });
+}
+#endif
 
 // The forward kernel: no autograd, a and b already validated.
 Tensor matmul_kernel(Tensor a, Tensor b) {
@@ -81,6 +134,12 @@ Tensor matmul_kernel(Tensor a, Tensor b) {
   };
   Shape so = contiguous_strides(batch);
   for (int64_t& s : so) s *= M * N;
+#ifdef MONET_WITH_CUDA
+  if (out.device().is_cuda()) {
+    cuda_gemm(a, b, out, batch, batch_strides(a), batch_strides(b), so, la, lb, M, N, K);
+    return out;
+  }
+#endif
   MONET_DISPATCH_FLOAT(a.dtype(), "matmul", [&] {
     const auto* pa = static_cast<const scalar_t*>(a.storage()->data());
     const auto* pb = static_cast<const scalar_t*>(b.storage()->data());
@@ -103,7 +162,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   MONET_CHECK(a.dtype() == b.dtype(), "matmul: dtypes differ ({} and {})", dtype_name(a.dtype()),
               dtype_name(b.dtype()));
   check_same_device("matmul", a, b);
-  check_cpu("matmul", a);
+  check_backend("matmul", a);
   Tensor out = matmul_kernel(a, b);
   const bool need_a = a.requires_grad(), need_b = b.requires_grad();
   record(out, "matmul", {a, b}, [a = a.detach(), b = b.detach(), need_a, need_b](const Tensor& g) {

@@ -10,6 +10,9 @@
 
 #include "core/flops.h"
 #include "core/ops/common.h"
+#ifdef MONET_WITH_CUDA
+#include "core/cuda/dispatch.h"
+#endif
 
 namespace monet {
 using namespace detail;
@@ -23,7 +26,7 @@ void check_norm_args(const char* op, const Tensor& x, const Tensor& w) {
   MONET_CHECK(x.dtype() == w.dtype(), "{}: dtypes differ ({} and {})", op, dtype_name(x.dtype()),
               dtype_name(w.dtype()));
   check_same_device(op, x, w);
-  check_cpu(op, x);
+  check_backend(op, x);
 }
 
 // Forward of both norms; `centre` selects LayerNorm. Returns y and the per-row mean and rstd.
@@ -37,6 +40,15 @@ NormForward norm_forward(const Tensor& xin, const Tensor& w, const Tensor* b, do
   const int64_t n = x.shape().back(), m = n ? x.numel() / n : 0;
   NormForward f{empty_like(x), empty({m}, x.dtype(), x.device()), empty({m}, x.dtype(), x.device())};
   flops::count(5 * x.numel());
+#ifdef MONET_WITH_CUDA
+  if (x.device().is_cuda()) {
+    cuda::norm_forward(x.data<float>(), wc.data<float>(), b ? bc.data<float>() : nullptr,
+                       f.y.data<float>(), f.mean.data<float>(), f.rstd.data<float>(), m, n, eps,
+                       centre);
+    f.y = reshape(f.y, xin.shape());
+    return f;
+  }
+#endif
   MONET_DISPATCH_FLOAT(x.dtype(), "norm", [&] {
     using T = scalar_t;
     const T *px = x.data<T>(), *pw = wc.data<T>();
@@ -69,6 +81,16 @@ std::vector<Tensor> norm_backward(const Tensor& xin, const Tensor& w, const Norm
   Tensor dx = empty_like(x);
   Tensor dw = zeros(w.shape(), w.dtype(), w.device()), db = zeros(w.shape(), w.dtype(), w.device());
   flops::count(8 * x.numel());
+#ifdef MONET_WITH_CUDA
+  if (x.device().is_cuda()) {
+    cuda::check_dtype("norm backward", g);
+    Tensor partial = empty({2 * n * cuda::norm_chunks(m)}, DType::F32, x.device());
+    cuda::norm_backward(x.data<float>(), wc.data<float>(), g.data<float>(), f.mean.data<float>(),
+                        f.rstd.data<float>(), dx.data<float>(), dw.data<float>(), db.data<float>(),
+                        partial.data<float>(), m, n, centre);
+    return {reshape(dx, xin.shape()), dw, db};
+  }
+#endif
   MONET_DISPATCH_FLOAT(x.dtype(), "norm_backward", [&] {
     using T = scalar_t;
     const T *px = x.data<T>(), *pw = wc.data<T>(), *pg = g.data<T>();
@@ -107,6 +129,7 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   check_norm_args("rms_norm", x, weight);
   NormForward f = norm_forward(x, weight, nullptr, eps, false);
   Tensor out = f.y;
+  f.y = Tensor();  // the closure keeps only the statistics: holding `out` would be a cycle
   record(out, "rms_norm", {x, weight}, [x = x.detach(), w = weight.detach(), f](const Tensor& g) {
     std::vector<Tensor> d = norm_backward(x, w, f, g, false);
     return std::vector<Tensor>{d[0], d[1]};
@@ -119,6 +142,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   check_norm_args("layer_norm", x, bias);
   NormForward f = norm_forward(x, weight, &bias, eps, true);
   Tensor out = f.y;
+  f.y = Tensor();  // the closure keeps only the statistics: holding `out` would be a cycle
   record(out, "layer_norm", {x, weight, bias},
          [x = x.detach(), w = weight.detach(), f](const Tensor& g) {
            return norm_backward(x, w, f, g, true);

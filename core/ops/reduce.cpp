@@ -6,6 +6,9 @@
 #include "core/cpu/loops.h"
 #include "core/flops.h"
 #include "core/ops/common.h"
+#ifdef MONET_WITH_CUDA
+#include "core/cuda/dispatch.h"
+#endif
 
 namespace monet {
 using namespace detail;
@@ -37,8 +40,27 @@ Shape dropped_shape(const Shape& s, const std::vector<int64_t>& axes) {  // redu
 
 // out (shape = kept_shape) = Σ over `axes` of a.
 Tensor sum_kernel(const Tensor& a, const std::vector<int64_t>& axes) {
-  check_cpu("sum", a);
   Shape ks = kept_shape(a.shape(), axes);
+#ifdef MONET_WITH_CUDA
+  if (a.device().is_cuda()) {
+    cuda::check_dtype("sum", a);
+    Tensor out = empty(ks, a.dtype(), a.device());
+    flops::count(a.numel());
+    // One iteration over the kept axes (it walks the dense output), one over the reduced axes
+    // (the elements summed into each output), both as offsets into a.
+    Shape kshape, kstride, rshape, rstride;
+    for (int64_t d = 0; d < a.dim(); ++d) {
+      const bool reduced = std::binary_search(axes.begin(), axes.end(), d);
+      (reduced ? rshape : kshape).push_back(a.shape()[d]);
+      (reduced ? rstride : kstride).push_back(a.strides()[d]);
+    }
+    cuda::sum(static_cast<const float*>(a.storage()->data()), out.data<float>(),
+              cuda::make_iter<1>("sum", kshape, {kstride}, {a.offset()}),
+              cuda::make_iter<1>("sum", rshape, {rstride}, {0}));
+    return out;
+  }
+#endif
+  check_cpu("sum", a);
   Tensor out = zeros(ks, a.dtype(), a.device());
   flops::count(a.numel());
   MONET_DISPATCH_FLOAT(a.dtype(), "sum", [&] {
@@ -65,6 +87,31 @@ Tensor sum_kernel(const Tensor& a, const std::vector<int64_t>& axes) {
                          [&](const std::array<int64_t, 2>& q) { o[q[0]] += p[q[1]]; });
   });
   return out;
+}
+
+// Per row of a dense [m, n]: the maximum and the index of its first occurrence.
+void max_rows(const Tensor& rows, const Tensor& values, const Tensor& index) {
+  const int64_t n = rows.shape().back(), m = rows.numel() / n;
+#ifdef MONET_WITH_CUDA
+  if (rows.device().is_cuda()) {
+    cuda::check_dtype("max", rows);
+    cuda::max_rows(rows.data<float>(), values.data<float>(), index.data<int32_t>(), m, n);
+    return;
+  }
+#endif
+  check_cpu("max", rows);
+  MONET_DISPATCH_FLOAT(rows.dtype(), "max", [&] {
+    const scalar_t* p = rows.data<scalar_t>();
+    scalar_t* v = values.data<scalar_t>();
+    int32_t* ix = index.data<int32_t>();
+    for (int64_t r = 0; r < m; ++r) {
+      int64_t best = 0;
+      for (int64_t j = 1; j < n; ++j)
+        if (p[r * n + j] > p[r * n + best]) best = j;
+      v[r] = p[r * n + best];
+      ix[r] = static_cast<int32_t>(best);
+    }
+  });
 }
 
 }  // namespace
@@ -98,28 +145,15 @@ Tensor mean(const Tensor& a) { return mean(a, {}, false); }
 std::pair<Tensor, Tensor> max(const Tensor& a, int64_t axis, bool keepdim) {
   axis = norm_axis(axis, a.dim(), "max");
   MONET_CHECK(a.shape()[axis] > 0, "max: axis {} of shape {} is empty", axis, shape_str(a.shape()));
-  check_cpu("max", a);
   // Move the axis last and make rows dense: one pass per row.
   Tensor rows = contiguous(transpose(a.detach(), axis, -1));
-  const int64_t n = rows.shape().back(), m = rows.numel() / n;
   Shape ks = a.shape();
   ks[axis] = 1;
   Shape rs = rows.shape();
   rs.back() = 1;
   Tensor values = empty(rs, a.dtype(), a.device());
   Tensor index = empty(rs, DType::I32, a.device());
-  MONET_DISPATCH_FLOAT(a.dtype(), "max", [&] {
-    const scalar_t* p = rows.data<scalar_t>();
-    scalar_t* v = values.data<scalar_t>();
-    int32_t* ix = index.data<int32_t>();
-    for (int64_t r = 0; r < m; ++r) {
-      int64_t best = 0;
-      for (int64_t j = 1; j < n; ++j)
-        if (p[r * n + j] > p[r * n + best]) best = j;
-      v[r] = p[r * n + best];
-      ix[r] = static_cast<int32_t>(best);
-    }
-  });
+  max_rows(rows, values, index);
   values = contiguous(transpose(values, axis, -1)).reshape(ks);
   index = contiguous(transpose(index, axis, -1)).reshape(ks);
   Tensor vals = keepdim ? values : squeeze(values, axis);

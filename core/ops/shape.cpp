@@ -5,6 +5,9 @@
 
 #include "core/cpu/loops.h"
 #include "core/ops/common.h"
+#ifdef MONET_WITH_CUDA
+#include "core/cuda/dispatch.h"
+#endif
 
 namespace monet {
 namespace detail {
@@ -58,6 +61,14 @@ void check_cpu(const char* op, const Tensor& t) {
               t.device().str());
 }
 
+void check_backend(const char* op, const Tensor& t, bool allow_int) {
+#ifdef MONET_WITH_CUDA
+  if (t.device().is_cuda()) return cuda::check_dtype(op, t, allow_int);
+#endif
+  (void)allow_int;
+  check_cpu(op, t);
+}
+
 void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
   MONET_CHECK(a.device() == b.device(), "{}: tensors on different devices ({} and {})", op,
               a.device().str(), b.device().str());
@@ -75,9 +86,17 @@ using namespace detail;
 // ---- copy_ / fill_: the strided kernels under contiguous, cast, concat and slice backward ----
 
 void copy_(const Tensor& dst, const Tensor& src) {
-  check_cpu("copy_", dst);
   check_same_device("copy_", dst, src);
   Shape sst = broadcast_strides(src, dst.shape());
+#ifdef MONET_WITH_CUDA
+  if (dst.device().is_cuda()) {
+    cuda::copy(dst.dtype(), dst.storage()->data(), src.dtype(), src.storage()->data(),
+               cuda::make_iter<2>("copy_", dst.shape(), {dst.strides(), sst},
+                                  {dst.offset(), src.offset()}));
+    return;
+  }
+#endif
+  check_cpu("copy_", dst);
   MONET_DISPATCH_ALL(dst.dtype(), "copy_", [&] {
     using D = scalar_t;
     D* d = static_cast<D*>(dst.storage()->data());
@@ -91,6 +110,13 @@ void copy_(const Tensor& dst, const Tensor& src) {
 
 void fill_(const Tensor& dst, double value) {
   if (dst.device().is_meta()) return;
+#ifdef MONET_WITH_CUDA
+  if (dst.device().is_cuda()) {
+    cuda::fill(dst.dtype(), dst.storage()->data(), value,
+               cuda::make_iter<1>("fill_", dst.shape(), {dst.strides()}, {dst.offset()}));
+    return;
+  }
+#endif
   check_cpu("fill_", dst);
   MONET_DISPATCH_ALL(dst.dtype(), "fill_", [&] {
     auto* d = static_cast<scalar_t*>(dst.storage()->data());
@@ -213,6 +239,24 @@ Tensor cast(const Tensor& a, DType t) {
 
 Tensor to_device(const Tensor& a, Device d) {
   if (a.device() == d) return a;
+#ifdef MONET_WITH_CUDA
+  // Host <-> device: the source made dense on its own device, then one copy that the host waits
+  // for. Differentiable: the gradient travels back to the source's device.
+  const bool h2d = a.device().is_cpu() && d.is_cuda(), d2h = a.device().is_cuda() && d.is_cpu();
+  if (h2d || d2h) {
+    Tensor src = a.detach().contiguous();
+    Tensor out = empty(a.shape(), a.dtype(), d);
+    const size_t nbytes = static_cast<size_t>(a.numel()) * dtype_size(a.dtype());
+    if (h2d)
+      cuda::copy_host_to_device(out.raw_data(), src.raw_data(), nbytes);
+    else
+      cuda::copy_device_to_host(out.raw_data(), src.raw_data(), nbytes);
+    record(out, "to_device", {a}, [from = a.device()](const Tensor& g) {
+      return std::vector<Tensor>{to_device(g, from)};
+    });
+    return out;
+  }
+#endif
   MONET_CHECK(false, "to_device: no copy from {} to {} in this build", a.device().str(), d.str());
   return a;
 }

@@ -7,6 +7,9 @@
 
 #include "core/flops.h"
 #include "core/ops/common.h"
+#ifdef MONET_WITH_CUDA
+#include "core/cuda/dispatch.h"
+#endif
 
 namespace monet {
 using namespace detail;
@@ -24,11 +27,17 @@ Tensor back_from_rows(const Tensor& r, int64_t axis, int64_t ndim) {
 enum class RowOp { Softmax, LogSoftmax };
 
 Tensor softmax_kernel(const Tensor& a, int64_t axis, RowOp op) {
-  check_cpu("softmax", a);
+  check_backend("softmax", a);
   Tensor x = rows_of(a, axis);
   Tensor y = empty_like(x);
   const int64_t n = x.numel() ? x.shape().back() : 0, m = n ? x.numel() / n : 0;
   flops::count(5 * x.numel());
+#ifdef MONET_WITH_CUDA
+  if (a.device().is_cuda()) {
+    cuda::softmax_rows(x.data<float>(), y.data<float>(), m, n, op == RowOp::LogSoftmax);
+    return back_from_rows(y, axis, a.dim());
+  }
+#endif
   MONET_DISPATCH_FLOAT(a.dtype(), "softmax", [&] {
     using T = scalar_t;
     const T* px = x.data<T>();
@@ -128,6 +137,33 @@ Tensor cross_entropy_backward(const Tensor& x, const Tensor& t, const Tensor& g,
   return dx;
 }
 
+#ifdef MONET_WITH_CUDA
+// The CUDA path of cross_entropy: per-row losses, then their mean, both on the device. The number
+// of counted rows stays on the device too (a one-element tensor), so neither the forward nor the
+// backward reads anything back to the host.
+Tensor cross_entropy_cuda(const Tensor& logits, const Tensor& targets, int32_t ignore_index) {
+  cuda::check_dtype("cross_entropy", logits);
+  Tensor x = logits.detach().contiguous();
+  Tensor t = targets.contiguous();
+  const int64_t n = x.shape().back(), m = n ? x.numel() / n : 0;
+  flops::count(4 * x.numel());
+  const Device dev = logits.device();
+  Tensor out = empty({}, DType::F32, dev), count = empty({}, DType::F32, dev);
+  Tensor rows = empty({2 * m}, DType::F32, dev);
+  cuda::cross_entropy_forward(x.data<float>(), t.data<int32_t>(), m, n, ignore_index,
+                              out.data<float>(), count.data<float>(), rows.data<float>());
+  record(out, "cross_entropy", {logits},
+         [x, t, count, ignore_index, m, n, shape = logits.shape()](const Tensor& g) {
+           cuda::check_dtype("cross_entropy backward", g);
+           Tensor gc = g.contiguous(), dx = empty_like(x);
+           cuda::cross_entropy_backward(x.data<float>(), t.data<int32_t>(), gc.data<float>(),
+                                        count.data<float>(), m, n, ignore_index, dx.data<float>());
+           return std::vector<Tensor>{reshape(dx, shape)};
+         });
+  return out;
+}
+#endif
+
 }  // namespace
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore_index) {
@@ -137,6 +173,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore
               shape_str(logits.shape()), shape_str(lead), shape_str(targets.shape()));
   check_dtype("cross_entropy (targets)", targets, DType::I32);
   check_same_device("cross_entropy", logits, targets);
+#ifdef MONET_WITH_CUDA
+  if (logits.device().is_cuda()) return cross_entropy_cuda(logits, targets, ignore_index);
+#endif
   check_cpu("cross_entropy", logits);
   Tensor x = logits.detach().contiguous();
   Tensor t = targets.contiguous();

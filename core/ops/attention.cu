@@ -1,0 +1,59 @@
+// CUDA twin of attention.cpp's causal_softmax: one block per row of the scores; row r is query
+// i = r mod T, which sees the keys j <= (Tk − T) + i. Same arithmetic as the CPU loop.
+#include "core/cuda/common.cuh"
+
+namespace monet::cuda {
+namespace {
+
+__global__ void causal_softmax_kernel(const float* x, float* p, int64_t rows, int64_t T, int64_t Tk,
+                                      float scale) {
+  __shared__ float shared[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const int64_t valid = (Tk - T) + r % T + 1;  // keys 0 .. offset + i
+    const float* xi = x + r * Tk;
+    float* pi = p + r * Tk;
+    float mx = -CUDART_INF_F;
+    for (int64_t j = threadIdx.x; j < valid; j += blockDim.x) mx = fmaxf(mx, xi[j]);
+    mx = block_max(mx, shared);
+    float s = 0.0f;
+    for (int64_t j = threadIdx.x; j < valid; j += blockDim.x) s += expf(scale * (xi[j] - mx));
+    s = block_sum(s, shared);
+    const float inv = 1.0f / s;
+    for (int64_t j = threadIdx.x; j < Tk; j += blockDim.x)
+      pi[j] = j < valid ? expf(scale * (xi[j] - mx)) * inv : 0.0f;
+  }
+}
+
+// dS = scale · P ⊙ (g − Σ_j g_j P_j), zero where masked since P is.
+__global__ void causal_softmax_backward_kernel(const float* p, const float* g, float* dx,
+                                               int64_t rows, int64_t Tk, float scale) {
+  __shared__ float shared[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* pi = p + r * Tk;
+    const float* gi = g + r * Tk;
+    float dot = 0.0f;
+    for (int64_t j = threadIdx.x; j < Tk; j += blockDim.x) dot += gi[j] * pi[j];
+    dot = block_sum(dot, shared);
+    for (int64_t j = threadIdx.x; j < Tk; j += blockDim.x)
+      dx[r * Tk + j] = scale * pi[j] * (gi[j] - dot);
+  }
+}
+
+}  // namespace
+
+void causal_softmax(const float* x, float* p, int64_t rows, int64_t T, int64_t Tk, double scale) {
+  if (rows == 0 || Tk == 0) return;
+  causal_softmax_kernel<<<grid_for(rows, 1), row_threads(Tk), 0, stream()>>>(
+      x, p, rows, T, Tk, static_cast<float>(scale));
+  MONET_CUDA_CHECK_LAUNCH("causal_softmax_kernel");
+}
+
+void causal_softmax_backward(const float* p, const float* g, float* dx, int64_t rows, int64_t Tk,
+                             double scale) {
+  if (rows == 0 || Tk == 0) return;
+  causal_softmax_backward_kernel<<<grid_for(rows, 1), row_threads(Tk), 0, stream()>>>(
+      p, g, dx, rows, Tk, static_cast<float>(scale));
+  MONET_CUDA_CHECK_LAUNCH("causal_softmax_backward_kernel");
+}
+
+}  // namespace monet::cuda
