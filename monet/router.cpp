@@ -20,7 +20,8 @@ Tensor adaptive_routing(const Tensor& z, const Tensor& running_mean, const Tenso
     NoGradGuard ng;  // the normalised logits only decide which experts are kept
     Tensor n = batch_norm(z.detach(), 2, running_mean, running_var, training);
     Tensor tau = max(n, -1, true).first;  // τ = min(max_i n_i, σ)
-    tau = where(greater(tau, full({}, sigma, tau.dtype())), full({}, sigma, tau.dtype()), tau);
+    Tensor s = full({}, sigma, tau.dtype(), tau.device());
+    tau = where(greater(tau, s), s, tau);
     keep = greater_equal(n, tau);
   }
   return softmax(where(keep, z, full({}, -1e10, z.dtype(), z.device())), -1);

@@ -96,6 +96,15 @@ void AdamW::step() {
     const double decay = decay_[i] ? 1.0 - lr * opt_.weight_decay : 1.0;
     const double step_size = lr / (1.0 - std::pow(b1, t));     // lr / (1 − β₁ᵗ)
     const double sqrt_bc2 = std::sqrt(1.0 - std::pow(b2, t));  // √(1 − β₂ᵗ)
+    if (!p.device().is_cpu()) {  // the same update written with ops, for any other backend
+      Tensor& m = exp_avg_[i];
+      Tensor& v = exp_avg_sq_[i];
+      copy_(m, add(mul(m, b1), mul(g, 1.0 - b1)));
+      copy_(v, add(mul(v, b2), mul(mul(g, g), 1.0 - b2)));
+      Tensor denom = add(mul(sqrt(v), 1.0 / sqrt_bc2), eps);
+      copy_(p, sub(mul(p, decay), mul(div(m, denom), step_size)));
+      continue;
+    }
     update_dense("AdamW", name, p, g, {exp_avg_[i], exp_avg_sq_[i]},
                  [&]<class T>(T* pp, const T* pg, const std::vector<T*>& s, int64_t n) {
                    T *m = s[0], *v = s[1];
@@ -140,6 +149,15 @@ void SGD::step() {
     if (!g.defined()) continue;
     const double lr = opt_.lr, mu = opt_.momentum, wd = opt_.weight_decay;
     const bool has_buf = momentum_[i].defined();
+    if (!p.device().is_cpu()) {  // the same update written with ops, for any other backend
+      Tensor d = add(g, mul(p, wd));
+      if (has_buf) {
+        copy_(momentum_[i], add(mul(momentum_[i], mu), d));
+        d = momentum_[i];
+      }
+      copy_(p, sub(p, mul(d, lr)));
+      continue;
+    }
     std::vector<Tensor> state;
     if (has_buf) state.push_back(momentum_[i]);
     update_dense("SGD", name, p, g, state,
@@ -172,8 +190,10 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    MONET_CHECK(g.device().is_cpu(), "clip_grad_norm: gradient on {}; only CPU is implemented",
-                g.device().str());
+    if (!g.device().is_cpu()) {  // one reduction on the device, one number back
+      ss += sum(mul(g, g)).item();
+      continue;
+    }
     g = g.contiguous();
     MONET_DISPATCH_FLOAT(g.dtype(), "clip_grad_norm", [&] {
       const scalar_t* pg = g.data<scalar_t>();

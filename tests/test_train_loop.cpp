@@ -167,3 +167,23 @@ TEST(TrainLoop, SafetensorsRoundTripOfAModelKeepsEveryNameAndValue) {
     EXPECT_EQ(pa[i].second.to_vector<float>(), pb[i].second.to_vector<float>()) << pa[i].first;
   }
 }
+
+// `monet train --device cuda`: the same run on both backends gives the same losses (within float
+// reassociation). Skipped, with the driver's reason, where no GPU is usable.
+TEST(TrainLoop, CudaRunMatchesTheCpuRun) {
+  try {
+    parse_device("cuda");
+  } catch (const Error& e) {
+    GTEST_SKIP() << e.what();
+  }
+  TempDir dir("cuda_run");
+  write_corpus(dir / "data");
+  Config cfg = tiny_config(dir / "data");
+  cfg.run.steps = 4;
+  const TrainResult cpu = train({cfg, dir / "cpu", false, -1}, quiet());
+  cfg.run.device = "cuda";
+  const TrainResult gpu = train({cfg, dir / "gpu", false, -1}, quiet());
+  EXPECT_NEAR(cpu.last_loss, gpu.last_loss, 1e-3 * std::abs(cpu.last_loss));
+  ASSERT_EQ(cpu.eval.size(), gpu.eval.size());
+  for (size_t i = 0; i < cpu.eval.size(); ++i) EXPECT_NEAR(cpu.eval[i].loss, gpu.eval[i].loss, 1e-3);
+}

@@ -97,11 +97,11 @@ TrainState load_train_state(const fs::path& dir) {
 
 Config load_checkpoint_config(const fs::path& dir) { return load_config(dir / "config.json"); }
 
-std::shared_ptr<nn::Transformer> load_model(const fs::path& path, Config* config) {
+std::shared_ptr<nn::Transformer> load_model(const fs::path& path, Config* config, Device device) {
   const fs::path dir = resolve_checkpoint(path);
   Config c = load_checkpoint_config(dir);
   Generator gen(c.run.seed);
-  auto model = build_model(c.model, gen);
+  auto model = build_model(c.model, gen, DType::F32, device);
   load_model_weights(dir, *model);
   model->eval();
   if (config) *config = c;

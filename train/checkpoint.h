@@ -40,6 +40,7 @@ TrainState load_train_state(const std::filesystem::path& ckpt_dir);
 Config load_checkpoint_config(const std::filesystem::path& ckpt_dir);
 
 // A model built from the checkpoint's config with its weights loaded, in eval mode.
-std::shared_ptr<nn::Transformer> load_model(const std::filesystem::path& path, Config* config = nullptr);
+std::shared_ptr<nn::Transformer> load_model(const std::filesystem::path& path, Config* config = nullptr,
+                                            Device device = Device::cpu());
 
 }  // namespace monet

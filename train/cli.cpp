@@ -15,6 +15,7 @@
 #include "train/checkpoint.h"
 #include "train/demo.h"
 #include "train/fileio.h"
+#include "train/model.h"
 #include "train/evaluate.h"
 #include "train/sample.h"
 #include "train/tokenizer.h"
@@ -26,7 +27,7 @@ using namespace monet;
 namespace {
 
 struct Args {
-  std::string config, out, resume, ckpt, data, prompt;
+  std::string config, out, resume, ckpt, data, prompt, device;
   std::vector<std::string> sets;
   int64_t stop_at = -1, tokens = 200, top_k = 0, batch = 16, windows = 0;
   double temperature = 0.8;
@@ -50,6 +51,7 @@ int run_train(const Args& a) {
     opt.config = load_config(a.config, a.sets);
     opt.out_dir = a.out.empty() ? fs::path("runs") / fs::path(a.config).stem() : fs::path(a.out);
   }
+  if (!a.device.empty()) opt.config.run.device = a.device;
   opt.stop_at = a.stop_at;
   TrainResult r = train(opt);
   if (!r.eval.empty()) print_eval(r.eval);
@@ -58,7 +60,7 @@ int run_train(const Args& a) {
 
 int run_eval(const Args& a) {
   Config cfg;
-  auto model = load_model(a.ckpt, &cfg);
+  auto model = load_model(a.ckpt, &cfg, parse_device(a.device.empty() ? "cpu" : a.device));
   ByteTokenizer tok;
   const std::string folder = a.data.empty() ? cfg.run.data : a.data;
   std::vector<DomainEval> ev;
@@ -74,7 +76,7 @@ int run_eval(const Args& a) {
 }
 
 int run_sample(const Args& a) {
-  auto model = load_model(a.ckpt);
+  auto model = load_model(a.ckpt, nullptr, parse_device(a.device.empty() ? "cpu" : a.device));
   ByteTokenizer tok;
   SampleOptions so{a.tokens, a.temperature, a.top_k, a.seed};
   fmt::print("{}\n", tok.decode(sample(*model, tok.encode(a.prompt), so)));
@@ -95,12 +97,14 @@ int main(int argc, char** argv) {
   train->add_option("--set", a.sets, "override a config key: --set run.steps=100 (repeatable)");
   train->add_option("--resume", a.resume, "continue the run in this folder from its checkpoint");
   train->add_option("--stop-at", a.stop_at, "stop with a checkpoint after this many steps");
+  train->add_option("--device", a.device, "cpu or cuda (overrides run.device)");
 
   CLI::App* eval = app.add_subcommand("eval", "validation loss and bits per byte of a checkpoint");
   eval->add_option("--ckpt", a.ckpt, "run or checkpoint folder")->required();
   eval->add_option("--data", a.data, "a corpus folder or a text file (default: the run's corpus)");
   eval->add_option("--batch", a.batch, "windows per forward pass")->check(CLI::PositiveNumber);
   eval->add_option("--windows", a.windows, "at most this many windows per domain (0: all)");
+  eval->add_option("--device", a.device, "cpu or cuda");
 
   CLI::App* samp = app.add_subcommand("sample", "generate text from a checkpoint (KV cache)");
   samp->add_option("--ckpt", a.ckpt, "run or checkpoint folder")->required();
@@ -109,6 +113,7 @@ int main(int argc, char** argv) {
   samp->add_option("--temperature", a.temperature, "0 for greedy")->check(CLI::NonNegativeNumber);
   samp->add_option("--top-k", a.top_k, "sample among the k most likely (0: all)");
   samp->add_option("--seed", a.seed, "random seed");
+  samp->add_option("--device", a.device, "cpu or cuda");
 
   CLI::App* demo = app.add_subcommand("demo", "train a tiny MLP on a synthetic task with the core and print its loss");
   demo->add_option("--steps", a.demo_steps, "SGD steps")->check(CLI::PositiveNumber);

@@ -15,7 +15,7 @@ DomainEval evaluate_tokens(nn::Transformer& model, const std::string& name,
   model.eval();
   double nats = 0;
   int64_t scored = 0;
-  for (const EvalBatch& b : eval_batches(tokens, batch, context, max_windows)) {
+  for (const EvalBatch& b : eval_batches(tokens, batch, context, max_windows, model.config().device)) {
     if (b.scored == 0) continue;
     Tensor logits = model.forward(b.inputs);
     nats += cross_entropy(logits, b.targets, kIgnoreTarget).item() * static_cast<double>(b.scored);

@@ -1,8 +1,23 @@
 #include "train/model.h"
 
 #include "monet/monet_layer.h"
+#ifdef MONET_WITH_CUDA
+#include "core/cuda/device.h"
+#endif
 
 namespace monet {
+
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::cpu();
+  MONET_CHECK(name == "cuda", "device '{}': use cpu or cuda", name);
+#ifdef MONET_WITH_CUDA
+  MONET_CHECK(cuda::available(), "device 'cuda': no usable CUDA device ({})",
+              cuda::unavailable_reason());
+  return Device::cuda();
+#else
+  throw Error("device 'cuda': this build has no CUDA backend (nvcc not found, or -DMONET_CUDA=OFF)");
+#endif
+}
 
 nn::TransformerConfig transformer_config(const ModelConfig& m, DType dtype, Device device) {
   nn::TransformerConfig c;

@@ -8,6 +8,9 @@
 
 namespace monet {
 
+// "cpu" or "cuda"; a CUDA device that cannot be used is an error naming the reason.
+Device parse_device(const std::string& name);
+
 nn::TransformerConfig transformer_config(const ModelConfig& m, DType dtype = DType::F32,
                                          Device device = Device::cpu());
 

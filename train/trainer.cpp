@@ -80,15 +80,14 @@ Config resume_config(const fs::path& dir, const std::vector<std::string>& overri
 
 TrainResult train(const TrainOptions& opt, std::FILE* out) {
   const Config& cfg = opt.config;
-  MONET_CHECK(cfg.run.device == "cpu", "run.device '{}': this build trains on the cpu only",
-              cfg.run.device);
+  const Device device = parse_device(cfg.run.device);
   fs::create_directories(opt.out_dir);
   const fs::path log_path = opt.out_dir / "log.jsonl";
 
   ByteTokenizer tokenizer;
   Corpus corpus = Corpus::load(cfg.run.data, tokenizer);
   Generator init(cfg.run.seed);
-  auto model = build_model(cfg.model, init);
+  auto model = build_model(cfg.model, init, DType::F32, device);
   model->train();
   auto optimizer = make_optimizer(cfg.optim, model->named_parameters());
   Batcher batcher(corpus.train_stream(), cfg.run.seed + 1);
@@ -127,7 +126,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   for (int64_t step = state.step; step < stop; ++step) {
     const double lr = nn::scheduled_lr(sched, step);
     optimizer->set_lr(lr);
-    auto [x, y] = batcher.next(B, T);
+    auto [x, y] = batcher.next(B, T, device);
     Tensor lm = cross_entropy(model->forward(x), y);
     Tensor aux = model->aux_loss();
     Tensor loss = aux.defined() ? add(lm, aux) : lm;
