@@ -75,7 +75,8 @@ bool default_decays(const std::string& name, const Tensor& p) {
   return p.dim() != 1 && name.find("embed") == std::string::npos;
 }
 
-AdamW::AdamW(NamedTensors params, AdamWOptions opt) : Optimizer(std::move(params)), opt_(opt) {
+AdamW::AdamW(NamedTensors params, AdamWOptions opt)
+    : Optimizer(std::move(params)), opt_(std::move(opt)) {
   for (const auto& [name, p] : params_) {
     decay_.push_back(opt_.decays ? opt_.decays(name, p) : default_decays(name, p));
     step_.push_back(zeros({1}, DType::F64));

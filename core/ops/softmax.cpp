@@ -168,7 +168,9 @@ Tensor cross_entropy_cuda(const Tensor& logits, const Tensor& targets, int32_t i
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore_index) {
   Shape lead(logits.shape().begin(), logits.shape().end() - (logits.dim() ? 1 : 0));
-  MONET_CHECK(logits.dim() >= 1 && targets.shape() == lead,
+  MONET_CHECK(logits.dim() >= 1 && logits.size(-1) > 0,
+              "cross_entropy: logits {} have no classes", shape_str(logits.shape()));
+  MONET_CHECK(targets.shape() == lead,
               "cross_entropy: logits {} need targets of shape {}, got {}",
               shape_str(logits.shape()), shape_str(lead), shape_str(targets.shape()));
   check_dtype("cross_entropy (targets)", targets, DType::I32);
