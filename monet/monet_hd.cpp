@@ -15,8 +15,12 @@ Tensor monet_hd(const Tensor& x, const HdWeights& w, const Routing& r) {
   Tensor z = matmul(r.g1, a);                       // z_h = Σ_i ĝ1_hi a_i        (B,T,H,m)
   Tensor y = matmul(transpose(r.g2, -1, -2), z);    // y_j = Σ_h ĝ2_hj z_h        (B,T,√N,m)
   Tensor out = matmul(y.reshape({B, T, sqrt_n * m}), transpose(w.v_weight, 0, 1));
-  Tensor g2_sum = sum(r.g2, {2});                   // Σ_h ĝ2_hj                  (B,T,√N)
-  return add(out, matmul(g2_sum, w.b));             // + Σ_j (Σ_h ĝ2_hj) b_j
+  // Bias: Σ_ij ĝ1_hi ĝ2_hj b_j = Σ_j (Σ_h ĝ2_hj s1_h) b_j with s1_h = Σ_i ĝ1_hi. The paper (and
+  // the authors' code) use s1_h = 1; keeping it costs O(H) and keeps the layer exact when routing
+  // is masked without renormalising (sub-expert removal, monet/masking.h).
+  Tensor s1 = unsqueeze(sum(r.g1, {3}), -1);                            // (B,T,H,1)
+  Tensor bias_w = matmul(transpose(r.g2, -1, -2), s1).reshape({B, T, sqrt_n});
+  return add(out, matmul(bias_w, w.b));
 }
 
 }  // namespace monet::moe

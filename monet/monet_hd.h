@@ -6,7 +6,9 @@
 //   a   = relu²(u(x))                  (B,T,√N,m)   u: Linear d → √N·m with bias, row i·m + r
 //   z_h = Σ_i ĝ1_hi a_i                (B,T,H,m)
 //   y_j = Σ_h ĝ2_hj z_h                (B,T,√N,m)
-//   out = v(flatten y) + Σ_j (Σ_h ĝ2_hj) b_j           v: Linear √N·m → d, no bias;  b: (√N, d)
+//   out = v(flatten y) + Σ_j (Σ_h ĝ2_hj s1_h) b_j      v: Linear √N·m → d, no bias;  b: (√N, d)
+// with s1_h = Σ_i ĝ1_hi (= 1 for the router's probabilities, as the paper assumes; kept so the
+// form stays exact for masked routing).
 // Per token this materialises √N·m + H·m + √N·m numbers, never H·N or N·m.
 #pragma once
 #include "core/tensor.h"

@@ -73,11 +73,16 @@ Tensor MonetFeedForward::forward(const Tensor& x) {
     amb_ = amb.item();
     if (is_training()) aux_ = mul(add(unif, amb), o_.aux_weight);  // Eq. 18
   }
-  const Routing& r = group_->routing;
+  Routing r = group_->routing;
   MONET_CHECK(r.g1.defined() && r.g1.size(0) == x.size(0) && r.g1.size(1) == x.size(1),
               "monet layer: no routing for input {} (the group's first layer must run first)",
               shape_str(x.shape()));
-  return o_.vertical ? monet_vd(x, vd_, r) : monet_hd(x, hd_, r);
+  if (!removed1_.empty() || !removed2_.empty()) r = mask_subexperts(r, removed1_, removed2_);
+  Tensor y = o_.vertical ? monet_vd(x, vd_, r) : monet_hd(x, hd_, r);
+  if (!removed_pairs_.empty())
+    y = sub(y, o_.vertical ? vd_contribution(x, vd_, r, removed_pairs_)
+                           : hd_contribution(x, hd_, r, removed_pairs_));
+  return y;
 }
 
 }  // namespace monet::moe

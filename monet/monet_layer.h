@@ -10,6 +10,7 @@
 #pragma once
 #include <memory>
 
+#include "monet/masking.h"
 #include "monet/monet_hd.h"
 #include "monet/monet_vd.h"
 #include "nn/ffn.h"
@@ -64,6 +65,14 @@ class MonetFeedForward : public nn::FeedForward {
   // The last routing this layer used (its own or the group's): for analysis and masking.
   const Routing& last_routing() const { return group_->routing; }
   bool owns_router() const { return router_ != nullptr; }
+  // Expert removal for evaluation (monet/masking.h): composed experts (i, j) whose contribution
+  // is subtracted exactly, and whole sub-experts of the first / second router zeroed. Empty
+  // lists restore the full layer.
+  void set_removed_experts(ExpertPairs pairs) { removed_pairs_ = std::move(pairs); }
+  void set_removed_subexperts(std::vector<int64_t> first, std::vector<int64_t> second) {
+    removed1_ = std::move(first);
+    removed2_ = std::move(second);
+  }
   const MonetOptions& options() const { return o_; }
   // Unweighted parts of the last aux loss, for logs.
   double last_uniformity() const { return unif_; }
@@ -77,6 +86,8 @@ class MonetFeedForward : public nn::FeedForward {
   VdWeights vd_;
   Tensor aux_;
   double unif_ = 0, amb_ = 0;
+  ExpertPairs removed_pairs_;
+  std::vector<int64_t> removed1_, removed2_;
 };
 
 }  // namespace monet::moe

@@ -18,7 +18,11 @@ Tensor monet_vd(const Tensor& x, const VdWeights& w, const Routing& r) {
   Tensor a1 = relu2(add(linear_nobias(x, w.u1_weight), w.u1_bias)).reshape(experts);
   Tensor a2 = relu2(add(linear_nobias(x, w.u2_weight), w.u2_bias)).reshape(experts);
   Tensor g1t = transpose(r.g1, -1, -2), g2t = transpose(r.g2, -1, -2);  // (B,T,√N,H)
-  Tensor G1 = sum(r.g1, {2}), G2 = sum(r.g2, {2});                     // Σ_h ĝ, (B,T,√N)
+  // G1_i = Σ_h ĝ1_hi s2_h and G2_j = Σ_h ĝ2_hj s1_h, with s1_h = Σ_i ĝ1_hi, s2_h = Σ_j ĝ2_hj. The
+  // paper takes s = 1 (true for the router's probabilities); keeping it costs O(H) and keeps the
+  // six terms exact for masked routing (sub-expert removal).
+  Tensor s1 = unsqueeze(sum(r.g1, {3}), -1), s2 = unsqueeze(sum(r.g2, {3}), -1);  // (B,T,H,1)
+  Tensor G1 = matmul(g1t, s2).reshape({B, T, sqrt_n}), G2 = matmul(g2t, s1).reshape({B, T, sqrt_n});
 
   Tensor X11 = linear_nobias(mul(unsqueeze(G1, -1), a1).reshape(flat), w.v11);
   Tensor X12 = linear_nobias(matmul(g1t, matmul(r.g2, a2)).reshape(flat), w.v12);

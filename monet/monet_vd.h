@@ -7,7 +7,9 @@
 //   X11 = v11((Σ_h ĝ1_hi) a1_i)             X21 = v21(Σ_h ĝ2_hj (Σ_i ĝ1_hi a1_i))
 //   X12 = v12(Σ_h ĝ1_hi (Σ_j ĝ2_hj a2_j))   X22 = v22((Σ_h ĝ2_hj) a2_j)
 //   X13 = Σ_i (Σ_h ĝ1_hi) b1_i              X23 = Σ_j (Σ_h ĝ2_hj) b2_j
-// (X11, X13, X22, X23 use Σ_j ĝ2_hj = 1). u1, u2: Linear d → √N·m/2 with bias (row i·m/2 + r);
+// where the paper writes Σ_h ĝ1_hi for Σ_h ĝ1_hi (Σ_j ĝ2_hj), using Σ_j ĝ2_hj = 1 (in X11, X13,
+// and symmetrically X22, X23); the code keeps the sums so the terms stay exact for masked
+// routing. u1, u2: Linear d → √N·m/2 with bias (row i·m/2 + r);
 // v11, v12, v21, v22: Linear √N·m/2 → d/2 without bias; b1, b2: (√N, d/2).
 // Per token: activations 2·√N·m/2, head mixtures 2·H·m/2, mixed inputs 4·√N·m/2 — never H·N.
 #pragma once

@@ -8,6 +8,7 @@
 #include "core/memory.h"
 #include "gradcheck.h"
 #include "monet/aux_loss.h"
+#include "monet/masking.h"
 #include "monet/monet_hd.h"
 #include "monet/monet_vd.h"
 
@@ -23,9 +24,10 @@ Tensor rnd(const Shape& s, Generator& g, double scale = 0.5) {
 }
 Tensor leaf(Tensor t) { return t.requires_grad_(); }
 
-// Router logits as leaves; the scores are their softmax over √N, as the router produces. (The
-// efficient forms use Σ_i ĝ1_hi = 1, so they equal the reference on the simplex only: gradients
-// are compared through the logits, where both sides see the same function.)
+// Router logits as leaves; the scores are their softmax over √N, as the router produces, so the
+// gradients checked include the router's path. (The efficient forms keep the factors Σ_i ĝ1_hi
+// that the paper sets to 1, so they also equal the reference off the simplex: the masking tests
+// rely on that.)
 struct Logits {
   Tensor z1, z2;
   Routing routing() const { return {softmax(z1, -1), softmax(z2, -1)}; }
@@ -46,10 +48,17 @@ Tensor pair_score(const Routing& r, int64_t i, int64_t j) {
   return unsqueeze(sum(mul(slice(r.g1, 3, i, i + 1), slice(r.g2, 3, j, j + 1)).reshape({B, T, H}), {2}), -1);
 }
 
-Tensor reference_hd(const Tensor& x, const HdWeights& w, const Routing& r) {
+bool dropped(const ExpertPairs& removed, int64_t i, int64_t j) {
+  for (const auto& [a, b] : removed)
+    if (a == i && b == j) return true;
+  return false;
+}
+
+Tensor reference_hd(const Tensor& x, const HdWeights& w, const Routing& r, const ExpertPairs& removed = {}) {
   Tensor y = zeros({B, T, D}, DType::F64);
   for (int64_t i = 0; i < SQRT_N; ++i)
     for (int64_t j = 0; j < SQRT_N; ++j) {
+      if (dropped(removed, i, j)) continue;
       // E_ij(x) = V_j relu²(U_i x + b1_i) + b2_j
       Tensor hidden = relu2(add(lin(x, block(w.u_weight, 0, i, M)), block(w.u_bias, 0, i, M)));
       Tensor e = add(lin(hidden, block(w.v_weight, 1, j, M)), slice(w.b, 0, j, j + 1).reshape({D}));
@@ -58,11 +67,12 @@ Tensor reference_hd(const Tensor& x, const HdWeights& w, const Routing& r) {
   return y;
 }
 
-Tensor reference_vd(const Tensor& x, const VdWeights& w, const Routing& r) {
+Tensor reference_vd(const Tensor& x, const VdWeights& w, const Routing& r, const ExpertPairs& removed = {}) {
   const int64_t hm = M / 2;
   Tensor y = zeros({B, T, D}, DType::F64);
   for (int64_t i = 0; i < SQRT_N; ++i)
     for (int64_t j = 0; j < SQRT_N; ++j) {
+      if (dropped(removed, i, j)) continue;
       Tensor a1 = relu2(add(lin(x, block(w.u1_weight, 0, i, hm)), block(w.u1_bias, 0, i, hm)));
       Tensor a2 = relu2(add(lin(x, block(w.u2_weight, 0, j, hm)), block(w.u2_bias, 0, j, hm)));
       // top = V11_i a1_i + V12_i a2_j + b12_i,  bottom = V21_j a1_i + V22_j a2_j + b22_j
@@ -236,4 +246,41 @@ TEST(MonetAuxLoss, UniformityIsLogSqrtNAtAUniformSplitAndAmbiguityZeroWhenOneHot
   EXPECT_NEAR(ambiguity_loss({hot, hot}).item(), 0.0, 1e-12);
   EXPECT_TRUE(std::isfinite(uniformity_loss({hot, hot}).item()));  // unused experts: clamped log
   EXPECT_GT(uniformity_loss({hot, hot}).item(), std::log(8.0));
+}
+
+// Removing composed experts (i, j) exactly: the layer minus their contribution equals the
+// reference that materialises every expert and skips the removed ones.
+TEST(MonetMasking, RemovingPairsEqualsTheReferenceWithoutThem) {
+  Generator g(8);
+  Tensor x = rnd({B, T, D}, g, 1.0);
+  Routing r = random_routing(g);
+  const ExpertPairs removed{{0, 1}, {2, 2}, {3, 0}, {0, 3}};
+  HdWeights hd = random_hd(g);
+  VdWeights vd = random_vd(g);
+  auto same = [](const Tensor& a, const Tensor& b) {
+    std::vector<double> u = a.to_vector<double>(), v = b.to_vector<double>();
+    for (size_t k = 0; k < u.size(); ++k) ASSERT_NEAR(u[k], v[k], 1e-10 * (1 + std::abs(v[k])));
+  };
+  same(sub(monet_hd(x, hd, r), hd_contribution(x, hd, r, removed)), reference_hd(x, hd, r, removed));
+  same(sub(monet_vd(x, vd, r), vd_contribution(x, vd, r, removed)), reference_vd(x, vd, r, removed));
+  // All pairs removed: nothing is left.
+  ExpertPairs all;
+  for (int64_t i = 0; i < SQRT_N; ++i)
+    for (int64_t j = 0; j < SQRT_N; ++j) all.emplace_back(i, j);
+  same(sub(monet_vd(x, vd, r), vd_contribution(x, vd, r, all)), zeros({B, T, D}, DType::F64));
+}
+
+// Masking sub-expert i of the first router removes exactly the √N experts (i, ·).
+TEST(MonetMasking, SubexpertMaskRemovesItsRowOfExperts) {
+  Generator g(9);
+  Tensor x = rnd({B, T, D}, g, 1.0);
+  Routing r = random_routing(g);
+  HdWeights hd = random_hd(g);
+  ExpertPairs row;
+  for (int64_t j = 0; j < SQRT_N; ++j) row.emplace_back(1, j);
+  std::vector<double> a = monet_hd(x, hd, mask_subexperts(r, {1}, {})).to_vector<double>();
+  std::vector<double> b = reference_hd(x, hd, r, row).to_vector<double>();
+  for (size_t k = 0; k < a.size(); ++k) ASSERT_NEAR(a[k], b[k], 1e-10 * (1 + std::abs(b[k])));
+  EXPECT_THROW(mask_subexperts(r, {SQRT_N}, {}), Error);
+  EXPECT_THROW(hd_contribution(x, hd, r, {{0, SQRT_N}}), Error);
 }
