@@ -74,9 +74,11 @@ class MonetFeedForward : public nn::FeedForward {
     removed2_ = std::move(second);
   }
   const MonetOptions& options() const { return o_; }
-  // Unweighted parts of the last aux loss, for logs.
-  double last_uniformity() const { return unif_; }
-  double last_ambiguity() const { return amb_; }
+  // Unweighted parts of the last aux loss (layers that own a router), for the training log.
+  std::vector<std::pair<std::string, double>> metrics() const override {
+    if (!router_) return {};
+    return {{"uniformity", unif_}, {"ambiguity", amb_}};
+  }
 
  private:
   MonetOptions o_;

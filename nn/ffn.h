@@ -12,6 +12,9 @@ class FeedForward : public Module {
   // Auxiliary loss of this layer's last forward (undefined Tensor if none), added to the LM loss
   // by the trainer (load balancing of a router, for instance).
   virtual Tensor aux_loss() const { return Tensor(); }
+  // Named numbers about the last forward for the training log (the unweighted parts of the aux
+  // loss, the fraction of dropped tokens, ...); empty if none.
+  virtual std::vector<std::pair<std::string, double>> metrics() const { return {}; }
 };
 
 }  // namespace monet::nn

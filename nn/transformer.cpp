@@ -79,6 +79,15 @@ Tensor Transformer::forward(const Tensor& ids, std::vector<KVCache>& caches) {
   return run(ids, &caches);
 }
 
+std::map<std::string, double> Transformer::ffn_metrics() const {
+  std::map<std::string, double> sum;
+  std::map<std::string, int> count;
+  for (const auto& b : blocks_)
+    for (const auto& [k, v] : b->ffn().metrics()) sum[k] += v, ++count[k];
+  for (auto& [k, v] : sum) v /= count[k];
+  return sum;
+}
+
 Tensor Transformer::aux_loss() const {
   Tensor total;
   for (const auto& b : blocks_) {

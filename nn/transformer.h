@@ -6,6 +6,7 @@
 // norm.weight, lm_head.weight. The FFN of each block comes from TransformerConfig's factory, or is
 // the dense MLP when there is none.
 #pragma once
+#include <map>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -63,6 +64,8 @@ class Transformer : public Module {
 
   // Σ over blocks of their FFN's aux_loss() from the last forward; undefined if none has one.
   Tensor aux_loss() const;
+  // Each FFN metric averaged over the layers that report it (see FeedForward::metrics).
+  std::map<std::string, double> ffn_metrics() const;
 
   const TransformerConfig& config() const { return cfg_; }
   const std::vector<std::shared_ptr<Block>>& blocks() const { return blocks_; }

@@ -150,6 +150,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
     json line = {{"step", state.step}, {"loss", lm_value}, {"lr", lr}, {"grad_norm", norm},
                  {"tokens_per_second", progress.tokens_per_second()}};
     if (aux.defined()) line["aux"] = aux_value;
+    for (const auto& [k, v] : model->ffn_metrics()) line[k] = v;
     log << line.dump() << "\n";
     const bool last = state.step == total;
     if (!last && cfg.run.eval_every > 0 && state.step % cfg.run.eval_every == 0) {
