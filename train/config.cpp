@@ -162,6 +162,21 @@ std::vector<FfnKey> monet_keys() {
           {"aux_weight", Type::Number, [](const ModelConfig&) { return json(1e-3); }, positive_number}};
 }
 
+// PEER (moe-math.md §3): √N sub-keys per half (N = √N² singleton experts), h heads, k experts per
+// head, query width d_q, σ of the experts, score normaliser, query BatchNorm (0/1).
+std::vector<FfnKey> peer_keys() {
+  auto flag = [](const json& v, const std::string& key) {
+    require(v.get<int64_t>() == 0 || v.get<int64_t>() == 1, key, "0 or 1", v.dump());
+  };
+  return {{"sqrt_n", Type::Integer, [](const ModelConfig& m) { return json(m.d / 2); }, positive_int()},
+          {"heads", Type::Integer, [](const ModelConfig&) { return json(8); }, positive_int()},
+          {"topk", Type::Integer, [](const ModelConfig&) { return json(16); }, positive_int()},
+          {"d_query", Type::Integer, [](const ModelConfig& m) { return json(m.d / 2); }, positive_int()},
+          {"activation", Type::String, [](const ModelConfig&) { return json("gelu"); }, one_of({"gelu", "relu"})},
+          {"score", Type::String, [](const ModelConfig&) { return json("softmax"); }, one_of({"softmax", "sigmoid"})},
+          {"query_batchnorm", Type::Integer, [](const ModelConfig&) { return json(1); }, flag}};
+}
+
 const std::map<std::string, std::vector<FfnKey>>& ffn_kinds() {
   static const std::map<std::string, std::vector<FfnKey>> kinds = {
       {"dense",
@@ -170,6 +185,7 @@ const std::map<std::string, std::vector<FfnKey>>& ffn_kinds() {
         {"hidden", Type::Integer, [](const ModelConfig& m) { return json(4 * m.d); },
          positive_int()}}},
       {"monet_hd", monet_keys()},
+      {"peer", peer_keys()},
       {"monet_vd", monet_keys()},
   };
   return kinds;

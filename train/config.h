@@ -5,7 +5,11 @@
 //   model: vocab [256], d [128], layers [4], heads [4] (must divide d), context [128],
 //          norm_eps [1e-5],
 //          ffn: {kind ["dense"], ...keys of that kind}; for "dense": activation ["relu2"] one of
-//               relu2|gelu|swiglu, hidden [4·d]
+//               relu2|gelu|swiglu, hidden [4·d];
+//               "monet_hd"/"monet_vd": heads [4], sqrt_n [d/2], dim [8], topk [8], group [4],
+//               aux_weight [1e-3];
+//               "peer": sqrt_n [d/2], heads [8], topk [16], d_query [d/2], activation ["gelu"]
+//               gelu|relu, score ["softmax"] softmax|sigmoid, query_batchnorm [1] (0|1)
 //   optim: name ["adamw"] adamw|sgd, lr [1e-3], min_lr [0] (cosine floor, <= lr),
 //          weight_decay [0.1], beta1 [0.9], beta2 [0.95], eps [1e-8] (adamw only),
 //          warmup_steps [0], grad_clip [1.0] (0 = off)

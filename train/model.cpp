@@ -1,6 +1,7 @@
 #include "train/model.h"
 
 #include "monet/monet_layer.h"
+#include "monet/peer.h"
 #ifdef MONET_WITH_CUDA
 #include "core/cuda/device.h"
 #endif
@@ -56,6 +57,20 @@ std::shared_ptr<nn::Transformer> build_model(const ModelConfig& m, Generator& ge
     ffn = [o, group, &gen, popt = tc.param_options()](int layer) mutable {
       if (layer % o.group == 0) group = std::make_shared<moe::RoutingGroup>();  // a new group
       return std::make_shared<moe::MonetFeedForward>(o, layer, group, gen, popt);
+    };
+  } else if (kind == "peer") {
+    moe::PeerOptions o;
+    o.d = m.d;
+    o.sqrt_n = m.ffn.get_int("sqrt_n");
+    o.heads = m.ffn.get_int("heads");
+    o.topk = m.ffn.get_int("topk");
+    o.d_query = m.ffn.get_int("d_query");
+    o.activation = m.ffn.get_string("activation");
+    o.score = m.ffn.get_string("score");
+    o.query_batchnorm = m.ffn.get_int("query_batchnorm") != 0;
+    o.validate();
+    ffn = [o, &gen, popt = tc.param_options()](int) {
+      return std::make_shared<moe::PeerFeedForward>(o, gen, popt);
     };
   } else {
     MONET_CHECK(kind == "dense", "model.ffn.kind '{}' has no layer in this build", kind);
