@@ -7,9 +7,7 @@ namespace monet::moe {
 Tensor monet_hd(const Tensor& x, const HdWeights& w, const Routing& r) {
   const int64_t B = x.size(0), T = x.size(1);
   const int64_t sqrt_n = w.b.size(0), m = w.u_weight.size(0) / sqrt_n;
-  MONET_CHECK(r.g1.dim() == 4 && r.g1.size(-1) == sqrt_n && r.g1.shape() == r.g2.shape(),
-              "monet_hd: routing {} / {} does not match sqrt(N) = {}", shape_str(r.g1.shape()),
-              shape_str(r.g2.shape()), sqrt_n);
+  check_routing("monet_hd", r, x, sqrt_n);
   // a = relu²(u(x)) as (B,T,√N,m)
   Tensor a = relu2(add(matmul(x, transpose(w.u_weight, 0, 1)), w.u_bias)).reshape({B, T, sqrt_n, m});
   Tensor z = matmul(r.g1, a);                       // z_h = Σ_i ĝ1_hi a_i        (B,T,H,m)

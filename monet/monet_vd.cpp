@@ -11,9 +11,7 @@ Tensor linear_nobias(const Tensor& x, const Tensor& w) { return matmul(x, transp
 Tensor monet_vd(const Tensor& x, const VdWeights& w, const Routing& r) {
   const int64_t B = x.size(0), T = x.size(1);
   const int64_t sqrt_n = w.b1.size(0), half_m = w.u1_weight.size(0) / sqrt_n;
-  MONET_CHECK(r.g1.dim() == 4 && r.g1.size(-1) == sqrt_n && r.g1.shape() == r.g2.shape(),
-              "monet_vd: routing {} / {} does not match sqrt(N) = {}", shape_str(r.g1.shape()),
-              shape_str(r.g2.shape()), sqrt_n);
+  check_routing("monet_vd", r, x, sqrt_n);
   const Shape experts{B, T, sqrt_n, half_m}, flat{B, T, sqrt_n * half_m};
   Tensor a1 = relu2(add(linear_nobias(x, w.u1_weight), w.u1_bias)).reshape(experts);
   Tensor a2 = relu2(add(linear_nobias(x, w.u2_weight), w.u2_bias)).reshape(experts);

@@ -11,6 +11,14 @@ double routing_threshold(int64_t k, int64_t sqrt_n) {
   return normal_icdf(1.0 - static_cast<double>(k) / static_cast<double>(sqrt_n));
 }
 
+void check_routing(const char* op, const Routing& r, const Tensor& x, int64_t sqrt_n) {
+  MONET_CHECK(r.g1.defined() && r.g2.defined(), "{}: no routing scores", op);
+  MONET_CHECK(r.g1.dim() == 4 && r.g1.size(-1) == sqrt_n && r.g1.shape() == r.g2.shape() &&
+                  x.dim() == 3 && r.g1.size(0) == x.size(0) && r.g1.size(1) == x.size(1),
+              "{}: routing {} / {} does not fit input {} with sqrt(N) = {}", op,
+              shape_str(r.g1.shape()), shape_str(r.g2.shape()), shape_str(x.shape()), sqrt_n);
+}
+
 Tensor adaptive_routing(const Tensor& z, const Tensor& running_mean, const Tensor& running_var,
                         bool training, double sigma) {
   MONET_CHECK(z.dim() == 4, "MONET router: logits must be [B, T, H, sqrtN], got {}",

@@ -21,6 +21,9 @@ struct Routing {
 // σ = Φ⁻¹(1 − k/√N), the BatchNorm-space threshold that keeps k of √N on Gaussian logits.
 double routing_threshold(int64_t k, int64_t sqrt_n);
 
+// Errors (naming `op`) unless g1 and g2 are [B, T, H, √N] of one shape, matching x's B and T.
+void check_routing(const char* op, const Routing& r, const Tensor& x, int64_t sqrt_n);
+
 // One sub-router's probabilities from its logits z [B, T, H, √N]. The running statistics (shape
 // [H]) are updated in place in training (momentum 0.1, as torch.nn.BatchNorm1d).
 Tensor adaptive_routing(const Tensor& z, const Tensor& running_mean, const Tensor& running_var,
