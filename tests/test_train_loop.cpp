@@ -50,7 +50,8 @@ std::FILE* quiet() {
 }  // namespace
 
 TEST(TrainLoop, ResumeIsBitIdenticalToAnUninterruptedRun) {
-  for (const char* ffn : {R"({"kind": "dense"})", R"({"kind": "monet_vd", "sqrt_n": 4, "dim": 4, "topk": 2, "heads": 2, "group": 2})"}) {
+  for (const char* ffn : {R"({"kind": "dense"})", R"({"kind": "monet_vd", "sqrt_n": 4, "dim": 4, "topk": 2, "heads": 2, "group": 2})",
+                        R"({"kind": "smoe", "experts": 4, "gating": "noisy_topk"})"}) {  // draws noise
     TempDir dir("resume");
     write_corpus(dir / "data");
     Config cfg = tiny_config(dir / "data", ffn);

@@ -177,6 +177,31 @@ std::vector<FfnKey> peer_keys() {
           {"query_batchnorm", Type::Integer, [](const ModelConfig&) { return json(1); }, flag}};
 }
 
+// SMoE (moe-math.md §2): E experts of width m ("dim", 0: 4·d/k, the active width of a 4d MLP),
+// k chosen per token ("topk", 0: the gating's own), the gating, the capacity factor (0: dropless),
+// the weights of the balance, z, importance and load losses, router jitter, expert activation.
+std::vector<FfnKey> smoe_keys() {
+  auto at_least = [](double lo) {
+    return [lo](const json& v, const std::string& key) {
+      require(v.get<double>() >= lo, key, fmt::format(">= {}", lo), v.dump());
+    };
+  };
+  auto number = [](double v) { return [v](const ModelConfig&) { return json(v); }; };
+  return {{"experts", Type::Integer, [](const ModelConfig&) { return json(8); }, positive_int()},
+          {"dim", Type::Integer, [](const ModelConfig&) { return json(0); }, at_least(0)},
+          {"topk", Type::Integer, [](const ModelConfig&) { return json(0); }, at_least(0)},
+          {"gating", Type::String, [](const ModelConfig&) { return json("switch"); },
+           one_of({"softmax", "noisy_topk", "switch", "gshard"})},
+          {"capacity_factor", Type::Number, number(0.0), at_least(0)},
+          {"balance_weight", Type::Number, number(1e-2), at_least(0)},
+          {"z_weight", Type::Number, number(1e-3), at_least(0)},
+          {"importance_weight", Type::Number, number(1e-2), at_least(0)},
+          {"load_weight", Type::Number, number(1e-2), at_least(0)},
+          {"jitter", Type::Number, number(0.0), at_least(0)},
+          {"activation", Type::String, [](const ModelConfig&) { return json("relu2"); },
+           one_of({"relu2", "gelu"})}};
+}
+
 const std::map<std::string, std::vector<FfnKey>>& ffn_kinds() {
   static const std::map<std::string, std::vector<FfnKey>> kinds = {
       {"dense",
@@ -186,6 +211,7 @@ const std::map<std::string, std::vector<FfnKey>>& ffn_kinds() {
          positive_int()}}},
       {"monet_hd", monet_keys()},
       {"peer", peer_keys()},
+      {"smoe", smoe_keys()},
       {"monet_vd", monet_keys()},
   };
   return kinds;

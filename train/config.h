@@ -9,7 +9,11 @@
 //               "monet_hd"/"monet_vd": heads [4], sqrt_n [d/2], dim [8], topk [8], group [4],
 //               aux_weight [1e-3];
 //               "peer": sqrt_n [d/2], heads [8], topk [16], d_query [d/2], activation ["gelu"]
-//               gelu|relu, score ["softmax"] softmax|sigmoid, query_batchnorm [1] (0|1)
+//               gelu|relu, score ["softmax"] softmax|sigmoid, query_batchnorm [1] (0|1);
+//               "smoe": experts [8], dim [0 = 4d/k], topk [0 = the gating's], gating ["switch"]
+//               softmax|noisy_topk|switch|gshard, capacity_factor [0 = dropless],
+//               balance_weight [1e-2], z_weight [1e-3], importance_weight [1e-2],
+//               load_weight [1e-2], jitter [0], activation ["relu2"] relu2|gelu
 //   optim: name ["adamw"] adamw|sgd, lr [1e-3], min_lr [0] (cosine floor, <= lr),
 //          weight_decay [0.1], beta1 [0.9], beta2 [0.95], eps [1e-8] (adamw only),
 //          warmup_steps [0], grad_clip [1.0] (0 = off)

@@ -2,6 +2,7 @@
 
 #include "monet/monet_layer.h"
 #include "monet/peer.h"
+#include "monet/smoe.h"
 #ifdef MONET_WITH_CUDA
 #include "core/cuda/device.h"
 #endif
@@ -39,7 +40,7 @@ nn::TransformerConfig transformer_config(const ModelConfig& m, DType dtype, Devi
 }
 
 std::shared_ptr<nn::Transformer> build_model(const ModelConfig& m, Generator& gen, DType dtype,
-                                             Device device) {
+                                             Device device, Generator* noise) {
   nn::TransformerConfig tc = transformer_config(m, dtype, device);
   nn::FeedForwardFactory ffn;
   const std::string& kind = m.ffn.kind;
@@ -71,6 +72,24 @@ std::shared_ptr<nn::Transformer> build_model(const ModelConfig& m, Generator& ge
     o.validate();
     ffn = [o, &gen, popt = tc.param_options()](int) {
       return std::make_shared<moe::PeerFeedForward>(o, gen, popt);
+    };
+  } else if (kind == "smoe") {
+    moe::SmoeOptions o;
+    o.d = m.d;
+    o.experts = m.ffn.get_int("experts");
+    o.dim = m.ffn.get_int("dim");
+    o.topk = m.ffn.get_int("topk");
+    o.gating = m.ffn.get_string("gating");
+    o.capacity_factor = m.ffn.get_number("capacity_factor");
+    o.balance_weight = m.ffn.get_number("balance_weight");
+    o.z_weight = m.ffn.get_number("z_weight");
+    o.importance_weight = m.ffn.get_number("importance_weight");
+    o.load_weight = m.ffn.get_number("load_weight");
+    o.jitter = m.ffn.get_number("jitter");
+    o.activation = m.ffn.get_string("activation");
+    o.validate();
+    ffn = [o, &gen, noise, popt = tc.param_options()](int) {
+      return std::make_shared<moe::SmoeFeedForward>(o, gen, popt, noise);
     };
   } else {
     MONET_CHECK(kind == "dense", "model.ffn.kind '{}' has no layer in this build", kind);

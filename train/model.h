@@ -15,8 +15,11 @@ nn::TransformerConfig transformer_config(const ModelConfig& m, DType dtype = DTy
                                          Device device = Device::cpu());
 
 // Parameters are drawn from `gen` in registration order.
+// `noise` feeds the routing noise of layers that draw any in training (SMoE noisy top-k, jitter);
+// the trainer passes its own saved generator so resumed runs draw the same noise.
 std::shared_ptr<nn::Transformer> build_model(const ModelConfig& m, Generator& gen,
-                                             DType dtype = DType::F32, Device device = Device::cpu());
+                                             DType dtype = DType::F32, Device device = Device::cpu(),
+                                             Generator* noise = nullptr);
 
 // Parameters and buffers together: what model.safetensors holds.
 nn::NamedTensors model_state(const nn::Module& model);

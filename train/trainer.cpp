@@ -87,11 +87,11 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   ByteTokenizer tokenizer;
   Corpus corpus = Corpus::load(cfg.run.data, tokenizer);
   Generator init(cfg.run.seed);
-  auto model = build_model(cfg.model, init, DType::F32, device);
+  Generator rng(cfg.run.seed + 2);  // the trainer's own draws (routing noise), saved in checkpoints
+  auto model = build_model(cfg.model, init, DType::F32, device, &rng);
   model->train();
   auto optimizer = make_optimizer(cfg.optim, model->named_parameters());
   Batcher batcher(corpus.train_stream(), cfg.run.seed + 1);
-  Generator rng(cfg.run.seed + 2);  // the trainer's own draws (routing noise), saved in checkpoints
   TrainState state;
 
   if (opt.resume) {
