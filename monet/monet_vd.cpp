@@ -1,20 +1,17 @@
 #include "monet/monet_vd.h"
 
 #include "core/ops.h"
+#include "nn/linear.h"
 
 namespace monet::moe {
-
-namespace {
-Tensor linear_nobias(const Tensor& x, const Tensor& w) { return matmul(x, transpose(w, 0, 1)); }
-}  // namespace
 
 Tensor monet_vd(const Tensor& x, const VdWeights& w, const Routing& r) {
   const int64_t B = x.size(0), T = x.size(1);
   const int64_t sqrt_n = w.b1.size(0), half_m = w.u1_weight.size(0) / sqrt_n;
   check_routing("monet_vd", r, x, sqrt_n);
   const Shape experts{B, T, sqrt_n, half_m}, flat{B, T, sqrt_n * half_m};
-  Tensor a1 = relu2(add(linear_nobias(x, w.u1_weight), w.u1_bias)).reshape(experts);
-  Tensor a2 = relu2(add(linear_nobias(x, w.u2_weight), w.u2_bias)).reshape(experts);
+  Tensor a1 = relu2(nn::linear(x, w.u1_weight, w.u1_bias)).reshape(experts);
+  Tensor a2 = relu2(nn::linear(x, w.u2_weight, w.u2_bias)).reshape(experts);
   Tensor g1t = transpose(r.g1, -1, -2), g2t = transpose(r.g2, -1, -2);  // (B,T,√N,H)
   // G1_i = Σ_h ĝ1_hi s2_h and G2_j = Σ_h ĝ2_hj s1_h, with s1_h = Σ_i ĝ1_hi, s2_h = Σ_j ĝ2_hj. The
   // paper takes s = 1 (true for the router's probabilities); keeping it costs O(H) and keeps the
@@ -22,11 +19,11 @@ Tensor monet_vd(const Tensor& x, const VdWeights& w, const Routing& r) {
   Tensor s1 = unsqueeze(sum(r.g1, {3}), -1), s2 = unsqueeze(sum(r.g2, {3}), -1);  // (B,T,H,1)
   Tensor G1 = matmul(g1t, s2).reshape({B, T, sqrt_n}), G2 = matmul(g2t, s1).reshape({B, T, sqrt_n});
 
-  Tensor X11 = linear_nobias(mul(unsqueeze(G1, -1), a1).reshape(flat), w.v11);
-  Tensor X12 = linear_nobias(matmul(g1t, matmul(r.g2, a2)).reshape(flat), w.v12);
+  Tensor X11 = nn::linear(mul(unsqueeze(G1, -1), a1).reshape(flat), w.v11);
+  Tensor X12 = nn::linear(matmul(g1t, matmul(r.g2, a2)).reshape(flat), w.v12);
   Tensor X13 = matmul(G1, w.b1);
-  Tensor X21 = linear_nobias(matmul(g2t, matmul(r.g1, a1)).reshape(flat), w.v21);
-  Tensor X22 = linear_nobias(mul(unsqueeze(G2, -1), a2).reshape(flat), w.v22);
+  Tensor X21 = nn::linear(matmul(g2t, matmul(r.g1, a1)).reshape(flat), w.v21);
+  Tensor X22 = nn::linear(mul(unsqueeze(G2, -1), a2).reshape(flat), w.v22);
   Tensor X23 = matmul(G2, w.b2);
   return concat({add(add(X11, X12), X13), add(add(X21, X22), X23)}, -1);
 }

@@ -149,7 +149,7 @@ Route route(const Tensor& x, const GateWeights& w, const SmoeOptions& o, bool tr
     xr = mul(x, uniform(x.shape(), 1.0 - o.jitter, 1.0 + o.jitter, g, x.dtype(), x.device()));
   }
   Route r;
-  r.logits = matmul(xr, transpose(w.gate, 0, 1));  // l = x W_gᵀ   [n, E]
+  r.logits = nn::linear(xr, w.gate);  // l = x W_gᵀ   [n, E]
   switch (kind) {
     case Gating::Softmax: {
       r.gates = softmax(r.logits, -1);
@@ -160,7 +160,7 @@ Route route(const Tensor& x, const GateWeights& w, const SmoeOptions& o, bool tr
     }
     case Gating::NoisyTopK: {
       MONET_CHECK(w.noise.defined(), "smoe route: noisy_topk needs W_noise");
-      Tensor noise_std = softplus(matmul(x, transpose(w.noise, 0, 1)));  // softplus(x W_noiseᵀ)
+      Tensor noise_std = softplus(nn::linear(x, w.noise));  // softplus(x W_noiseᵀ)
       Tensor h = r.logits;                                               // H(x), Eq. 4
       if (training) {
         Generator& g = need_noise(noise, o, "noise");

@@ -15,8 +15,12 @@ Tensor Linear::forward(const Tensor& x) const {
   MONET_CHECK(x.dim() >= 1 && x.shape().back() == in_,
               "Linear: input of shape {} does not end in in_features {} (weight {})",
               shape_str(x.shape()), in_, shape_str(weight_.shape()));
-  Tensor y = matmul(x, transpose(weight_, 0, 1));  // x·Wᵀ
-  return bias_.defined() ? add(y, bias_) : y;
+  return linear(x, weight_, bias_);
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  Tensor y = matmul(x, transpose(weight, 0, 1));  // x·Wᵀ, the transpose a gemm flag
+  return bias.defined() ? add(y, bias) : y;
 }
 
 Embedding::Embedding(int64_t vocab, int64_t dim, Generator& gen, const ParamOptions& opt)

@@ -8,6 +8,9 @@
 
 namespace monet::nn {
 
+// y = x·Wᵀ (+ b): the computation of Linear, for layers that hold their weights as raw tensors.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
 class Linear : public Module {
  public:
   // W ~ N(0, init_std²), b = 0 (only when `bias`).
