@@ -1,8 +1,10 @@
 #include "core/autograd.h"
 
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/flops.h"
 #include "core/ops.h"
 
 namespace monet {
@@ -27,6 +29,7 @@ void record(Tensor& out, const char* name, std::vector<Tensor> inputs, BackwardF
   node->name = name;
   node->inputs = std::move(inputs);
   node->backward = std::move(fn);
+  node->flop_category = flops::current_category();
   out.impl().grad_fn = std::move(node);
   out.impl().requires_grad = true;
 }
@@ -86,6 +89,8 @@ void run_backward(const Tensor& root, const Tensor& grad_in) {
     if (it == pending.end()) continue;
     Tensor g = std::move(it->second);
     pending.erase(it);
+    std::optional<FlopScope> scope;
+    if (!node->flop_category.empty()) scope.emplace(node->flop_category);
     std::vector<Tensor> grads = node->backward(g);
     MONET_CHECK(grads.size() == node->inputs.size(),
                 "backward of {}: returned {} gradients for {} inputs", node->name, grads.size(),

@@ -21,6 +21,7 @@ struct Node {
   std::string name;             // the op, for error messages ("matmul", "softmax", ...)
   std::vector<Tensor> inputs;   // edges to the tensors this node differentiates into
   BackwardFn backward;          // grad_out -> one grad per input (undefined = no gradient)
+  std::string flop_category;    // the FlopScope active at forward time, reused by backward
   // True when input i wants a gradient; closures use it to skip work.
   bool needs(size_t i) const { return inputs[i].defined() && inputs[i].requires_grad(); }
 };

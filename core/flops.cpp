@@ -29,4 +29,6 @@ void flops::count(int64_t n) {
   if (g_active) g_active->add(n);
 }
 
+std::string flops::current_category() { return g_active ? g_active->category : std::string(); }
+
 }  // namespace monet

@@ -6,7 +6,9 @@
 //   c.total(), c.by_category()
 //
 // Counts follow the usual convention: a multiply-add is 2 FLOPs (matmul 2·M·N·K), an elementwise
-// op 1 per output element, a transcendental 1. Backward ops are counted like forward ones.
+// op 1 per output element, a transcendental 1. Backward ops are counted like forward ones, and
+// into the category that was active when their forward op ran (autograd nodes remember it), so
+// a layer's FlopScope("routing") attributes its routing's backward to "routing" too.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -44,6 +46,8 @@ class FlopScope {
 
 namespace flops {
 void count(int64_t n);  // called by ops; a no-op when no counter is active
+// The category FLOPs go to now; empty when no counter is active.
+std::string current_category();
 }
 
 }  // namespace monet

@@ -8,6 +8,7 @@
 
 #ifdef MONET_WITH_CUDA
 #include "core/cuda/allocator.h"
+#include "core/cuda/device.h"
 #endif
 
 namespace monet {
@@ -78,6 +79,14 @@ void memory::reset_peak(DeviceType t) {
   Counters& c = counters(t);
   c.peak.store(c.current.load());
   c.largest.store(0);
+}
+
+void synchronize(Device d) {
+#ifdef MONET_WITH_CUDA
+  if (d.is_cuda()) cuda::synchronize();
+#else
+  (void)d;
+#endif
 }
 
 }  // namespace monet

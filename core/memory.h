@@ -26,4 +26,8 @@ MemoryStats stats(DeviceType t);
 void reset_peak(DeviceType t);
 }  // namespace memory
 
+// Waits until the device has finished all the work issued so far (a no-op on the CPU): timings of
+// asynchronous devices are taken between two of these.
+void synchronize(Device d);
+
 }  // namespace monet

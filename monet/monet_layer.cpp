@@ -67,6 +67,7 @@ Tensor MonetFeedForward::forward(const Tensor& x) {
               shape_str(x.shape()), o_.d);
   aux_ = Tensor();
   if (router_) {
+    FlopScope scope(nn::kFlopsRetrieval);
     group_->routing = router_->forward(x);
     Tensor unif = uniformity_loss(group_->routing), amb = ambiguity_loss(group_->routing);
     unif_ = unif.item();
@@ -78,6 +79,7 @@ Tensor MonetFeedForward::forward(const Tensor& x) {
               "monet layer: no routing for input {} (the group's first layer must run first)",
               shape_str(x.shape()));
   if (!removed1_.empty() || !removed2_.empty()) r = mask_subexperts(r, removed1_, removed2_);
+  FlopScope scope(nn::kFlopsExperts);
   Tensor y = o_.vertical ? monet_vd(x, vd_, r) : monet_hd(x, hd_, r);
   if (!removed_pairs_.empty())
     y = sub(y, o_.vertical ? vd_contribution(x, vd_, r, removed_pairs_)

@@ -262,8 +262,13 @@ Tensor PeerFeedForward::forward(const Tensor& x) {
   MONET_CHECK(x.dim() == 3 && x.size(2) == o_.d, "peer layer: input {} is not [B, T, {}]",
               shape_str(x.shape()), o_.d);
   const int64_t B = x.size(0), T = x.size(1);
-  Tensor q = query_->forward(x);  // [B, T, h·d_q]
-  if (norm_) q = batch_norm(q, 2, norm_->running_mean, norm_->running_var, is_training());
+  Tensor q;
+  {
+    FlopScope scope(nn::kFlopsQuery);
+    q = query_->forward(x);  // [B, T, h·d_q]
+    if (norm_) q = batch_norm(q, 2, norm_->running_mean, norm_->running_var, is_training());
+  }
+  FlopScope scope(nn::kFlopsRetrieval);
   PeerRetrieval r =
       product_key_topk(q.reshape({B, T, o_.heads, o_.d_query}), keys1_, keys2_, o_.topk);
   Tensor g = peer_gates(r.scores, o_.score);
@@ -274,6 +279,7 @@ Tensor PeerFeedForward::forward(const Tensor& x) {
     for (size_t i = 0; i < ids.size(); ++i) keep[i] = removed_table_[ids[i]] ? 0.0f : 1.0f;
     g = mul(g, from_vector(keep, r.indices.shape()).to(g.dtype()).to(g.device()));
   }
+  FlopScope experts(nn::kFlopsExperts);
   return peer_experts(x, u_, v_, r.indices, g, o_.activation);
 }
 

@@ -206,7 +206,10 @@ Tensor weighted_aux_loss(const Route& r, const SmoeOptions& o) {
 SmoeResult smoe(const Tensor& x, const GateWeights& g, const ExpertWeights& w, const SmoeOptions& o,
                 bool training, Generator* noise, const std::vector<bool>& removed) {
   SmoeResult res;
-  res.route = route(x, g, o, training, noise);
+  {
+    FlopScope scope(nn::kFlopsRetrieval);
+    res.route = route(x, g, o, training, noise);
+  }
   Tensor idx = res.route.idx;
   if (!removed.empty()) {  // removed experts: their pairs contribute 0 (see smoe.h)
     MONET_CHECK(static_cast<int64_t>(removed.size()) == o.experts,
@@ -217,6 +220,7 @@ SmoeResult smoe(const Tensor& x, const GateWeights& g, const ExpertWeights& w, c
     idx = from_vector(ih, idx.shape(), idx.device());
   }
   const nn::Activation act = nn::parse_activation(o.activation);
+  FlopScope scope(nn::kFlopsExperts);
   res.y = o.capacity_factor > 0
               ? moe_capacity(x, idx, res.route.gates, w, act, o.capacity_factor, &res.stats)
               : moe_dropless(x, idx, res.route.gates, w, act, &res.stats);
@@ -260,6 +264,7 @@ Tensor SmoeFeedForward::forward(const Tensor& x) {
   MONET_CHECK(x.dim() >= 1 && x.size(-1) == o_.d, "smoe layer: input {} does not end in d = {}",
               shape_str(x.shape()), o_.d);
   SmoeResult res = smoe(reshape(x, {-1, o_.d}), gw_, ew_, o_, is_training(), noise_, removed_);
+  FlopScope scope(nn::kFlopsRetrieval);  // the balance losses belong to routing
   Tensor aux = weighted_aux_loss(res.route, o_);
   aux_ = is_training() ? aux : Tensor();
   stats_ = res.stats;

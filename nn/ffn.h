@@ -2,9 +2,19 @@
 // sparse layers (SMoE, PEER, MONET in monet/) plug in through TransformerConfig's factory.
 // Input and output are [..., d_model].
 #pragma once
+#include <string>
+
+#include "core/flops.h"
 #include "nn/module.h"
 
 namespace monet::nn {
+
+// FLOP categories of a feed-forward layer (core/flops.h FlopScope), read by `monet table`:
+// the work of choosing experts (router logits, key scores, top-k, gates, their aux losses), a
+// retrieval query network (PEER's, whose cost does not depend on N), and the experts themselves.
+inline const std::string kFlopsRetrieval = "retrieval";
+inline const std::string kFlopsQuery = "query";
+inline const std::string kFlopsExperts = "experts";
 
 class FeedForward : public Module {
  public:

@@ -34,6 +34,7 @@ MLP::MLP(int64_t d_model, int64_t hidden, Activation act, Generator& gen, const 
 }
 
 Tensor MLP::forward(const Tensor& x) {
+  FlopScope scope(kFlopsExperts);
   Tensor u = w1_->forward(x);  // W₁x
   switch (act_) {
     case Activation::ReLU2:

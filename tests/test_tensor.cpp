@@ -144,3 +144,18 @@ TEST(Flops, MatmulSoftmaxAndMlpCountThemselves) {
   FlopCounter none;
   EXPECT_EQ(none.total(), 0);
 }
+
+TEST(Flops, BackwardCountsIntoTheForwardCategory) {
+  Tensor a = ones({8, 16}).requires_grad_(), w = ones({16, 32}).requires_grad_();
+  FlopCounter c;
+  Tensor y;
+  {
+    FlopScope s("routing");
+    y = matmul(a, w);
+  }
+  Tensor loss = sum(y);  // outside the scope: "other"
+  loss.backward();       // outside the scope too, but matmul's backward is routing work
+  // Forward 2·8·16·32, backward dA = dY·Wᵀ and dW = Aᵀ·dY, 2·8·32·16 each.
+  EXPECT_EQ(c.by_category().at("routing"), 3 * 2 * 8 * 16 * 32);
+  EXPECT_GT(c.by_category().at("other"), 0);
+}

@@ -2,6 +2,8 @@
 //   monet train --config FILE.json [--out DIR] [--set key=value ...] | --resume DIR
 //   monet eval --ckpt DIR [--data FOLDER]
 //   monet sample --ckpt DIR --prompt TEXT [--tokens N --temperature T --top-k K --seed S]
+//   monet table [--out DIR] [--quick] [--d D] [--sqrt-n 16,32,...] [--kinds dense,smoe,...]
+//               [--set KIND.KEY=VALUE ...] [--device cpu|cuda]   (the complexity table, eval/table.h)
 //   monet demo        (the core's smoke test: an MLP learns XOR with SGD)
 // Every error ends the program with one line on stderr and exit status 1.
 #include <cblas.h>
@@ -17,9 +19,11 @@
 #include "train/fileio.h"
 #include "train/model.h"
 #include "train/evaluate.h"
+#include "train/progress.h"
 #include "train/sample.h"
 #include "train/tokenizer.h"
 #include "train/trainer.h"
+#include "eval/table.h"
 
 namespace fs = std::filesystem;
 using namespace monet;
@@ -75,6 +79,39 @@ int run_eval(const Args& a) {
   return 0;
 }
 
+struct TableArgs {
+  TableOptions opt;
+  std::string out, device;
+  bool quick = false;
+};
+
+int run_table(TableArgs t) {
+  TableOptions o = t.quick ? TableOptions::quick() : TableOptions();
+  // Explicit flags win over the --quick defaults: copy the ones that differ from a default run.
+  const TableOptions def;
+  if (t.opt.d != def.d) o.d = t.opt.d;
+  if (t.opt.sqrt_n != def.sqrt_n) o.sqrt_n = t.opt.sqrt_n;
+  if (t.opt.peer_extra_sqrt_n != def.peer_extra_sqrt_n) o.peer_extra_sqrt_n = t.opt.peer_extra_sqrt_n;
+  if (t.opt.kinds != def.kinds) o.kinds = t.opt.kinds;
+  if (t.opt.batch != def.batch) o.batch = t.opt.batch;
+  if (t.opt.context != def.context) o.context = t.opt.context;
+  if (t.opt.repeats != def.repeats) o.repeats = t.opt.repeats;
+  if (t.opt.warmup != def.warmup) o.warmup = t.opt.warmup;
+  o.max_memory_gib = t.opt.max_memory_gib;
+  o.sets = t.opt.sets;
+  o.device = parse_device(t.device.empty() ? "cpu" : t.device);
+  Progress bar(1, 0, stderr);
+  TableResult r = run_table(o, [&](int done, int total, const std::string& what) {
+    bar.bar(done, total, what);
+  });
+  fmt::print("{}", table_markdown(r));
+  if (!t.out.empty()) {
+    write_table_outputs(r, t.out);
+    fmt::print(stderr, "table: wrote {}/table.{{md,csv,json}} and *_vs_n.svg\n", t.out);
+  }
+  return 0;
+}
+
 int run_sample(const Args& a) {
   auto model = load_model(a.ckpt, nullptr, parse_device(a.device.empty() ? "cpu" : a.device));
   ByteTokenizer tok;
@@ -115,6 +152,22 @@ int main(int argc, char** argv) {
   samp->add_option("--seed", a.seed, "random seed");
   samp->add_option("--device", a.device, "cpu or cuda");
 
+  TableArgs ta;
+  CLI::App* table = app.add_subcommand("table", "measure params, time, FLOPs and memory of every layer kind as N grows");
+  table->add_option("--out", ta.out, "write table.md/.csv/.json and the log-log plots here");
+  table->add_flag("--quick", ta.quick, "the small sweep (√N 16..64, 256 tokens, 2 repeats) for CI");
+  table->add_option("--d", ta.opt.d, "model width")->check(CLI::PositiveNumber);
+  table->add_option("--sqrt-n", ta.opt.sqrt_n, "the √N values to sweep (N = √N²)")->delimiter(',');
+  table->add_option("--peer-sqrt-n", ta.opt.peer_extra_sqrt_n, "further √N values for PEER only")->delimiter(',');
+  table->add_option("--kinds", ta.opt.kinds, "layer kinds: dense,smoe,peer,monet_hd,monet_vd")->delimiter(',');
+  table->add_option("--batch", ta.opt.batch, "B")->check(CLI::PositiveNumber);
+  table->add_option("--context", ta.opt.context, "T")->check(CLI::PositiveNumber);
+  table->add_option("--repeats", ta.opt.repeats, "timed repeats (the median is reported)")->check(CLI::PositiveNumber);
+  table->add_option("--warmup", ta.opt.warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+  table->add_option("--max-memory-gib", ta.opt.max_memory_gib, "skip configurations predicted above this (default 60% of available)");
+  table->add_option("--set", ta.opt.sets, "a layer setting: --set smoe.dim=32 (repeatable)");
+  table->add_option("--device", ta.device, "cpu or cuda");
+
   CLI::App* demo = app.add_subcommand("demo", "train a tiny MLP on a synthetic task with the core and print its loss");
   demo->add_option("--steps", a.demo_steps, "SGD steps")->check(CLI::PositiveNumber);
   demo->add_option("--seed", a.seed, "random seed");
@@ -126,6 +179,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand(train)) return run_train(a);
     if (app.got_subcommand(eval)) return run_eval(a);
     if (app.got_subcommand(samp)) return run_sample(a);
+    if (app.got_subcommand(table)) return run_table(ta);
     if (app.got_subcommand(demo)) {
       auto r = run_xor_demo(a.demo_steps, a.seed, [&](int step, double loss) {
         if (step % 25 == 0 || step == a.demo_steps - 1) fmt::print("step {:4d}  loss {:.4f}\n", step, loss);

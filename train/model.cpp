@@ -3,6 +3,7 @@
 #include "monet/monet_layer.h"
 #include "monet/peer.h"
 #include "monet/smoe.h"
+#include "nn/mlp.h"
 #ifdef MONET_WITH_CUDA
 #include "core/cuda/device.h"
 #endif
@@ -39,11 +40,15 @@ nn::TransformerConfig transformer_config(const ModelConfig& m, DType dtype, Devi
   return c;
 }
 
-std::shared_ptr<nn::Transformer> build_model(const ModelConfig& m, Generator& gen, DType dtype,
-                                             Device device, Generator* noise) {
-  nn::TransformerConfig tc = transformer_config(m, dtype, device);
-  nn::FeedForwardFactory ffn;
+nn::FeedForwardFactory ffn_factory(const ModelConfig& m, const nn::ParamOptions& popt,
+                                   Generator& gen, Generator* noise) {
   const std::string& kind = m.ffn.kind;
+  if (kind == "dense") {
+    const nn::Activation act = nn::parse_activation(m.ffn.get_string("activation"));
+    return [d = m.d, hidden = m.ffn.get_int("hidden"), act, &gen, popt](int) {
+      return std::make_shared<nn::MLP>(d, hidden, act, gen, popt);
+    };
+  }
   if (kind == "monet_hd" || kind == "monet_vd") {
     moe::MonetOptions o;
     o.d = m.d;
@@ -55,11 +60,12 @@ std::shared_ptr<nn::Transformer> build_model(const ModelConfig& m, Generator& ge
     o.aux_weight = m.ffn.get_number("aux_weight");
     o.vertical = kind == "monet_vd";
     auto group = std::make_shared<moe::RoutingGroup>();
-    ffn = [o, group, &gen, popt = tc.param_options()](int layer) mutable {
+    return [o, group, &gen, popt](int layer) mutable {
       if (layer % o.group == 0) group = std::make_shared<moe::RoutingGroup>();  // a new group
       return std::make_shared<moe::MonetFeedForward>(o, layer, group, gen, popt);
     };
-  } else if (kind == "peer") {
+  }
+  if (kind == "peer") {
     moe::PeerOptions o;
     o.d = m.d;
     o.sqrt_n = m.ffn.get_int("sqrt_n");
@@ -70,31 +76,37 @@ std::shared_ptr<nn::Transformer> build_model(const ModelConfig& m, Generator& ge
     o.score = m.ffn.get_string("score");
     o.query_batchnorm = m.ffn.get_int("query_batchnorm") != 0;
     o.validate();
-    ffn = [o, &gen, popt = tc.param_options()](int) {
-      return std::make_shared<moe::PeerFeedForward>(o, gen, popt);
-    };
-  } else if (kind == "smoe") {
-    moe::SmoeOptions o;
-    o.d = m.d;
-    o.experts = m.ffn.get_int("experts");
-    o.dim = m.ffn.get_int("dim");
-    o.topk = m.ffn.get_int("topk");
-    o.gating = m.ffn.get_string("gating");
-    o.capacity_factor = m.ffn.get_number("capacity_factor");
-    o.balance_weight = m.ffn.get_number("balance_weight");
-    o.z_weight = m.ffn.get_number("z_weight");
-    o.importance_weight = m.ffn.get_number("importance_weight");
-    o.load_weight = m.ffn.get_number("load_weight");
-    o.jitter = m.ffn.get_number("jitter");
-    o.activation = m.ffn.get_string("activation");
-    o.validate();
-    ffn = [o, &gen, noise, popt = tc.param_options()](int) {
-      return std::make_shared<moe::SmoeFeedForward>(o, gen, popt, noise);
-    };
-  } else {
-    MONET_CHECK(kind == "dense", "model.ffn.kind '{}' has no layer in this build", kind);
+    return [o, &gen, popt](int) { return std::make_shared<moe::PeerFeedForward>(o, gen, popt); };
   }
-  return std::make_shared<nn::Transformer>(tc, gen, ffn);
+  MONET_CHECK(kind == "smoe", "model.ffn.kind '{}' has no layer in this build", kind);
+  moe::SmoeOptions o;
+  o.d = m.d;
+  o.experts = m.ffn.get_int("experts");
+  o.dim = m.ffn.get_int("dim");
+  o.topk = m.ffn.get_int("topk");
+  o.gating = m.ffn.get_string("gating");
+  o.capacity_factor = m.ffn.get_number("capacity_factor");
+  o.balance_weight = m.ffn.get_number("balance_weight");
+  o.z_weight = m.ffn.get_number("z_weight");
+  o.importance_weight = m.ffn.get_number("importance_weight");
+  o.load_weight = m.ffn.get_number("load_weight");
+  o.jitter = m.ffn.get_number("jitter");
+  o.activation = m.ffn.get_string("activation");
+  o.validate();
+  return [o, &gen, noise, popt](int) {
+    return std::make_shared<moe::SmoeFeedForward>(o, gen, popt, noise);
+  };
+}
+
+std::shared_ptr<nn::Transformer> build_model(const ModelConfig& m, Generator& gen, DType dtype,
+                                             Device device, Generator* noise) {
+  nn::TransformerConfig tc = transformer_config(m, dtype, device);
+  return std::make_shared<nn::Transformer>(tc, gen, ffn_factory(m, tc.param_options(), gen, noise));
+}
+
+int64_t count_parameters(const ModelConfig& m) {
+  Generator gen(0);
+  return build_model(m, gen, DType::F32, Device::meta())->num_parameters();
 }
 
 nn::NamedTensors model_state(const nn::Module& model) {

@@ -1,5 +1,5 @@
 // From a run configuration to a model: the transformer of nn/ with the feed-forward kind the
-// config names (dense, monet_hd, monet_vd; smoe and peer come with their layers).
+// config names (dense, smoe, peer, monet_hd, monet_vd).
 #pragma once
 #include <memory>
 
@@ -14,12 +14,21 @@ Device parse_device(const std::string& name);
 nn::TransformerConfig transformer_config(const ModelConfig& m, DType dtype = DType::F32,
                                          Device device = Device::cpu());
 
+// The feed-forward layer of the config's kind, one per call (`layer` decides, for MONET, whether
+// the layer owns its routing group's router). The factory keeps references to `gen` and `noise`.
+nn::FeedForwardFactory ffn_factory(const ModelConfig& m, const nn::ParamOptions& popt,
+                                   Generator& gen, Generator* noise = nullptr);
+
 // Parameters are drawn from `gen` in registration order.
 // `noise` feeds the routing noise of layers that draw any in training (SMoE noisy top-k, jitter);
 // the trainer passes its own saved generator so resumed runs draw the same noise.
 std::shared_ptr<nn::Transformer> build_model(const ModelConfig& m, Generator& gen,
                                              DType dtype = DType::F32, Device device = Device::cpu(),
                                              Generator* noise = nullptr);
+
+// The parameter count of the model, built on the meta device (shapes only, nothing allocated), so
+// paper-sized models are counted exactly on a laptop.
+int64_t count_parameters(const ModelConfig& m);
 
 // Parameters and buffers together: what model.safetensors holds.
 nn::NamedTensors model_state(const nn::Module& model);

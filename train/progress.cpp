@@ -31,6 +31,22 @@ void Progress::step(int64_t step, double loss, double lr, int64_t tokens, int64_
   std::fflush(out_);
 }
 
+void Progress::bar(int done, int total, const std::string& what) {
+  constexpr int kWidth = 30;
+  const int filled = total > 0 ? kWidth * done / total : kWidth;
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const std::string text = fmt::format("[{}{}] {}/{} {:.0f} s  {}", std::string(filled, '#'),
+                                       std::string(kWidth - filled, '.'), done, total, elapsed, what);
+  if (tty_) {
+    fmt::print(out_, "\r\033[K{}", text);
+    live_ = done < total;
+    if (!live_) fmt::print(out_, "\n");
+  } else {
+    fmt::print(out_, "{}\n", text);
+  }
+  std::fflush(out_);
+}
+
 void Progress::line(const std::string& text) {
   if (live_) fmt::print(out_, "\r\033[K");
   live_ = false;

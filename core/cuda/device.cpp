@@ -144,6 +144,13 @@ std::string device_name() {
   return prop.name;
 }
 
+size_t total_memory() {
+  if (!available()) return 0;
+  cudaDeviceProp prop{};
+  MONET_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  return prop.totalGlobalMem;
+}
+
 cudaStream_t stream() {
   return Context::get().stream();
 }

@@ -27,6 +27,7 @@ bool available() noexcept;
 std::string unavailable_reason();
 int device_count() noexcept;  // 0 when unavailable
 std::string device_name();    // "NVIDIA H100 80GB HBM3"; empty when unavailable
+size_t total_memory();        // bytes of device memory; 0 when unavailable
 
 // The stream every kernel, cuBLAS call and copy of the backend is ordered on. A non-blocking
 // stream: it does not synchronise with the legacy default stream.

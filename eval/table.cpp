@@ -1,0 +1,555 @@
+#include "eval/table.h"
+
+#include <cblas.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/flops.h"
+#include "core/memory.h"
+#include "core/ops.h"
+#include "core/random.h"
+#include "nn/ffn.h"
+#include "train/config.h"
+#include "train/fileio.h"
+#include "train/model.h"
+#include "train/plot.h"
+#ifdef MONET_WITH_CUDA
+#include "core/cuda/device.h"
+#endif
+
+namespace monet {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+TableOptions TableOptions::quick() {
+  TableOptions o;
+  o.sqrt_n = {16, 32, 64};
+  o.peer_extra_sqrt_n = {};
+  o.batch = 4;
+  o.context = 64;
+  o.repeats = 2;
+  return o;
+}
+
+double TableRow::flops(const std::string& category) const {
+  auto it = fwd_flops.find(category);
+  return it == fwd_flops.end() ? 0.0 : it->second;
+}
+
+json layer_settings(const TableOptions& o, const std::string& kind, int64_t sqrt_n) {
+  json f;
+  if (kind == "dense") {
+    f = {{"kind", kind}, {"activation", "relu2"}, {"hidden", 4 * o.d}};
+  } else if (kind == "smoe") {
+    f = {{"kind", kind},
+         {"experts", sqrt_n * sqrt_n},
+         {"dim", 64},
+         {"gating", "gshard"},
+         {"capacity_factor", 0}};
+  } else if (kind == "peer") {
+    f = {{"kind", kind}, {"sqrt_n", sqrt_n}, {"heads", 8}, {"topk", 16}, {"d_query", 128}};
+  } else if (kind == "monet_hd" || kind == "monet_vd") {
+    f = {{"kind", kind}, {"heads", 4}, {"sqrt_n", sqrt_n}, {"dim", 16}, {"topk", 8}, {"group", 1}};
+  } else {
+    throw Error(fmt::format(
+        "table: unknown layer kind '{}' (dense, smoe, peer, monet_hd, monet_vd)", kind));
+  }
+  for (const std::string& s : o.sets) {  // "smoe.dim=32"
+    const size_t dot = s.find('.'), eq = s.find('=');
+    MONET_CHECK(dot != std::string::npos && eq != std::string::npos && dot < eq,
+                "table --set '{}': want KIND.KEY=VALUE, e.g. smoe.dim=32", s);
+    const std::string k = s.substr(0, dot), key = s.substr(dot + 1, eq - dot - 1),
+                      value = s.substr(eq + 1);
+    MONET_CHECK(k == "dense" || k == "smoe" || k == "peer" || k == "monet_hd" || k == "monet_vd",
+                "table --set '{}': unknown layer kind '{}'", s, k);
+    MONET_CHECK(key != "kind" && key != "experts" && key != "sqrt_n",
+                "table --set '{}': the sweep sets {} itself", s, key);
+    if (k != kind) continue;
+    json v = json::parse(value, nullptr, false);
+    f[key] = v.is_discarded() ? json(value) : v;
+  }
+  return f;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::shared_ptr<nn::FeedForward> build_layer(const TableOptions& o, const std::string& kind,
+                                             int64_t sqrt_n, Device device, Generator& gen) {
+  // Parsed as a model config, so a bad --set is reported with its dotted key (model.ffn.dim).
+  Config c = parse_config(
+      json{{"model", {{"d", o.d}, {"heads", 1}, {"ffn", layer_settings(o, kind, sqrt_n)}}}});
+  return ffn_factory(c.model, nn::ParamOptions{DType::F32, device, 0.02}, gen)(0);
+}
+
+// Table 1's "expert parameters": what the experts themselves hold, without the router, the
+// product keys or PEER's query network.
+bool is_expert_param(const std::string& kind, const std::string& name) {
+  if (kind == "smoe") return name == "w1" || name == "w2";
+  if (kind == "peer") return name == "u" || name == "v";
+  if (kind == "monet_hd" || kind == "monet_vd") return name.rfind("router.", 0) != 0;
+  return true;  // dense: the MLP is one always-on expert
+}
+
+double available_bytes(Device device) {
+#ifdef MONET_WITH_CUDA
+  if (device.is_cuda()) return static_cast<double>(cuda::total_memory());
+#endif
+  (void)device;
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  double kib = 0;
+  while (in >> key >> kib) {
+    if (key == "MemAvailable:") return kib * 1024.0;
+    in.ignore(256, '\n');
+  }
+  return 8.0 * (1 << 30);  // no /proc: assume a small machine
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+TableRow measure(const TableOptions& o, const std::string& kind, int64_t sqrt_n, double budget) {
+  TableRow r;
+  r.kind = kind;
+  r.sqrt_n = kind == "dense" ? 0 : sqrt_n;
+  r.n = r.sqrt_n * r.sqrt_n;
+  {  // shapes first, on the meta device: exact counts, and the predicted size
+    Generator gen(o.seed);
+    auto meta = build_layer(o, kind, sqrt_n, Device::meta(), gen);
+    for (const auto& [name, p] : meta->named_parameters()) {
+      r.params += p.numel();
+      r.param_bytes += p.numel() * static_cast<int64_t>(dtype_size(p.dtype()));
+      if (is_expert_param(kind, name)) r.expert_params += p.numel();
+    }
+  }
+  r.predicted_bytes = 2.0 * static_cast<double>(r.param_bytes);  // weights + their gradients
+  if (r.predicted_bytes > budget) {
+    r.note = fmt::format(
+        "not run: weights + gradients alone need {:.1f} GiB, over the {:.1f} GiB budget",
+        r.predicted_bytes / (1 << 30), budget / (1 << 30));
+    return r;
+  }
+
+  Generator gen(o.seed);
+  auto layer = build_layer(o, kind, sqrt_n, o.device, gen);
+  layer->train();
+  const int64_t tokens = o.batch * o.context;
+  Tensor x =
+      normal({o.batch, o.context, o.d}, 0.0, 1.0, gen, DType::F32, o.device).requires_grad_();
+  // The loss Σ y ⊙ w sends a random upstream gradient w into the layer, as a network would.
+  Tensor w = normal({o.batch, o.context, o.d}, 0.0, 1.0, gen, DType::F32, o.device);
+  auto forward = [&] {
+    Tensor loss = sum(mul(layer->forward(x), w));
+    Tensor aux = layer->aux_loss();
+    return aux.defined() ? add(loss, aux) : loss;
+  };
+  auto clear = [&] {
+    layer->zero_grad();
+    x.set_grad(Tensor());
+  };
+  for (int i = 0; i < o.warmup; ++i) {
+    clear();
+    forward().backward();
+  }
+
+  {  // FLOPs of one step, forward and backward apart; the FlopScopes of the layer split them
+    clear();
+    Tensor loss;
+    double fwd = 0, bwd = 0;
+    {
+      FlopCounter c;
+      loss = forward();
+      for (const auto& [cat, n] : c.by_category())
+        r.fwd_flops[cat] = static_cast<double>(n) / tokens;
+      fwd = static_cast<double>(c.total());
+    }
+    {
+      FlopCounter c;
+      loss.backward();
+      bwd = static_cast<double>(c.total());
+    }
+    r.fwd_flops_total = fwd / tokens;
+    r.step_flops_total = (fwd + bwd) / tokens;
+  }
+
+  {  // memory of one step, from the tracking allocator
+    clear();
+    synchronize(o.device);
+    const DeviceType dt = o.device.type;
+    memory::reset_peak(dt);
+    const int64_t c0 = memory::stats(dt).current;
+    int64_t c1 = 0;
+    {
+      Tensor loss = forward();
+      synchronize(o.device);
+      c1 = memory::stats(dt).current;
+      loss.backward();
+      synchronize(o.device);
+    }  // the graph, and with it every saved activation, is released here
+    const MemoryStats s = memory::stats(dt);
+    r.mem_weights = r.param_bytes;
+    r.mem_input = c0 - r.param_bytes;  // x, w and the layer's buffers (running statistics)
+    r.mem_saved = c1 - c0;
+    r.mem_grads = s.current - c0;
+    r.mem_transient = s.peak - c1 - r.mem_grads;
+    r.mem_peak = s.peak;
+  }
+
+  std::vector<double> fwd_s, step_s;
+  for (int i = 0; i < o.repeats; ++i) {
+    clear();
+    synchronize(o.device);
+    const Clock::time_point t0 = Clock::now();
+    Tensor loss = forward();
+    synchronize(o.device);
+    fwd_s.push_back(seconds_since(t0));
+    loss.backward();
+    synchronize(o.device);
+    step_s.push_back(seconds_since(t0));
+  }
+  r.fwd_us = median(fwd_s) * 1e6 / static_cast<double>(tokens);
+  r.step_us = median(step_s) * 1e6 / static_cast<double>(tokens);
+  r.measured = true;
+  return r;
+}
+
+std::string mib(double bytes) {
+  return fmt::format("{:.1f}", bytes / (1 << 20));
+}
+
+}  // namespace
+
+double loglog_slope(const std::vector<double>& x, const std::vector<double>& y) {
+  MONET_CHECK(x.size() == y.size(), "loglog_slope: {} x values for {} y values", x.size(),
+              y.size());
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  int n = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!(x[i] > 0) || !(y[i] > 0)) continue;
+    const double lx = std::log(x[i]), ly = std::log(y[i]);
+    sx += lx, sy += ly, sxx += lx * lx, sxy += lx * ly, ++n;
+  }
+  const double den = n * sxx - sx * sx;
+  MONET_CHECK(n >= 2 && den > 1e-12, "loglog_slope: needs two points with distinct positive x");
+  return (n * sxy - sx * sy) / den;
+}
+
+std::vector<TableSlope> fit_slopes(const std::vector<TableRow>& rows) {
+  // Table 1: retrieval time and expert parameters (SMoE N, N; PEER √N with k², N; MONET √N, √N).
+  const std::map<std::string, std::pair<double, double>> paper = {{"smoe", {1.0, 1.0}},
+                                                                  {"peer", {0.5, 1.0}},
+                                                                  {"monet_hd", {0.5, 0.5}},
+                                                                  {"monet_vd", {0.5, 0.5}}};
+  std::vector<TableSlope> out;
+  for (const auto& [kind, exps] : paper) {
+    std::vector<const TableRow*> all, run;
+    for (const TableRow& r : rows)
+      if (r.kind == kind) {
+        all.push_back(&r);
+        if (r.measured) run.push_back(&r);
+      }
+    auto fit = [&](const std::string& what, const std::vector<const TableRow*>& pts, double expo,
+                   auto value) {
+      std::vector<double> x, y;
+      for (const TableRow* r : pts) x.push_back(static_cast<double>(r->n)), y.push_back(value(*r));
+      if (pts.size() < 2) return;
+      out.push_back({kind, what, loglog_slope(x, y), expo, static_cast<int>(pts.size())});
+    };
+    // Parameters are exact for every N (counted on the meta device), run or not.
+    fit("expert params", all, exps.second,
+        [](const TableRow& r) { return double(r.expert_params); });
+    fit("all params", all, -1, [](const TableRow& r) { return double(r.params); });
+    fit("retrieval FLOPs", run, exps.first,
+        [](const TableRow& r) { return r.flops(nn::kFlopsRetrieval); });
+    fit("expert FLOPs", run, -1, [](const TableRow& r) { return r.flops(nn::kFlopsExperts); });
+    fit("fwd+bwd time", run, -1, [](const TableRow& r) { return r.step_us; });
+    fit("peak memory", run, -1, [](const TableRow& r) { return double(r.mem_peak); });
+  }
+  return out;
+}
+
+std::vector<PaperCount> paper_param_counts() {
+  // MONET Table 6: layers, d, attention heads, m, H; √N = 512, vocabulary 32000, context 2048.
+  struct Size {
+    const char* name;
+    int64_t layers, d, heads, m, h;
+  };
+  const Size sizes[] = {
+      {"850M", 24, 1536, 12, 12, 6}, {"1.4B", 24, 2048, 16, 16, 8}, {"4.1B", 32, 3072, 24, 24, 12}};
+  // Table 8 gives the 1.4B figures only.
+  const std::map<std::string, double> published = {{"MONET-VD 1.4B, group 4", 1.465},
+                                                   {"MONET-VD 1.4B, group 1", 1.767},
+                                                   {"dense LLaMA 1.4B", 1.345}};
+  std::vector<PaperCount> out;
+  auto add = [&](const std::string& name, const json& ffn, const Size& s) {
+    Config c = parse_config(json{{"model",
+                                  {{"vocab", 32000},
+                                   {"d", s.d},
+                                   {"layers", s.layers},
+                                   {"heads", s.heads},
+                                   {"context", 2048},
+                                   {"ffn", ffn}}}});
+    auto it = published.find(name);
+    out.push_back({name, count_parameters(c.model), it == published.end() ? 0.0 : it->second});
+  };
+  for (const Size& s : sizes) {
+    for (const char* kind : {"monet_vd", "monet_hd"})
+      for (int group : {4, 1})
+        add(fmt::format("MONET-{} {}, group {}", kind == std::string("monet_vd") ? "VD" : "HD",
+                        s.name, group),
+            json{{"kind", kind},
+                 {"heads", s.h},
+                 {"sqrt_n", 512},
+                 {"dim", s.m},
+                 {"topk", 8},
+                 {"group", group}},
+            s);
+    // LLaMA's SwiGLU width: 8d/3 rounded up to a multiple of 128 (5504 at d = 2048).
+    const int64_t hidden = (8 * s.d / 3 + 127) / 128 * 128;
+    add(fmt::format("dense LLaMA {}", s.name),
+        json{{"kind", "dense"}, {"activation", "swiglu"}, {"hidden", hidden}}, s);
+  }
+  // PEER's example (He 2024): d = 2048, 1024² singletons, 2·d·N expert parameters per layer,
+  // ≈ 103B over 24 layers.
+  TableOptions o;
+  o.d = 2048;
+  Generator gen(0);
+  auto peer = build_layer(o, "peer", 1024, Device::meta(), gen);
+  int64_t experts = 0;
+  for (const auto& [name, p] : peer->named_parameters())
+    if (is_expert_param("peer", name)) experts += p.numel();
+  out.push_back({"PEER 1M experts, d 2048: expert params of one layer", experts, 0.0});
+  out.push_back({"PEER 1M experts, d 2048: expert params of 24 layers", 24 * experts, 103.0});
+  return out;
+}
+
+TableResult run_table(const TableOptions& o, const TableProgress& progress) {
+  MONET_CHECK(o.d > 0 && o.batch > 0 && o.context > 0 && o.repeats > 0 && o.warmup >= 0,
+              "table: d, batch, context and repeats must be positive (got {}, {}, {}, {})", o.d,
+              o.batch, o.context, o.repeats);
+  MONET_CHECK(!o.sqrt_n.empty(), "table: no √N values to sweep");
+  for (int64_t s : o.sqrt_n) MONET_CHECK(s >= 2, "table: √N {} is too small", s);
+  TableResult res;
+  res.options = o;
+  res.threads = openblas_get_num_threads();
+  res.device_name = o.device.is_cpu() ? fmt::format("cpu, OpenBLAS {} ({} threads)",
+                                                    openblas_get_corename(), res.threads)
+                                      : "cuda";
+#ifdef MONET_WITH_CUDA
+  if (o.device.is_cuda()) res.device_name = "cuda: " + cuda::device_name();
+#endif
+  const double budget =
+      o.max_memory_gib > 0 ? o.max_memory_gib * (1 << 30) : 0.6 * available_bytes(o.device);
+
+  std::vector<std::pair<std::string, int64_t>> plan;
+  for (const std::string& kind : o.kinds) {
+    if (kind == "dense") {
+      plan.emplace_back(kind, 0);
+      continue;
+    }
+    for (int64_t s : o.sqrt_n) plan.emplace_back(kind, s);
+    if (kind == "peer")
+      for (int64_t s : o.peer_extra_sqrt_n) plan.emplace_back(kind, s);
+  }
+  const Clock::time_point start = Clock::now();
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const auto& [kind, s] = plan[i];
+    if (progress)
+      progress(static_cast<int>(i), static_cast<int>(plan.size()),
+               kind == "dense" ? kind : fmt::format("{} N = {}²", kind, s));
+    res.rows.push_back(measure(o, kind, s, budget));
+  }
+  if (progress) progress(static_cast<int>(plan.size()), static_cast<int>(plan.size()), "done");
+  res.slopes = fit_slopes(res.rows);
+  res.paper = paper_param_counts();
+  res.seconds = seconds_since(start);
+  return res;
+}
+
+std::string table_markdown(const TableResult& r) {
+  const TableOptions& o = r.options;
+  std::string s = fmt::format(
+      "## One layer per kind at d = {}, B·T = {} tokens, {}; median of {} after {} warm-up ({:.0f} "
+      "s)\n\n",
+      o.d, o.batch * o.context, r.device_name, o.repeats, o.warmup, r.seconds);
+  s += "| kind | N | params | expert params | fwd µs/tok | fwd+bwd µs/tok | retrieval FLOP/tok | "
+       "query FLOP/tok | expert FLOP/tok | fwd FLOP/tok | fwd+bwd FLOP/tok | weights MiB | saved "
+       "MiB | "
+       "grads MiB | transient MiB | peak MiB |\n";
+  s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const TableRow& w : r.rows) {
+    const std::string n =
+        w.n ? fmt::format("2^{}", static_cast<int>(std::lround(std::log2(w.n)))) : "—";
+    if (!w.measured) {
+      s += fmt::format("| {} | {} | {} | {} | {} |||||||||||\n", w.kind, n, w.params,
+                       w.expert_params, w.note);
+      continue;
+    }
+    s += fmt::format(
+        "| {} | {} | {} | {} | {:.3f} | {:.3f} | {:.3g} | {:.3g} | {:.3g} | {:.3g} | {:.3g} | {} | "
+        "{} | {} | {} | {} |\n",
+        w.kind, n, w.params, w.expert_params, w.fwd_us, w.step_us, w.flops(nn::kFlopsRetrieval),
+        w.flops(nn::kFlopsQuery), w.flops(nn::kFlopsExperts), w.fwd_flops_total, w.step_flops_total,
+        mib(w.mem_weights), mib(w.mem_saved), mib(w.mem_grads), mib(w.mem_transient),
+        mib(w.mem_peak));
+  }
+  s += "\n## Log-log slopes against N (paper: MONET Table 1)\n\n";
+  s += "| kind | quantity | measured slope | paper | within ±0.1 | points "
+       "|\n|---|---|---:|---:|---|---:|\n";
+  for (const TableSlope& sl : r.slopes)
+    s += fmt::format("| {} | {} | {:.3f} | {} | {} | {} |\n", sl.kind, sl.quantity, sl.measured,
+                     sl.paper < 0 ? "—" : fmt::format("{:.1f}", sl.paper),
+                     sl.paper < 0 ? "" : (std::abs(sl.measured - sl.paper) <= 0.1 ? "yes" : "NO"),
+                     sl.points);
+  s += "\n## The papers' models, counted on the meta device\n\n| model | parameters | paper "
+       "|\n|---|---:|---:|\n";
+  for (const PaperCount& p : r.paper)
+    s += fmt::format("| {} | {} ({:.3f}B) | {} |\n", p.model, p.params, p.params / 1e9,
+                     p.paper > 0 ? fmt::format("{:.3f}B", p.paper) : "—");
+  return s;
+}
+
+namespace {
+
+std::string table_csv(const TableResult& r) {
+  std::string s =
+      "kind,n,sqrt_n,measured,params,expert_params,param_bytes,fwd_us_per_token,step_us_per_token,"
+      "retrieval_flops,query_flops,expert_flops,fwd_flops,step_flops,mem_weights,mem_input,mem_"
+      "saved,"
+      "mem_grads,mem_transient,mem_peak,note\n";
+  for (const TableRow& w : r.rows)
+    s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", w.kind,
+                     w.n, w.sqrt_n, w.measured ? 1 : 0, w.params, w.expert_params, w.param_bytes,
+                     w.fwd_us, w.step_us, w.flops(nn::kFlopsRetrieval), w.flops(nn::kFlopsQuery),
+                     w.flops(nn::kFlopsExperts), w.fwd_flops_total, w.step_flops_total,
+                     w.mem_weights, w.mem_input, w.mem_saved, w.mem_grads, w.mem_transient,
+                     w.mem_peak, w.note);
+  return s;
+}
+
+json table_json(const TableResult& r) {
+  const TableOptions& o = r.options;
+  json j = {{"d", o.d},
+            {"batch", o.batch},
+            {"context", o.context},
+            {"repeats", o.repeats},
+            {"warmup", o.warmup},
+            {"device", r.device_name},
+            {"threads", r.threads},
+            {"seconds", r.seconds}};
+  for (const TableRow& w : r.rows)
+    j["rows"].push_back({{"kind", w.kind},
+                         {"n", w.n},
+                         {"sqrt_n", w.sqrt_n},
+                         {"measured", w.measured},
+                         {"note", w.note},
+                         {"params", w.params},
+                         {"expert_params", w.expert_params},
+                         {"param_bytes", w.param_bytes},
+                         {"predicted_bytes", w.predicted_bytes},
+                         {"fwd_us_per_token", w.fwd_us},
+                         {"step_us_per_token", w.step_us},
+                         {"fwd_flops_per_token", w.fwd_flops},
+                         {"fwd_flops_total", w.fwd_flops_total},
+                         {"step_flops_total", w.step_flops_total},
+                         {"memory",
+                          {{"weights", w.mem_weights},
+                           {"input", w.mem_input},
+                           {"saved", w.mem_saved},
+                           {"grads", w.mem_grads},
+                           {"transient", w.mem_transient},
+                           {"peak", w.mem_peak}}}});
+  for (const TableSlope& s : r.slopes)
+    j["slopes"].push_back({{"kind", s.kind},
+                           {"quantity", s.quantity},
+                           {"measured", s.measured},
+                           {"paper", s.paper < 0 ? json(nullptr) : json(s.paper)},
+                           {"points", s.points}});
+  for (const PaperCount& p : r.paper)
+    j["paper_models"].push_back({{"model", p.model},
+                                 {"params", p.params},
+                                 {"paper_billions", p.paper > 0 ? json(p.paper) : json(nullptr)}});
+  return j;
+}
+
+// One series per kind; dense (no N) is drawn flat across the sweep's range.
+std::vector<Series> series_of(const TableResult& r, double (*value)(const TableRow&),
+                              bool all_rows) {
+  std::vector<Series> out;
+  double lo = 0, hi = 0;
+  for (const TableRow& w : r.rows) {
+    if (w.n == 0) continue;
+    lo = lo > 0 ? std::min(lo, double(w.n)) : double(w.n);
+    hi = std::max(hi, double(w.n));
+  }
+  for (const std::string& kind : r.options.kinds) {
+    Series s{kind, {}, {}};
+    for (const TableRow& w : r.rows) {
+      if (w.kind != kind || (!w.measured && !all_rows)) continue;
+      if (w.n == 0) {
+        s.name = "dense (no N)";
+        s.x = {lo, hi};
+        s.y = {value(w), value(w)};
+      } else {
+        s.x.push_back(static_cast<double>(w.n));
+        s.y.push_back(value(w));
+      }
+    }
+    if (!s.x.empty()) out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace
+
+void write_table_outputs(const TableResult& r, const fs::path& dir) {
+  fs::create_directories(dir);
+  write_file_atomic(dir / "table.md", table_markdown(r));
+  write_file_atomic(dir / "table.csv", table_csv(r));
+  write_file_atomic(dir / "table.json", table_json(r).dump(2) + "\n");
+  const std::string sub = fmt::format("d = {}, {}", r.options.d, r.device_name);
+  struct Plot {
+    const char* file;
+    const char* title;
+    const char* ylabel;
+    double (*value)(const TableRow&);
+    bool all_rows;
+  };
+  const Plot plots[] = {
+      {"time_vs_n.svg", "forward+backward time per token", "µs / token",
+       [](const TableRow& w) { return w.step_us; }, false},
+      {"flops_vs_n.svg", "forward FLOPs per token", "FLOPs / token",
+       [](const TableRow& w) { return w.fwd_flops_total; }, false},
+      {"retrieval_flops_vs_n.svg", "retrieval FLOPs per token (forward)", "FLOPs / token",
+       [](const TableRow& w) { return w.flops(nn::kFlopsRetrieval); }, false},
+      {"params_vs_n.svg", "parameters of one layer (exact, meta device)", "parameters",
+       [](const TableRow& w) { return static_cast<double>(w.params); }, true},
+      {"memory_vs_n.svg", "peak memory of a training step", "MiB",
+       [](const TableRow& w) { return static_cast<double>(w.mem_peak) / (1 << 20); }, false},
+  };
+  for (const Plot& p : plots) {
+    PlotOptions po;
+    po.title = fmt::format("{} ({})", p.title, sub);
+    po.xlabel = "N (experts)";
+    po.ylabel = p.ylabel;
+    po.logx = po.logy = true;
+    write_file_atomic(dir / p.file, svg_line_plot(series_of(r, p.value, p.all_rows), po));
+  }
+}
+
+}  // namespace monet

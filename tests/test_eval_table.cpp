@@ -1,0 +1,160 @@
+// `monet table` (eval/table.h): the log-log fit, the per-kind measurements on a tiny sweep against
+// hand counts, the memory budget that skips instead of crashing, meta-device counts against
+// instantiated models, and the real binary's --quick run with every output written.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "eval/table.h"
+#include "test_train_util.h"
+#include "train/config.h"
+#include "train/fileio.h"
+#include "train/model.h"
+
+using namespace monet;
+using monet::testing::TempDir;
+using monet::testing::ThrowsWith;
+namespace fs = std::filesystem;
+
+namespace {
+
+TableOptions tiny() {
+  TableOptions o;
+  o.d = 32;
+  o.sqrt_n = {4, 8, 16};
+  o.peer_extra_sqrt_n = {};
+  o.batch = 2;
+  o.context = 8;
+  o.warmup = 0;
+  o.repeats = 1;
+  o.sets = {"peer.d_query=16", "peer.topk=4", "smoe.dim=8", "monet_hd.topk=2", "monet_vd.topk=2"};
+  return o;
+}
+
+const TableRow& row(const TableResult& r, const std::string& kind, int64_t sqrt_n) {
+  for (const TableRow& w : r.rows)
+    if (w.kind == kind && w.sqrt_n == sqrt_n) return w;
+  throw Error("no row " + kind);
+}
+
+}  // namespace
+
+TEST(Table, LoglogSlopeOfExactPowerLaws) {
+  std::vector<double> x = {16, 64, 256, 1024}, half, one, flat;
+  for (double v : x) half.push_back(3 * std::sqrt(v)), one.push_back(0.5 * v), flat.push_back(7);
+  EXPECT_NEAR(loglog_slope(x, half), 0.5, 1e-12);
+  EXPECT_NEAR(loglog_slope(x, one), 1.0, 1e-12);
+  EXPECT_NEAR(loglog_slope(x, flat), 0.0, 1e-12);
+  EXPECT_TRUE(ThrowsWith([] { loglog_slope({4}, {2}); }, {"two points"}));
+  EXPECT_TRUE(ThrowsWith([] { loglog_slope({4, 4}, {2, 3}); }, {"distinct"}));
+}
+
+TEST(Table, TinySweepMatchesHandCounts) {
+  const TableOptions o = tiny();
+  const TableResult r = run_table(o);
+  ASSERT_EQ(r.rows.size(), 1u + 4 * o.sqrt_n.size());
+  for (const TableRow& w : r.rows) {
+    EXPECT_TRUE(w.measured) << w.kind << " " << w.note;
+    EXPECT_GT(w.step_us, w.fwd_us) << w.kind;
+    EXPECT_GT(w.step_flops_total, 2 * w.fwd_flops_total) << w.kind;  // backward ≈ 2× forward
+    // Every part of the step fits under its peak: weights + inputs + saved + grads + transient.
+    EXPECT_EQ(w.mem_weights + w.mem_input + w.mem_saved + w.mem_grads + w.mem_transient, w.mem_peak)
+        << w.kind;
+    EXPECT_GE(w.mem_transient, 0) << w.kind;
+  }
+  // Dense relu² MLP, hidden 4d: per token two matmuls 2·d·4d and relu² (1 FLOP per hidden unit);
+  // no routing. Its gradients are exactly the weights' size plus x's.
+  const TableRow& dense = row(r, "dense", 0);
+  const int64_t d = o.d, h = 4 * o.d;
+  EXPECT_EQ(dense.params, 2 * d * h);
+  EXPECT_DOUBLE_EQ(dense.flops("experts"), static_cast<double>(4 * d * h + h));
+  EXPECT_DOUBLE_EQ(dense.flops("retrieval"), 0.0);
+  EXPECT_EQ(dense.mem_grads, dense.param_bytes + o.batch * o.context * d * 4);
+  EXPECT_GE(dense.mem_saved, o.batch * o.context * h * 4);  // the hidden activations at least
+  // MONET-HD parameters (moe-math.md §4): router 2·H·√N·d, u d·√N·m + √N·m, v √N·m·d, b √N·d.
+  for (int64_t s : o.sqrt_n) {
+    const int64_t H = 4, m = 16;
+    EXPECT_EQ(row(r, "monet_hd", s).params, 2 * H * s * d + d * s * m + s * m + s * m * d + s * d);
+    EXPECT_EQ(row(r, "monet_hd", s).params, row(r, "monet_vd", s).params);
+    // The router's forward FLOPs: two [d → H·√N] projections, then terms linear in H·√N.
+    EXPECT_GE(row(r, "monet_vd", s).flops("retrieval"), 2.0 * 2 * d * H * s);
+    EXPECT_LT(row(r, "monet_vd", s).flops("retrieval"), 2.0 * 2 * d * H * s + 100.0 * H * s);
+    // SMoE: gate N·d, experts N·(2·m·d).
+    EXPECT_EQ(row(r, "smoe", s).params, s * s * d + s * s * 2 * 8 * d);
+    EXPECT_EQ(row(r, "smoe", s).expert_params, s * s * 2 * 8 * d);
+    EXPECT_EQ(row(r, "peer", s).expert_params, 2 * s * s * d);
+  }
+  // The fitted exponents of Table 1 (params are exact; retrieval FLOPs here are pure √N or N terms
+  // apart from PEER's k² and softmax terms).
+  for (const TableSlope& sl : r.slopes) {
+    if (sl.paper < 0) continue;
+    EXPECT_NEAR(sl.measured, sl.paper,
+                sl.kind == "peer" && sl.quantity == "retrieval FLOPs" ? 0.2 : 0.01)
+        << sl.kind << " " << sl.quantity;
+  }
+}
+
+TEST(Table, OverBudgetConfigurationsArePredictedNotRun) {
+  TableOptions o = tiny();
+  o.kinds = {"smoe"};
+  o.max_memory_gib = 1.0 / 4096;  // 256 KiB: N = 16 (70 KB) fits, N = 64 (557 KB) does not
+  const TableResult r = run_table(o);
+  ASSERT_EQ(r.rows.size(), 3u);
+  EXPECT_TRUE(r.rows[0].measured);
+  for (size_t i = 1; i < 3; ++i) {
+    EXPECT_FALSE(r.rows[i].measured);
+    EXPECT_NE(r.rows[i].note.find("budget"), std::string::npos) << r.rows[i].note;
+    EXPECT_DOUBLE_EQ(r.rows[i].predicted_bytes, 2.0 * 4 * r.rows[i].params);
+  }
+  EXPECT_NE(table_markdown(r).find("not run"), std::string::npos);
+}
+
+TEST(Table, LayerSettingsOverridesAreChecked) {
+  TableOptions o;
+  o.sets = {"smoe.dim=32", "peer.score=sigmoid"};
+  EXPECT_EQ(layer_settings(o, "smoe", 16)["dim"], 32);
+  EXPECT_EQ(layer_settings(o, "smoe", 16)["experts"], 256);
+  EXPECT_EQ(layer_settings(o, "peer", 16)["score"], "sigmoid");
+  EXPECT_FALSE(layer_settings(o, "monet_vd", 16).contains("score"));
+  o.sets = {"foo.dim=3"};
+  EXPECT_TRUE(ThrowsWith([&] { layer_settings(o, "smoe", 16); }, {"unknown layer kind", "foo"}));
+  o.sets = {"smoe.experts=3"};
+  EXPECT_TRUE(ThrowsWith([&] { layer_settings(o, "smoe", 16); }, {"sweep sets experts"}));
+  o.sets = {"smoe.bogus=1"};
+  o.kinds = {"smoe"};
+  o.sqrt_n = {4};
+  EXPECT_TRUE(ThrowsWith([&] { run_table(o); }, {"model.ffn.bogus"}));
+}
+
+TEST(Table, MetaCountsEqualInstantiatedModels) {
+  for (const char* ffn :
+       {R"({"kind": "dense"})", R"({"kind": "monet_vd", "sqrt_n": 8, "topk": 2, "group": 2})",
+        R"({"kind": "monet_hd", "sqrt_n": 8, "topk": 2, "group": 1})",
+        R"({"kind": "peer", "sqrt_n": 8, "topk": 4, "d_query": 16})",
+        R"({"kind": "smoe", "experts": 4, "gating": "noisy_topk", "topk": 2})"}) {
+    Config c = parse_config(nlohmann::json::parse(
+        std::string(R"({"model": {"d": 32, "layers": 3, "heads": 2, "context": 16, "ffn": )") +
+        ffn + "}}"));
+    Generator gen(1);
+    EXPECT_EQ(count_parameters(c.model), build_model(c.model, gen)->num_parameters()) << ffn;
+  }
+}
+
+TEST(Table, QuickRunOfTheBinaryWritesEveryOutput) {
+  TempDir t("table_quick");
+  const std::string cmd = std::string(MONET_BINARY_DIR) + "/monet table --quick --out " +
+                          t.path().string() + " >" + (t / "stdout.md").string() + " 2>" +
+                          (t / "stderr.txt").string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << read_file(t / "stderr.txt");
+  const std::string md = read_file(t / "table.md");
+  EXPECT_EQ(md, read_file(t / "stdout.md"));
+  EXPECT_NE(md.find("| monet_vd | 2^12 |"), std::string::npos);
+  EXPECT_NE(md.find("1465157632"), std::string::npos);    // Table 8's 1.465B
+  EXPECT_EQ(md.find("| NO |"), std::string::npos) << md;  // every exponent within ±0.1
+  const auto j = nlohmann::json::parse(read_file(t / "table.json"));
+  EXPECT_EQ(j["rows"].size(), 1u + 4 * 3);
+  EXPECT_NE(read_file(t / "table.csv").find("kind,n,sqrt_n"), std::string::npos);
+  for (const char* svg : {"time_vs_n.svg", "flops_vs_n.svg", "retrieval_flops_vs_n.svg",
+                          "params_vs_n.svg", "memory_vs_n.svg"})
+    EXPECT_EQ(read_file(t / svg).rfind("<svg", 0), 0u) << svg;
+}
