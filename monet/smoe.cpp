@@ -138,7 +138,7 @@ Generator& need_noise(Generator* noise, const SmoeOptions& o, const char* what) 
 }  // namespace
 
 Route route(const Tensor& x, const GateWeights& w, const SmoeOptions& o, bool training,
-            Generator* noise) {
+            Generator* noise, const Tensor& eps) {
   MONET_CHECK(x.dim() == 2 && x.size(1) == o.d, "smoe route: x {} is not [n, d = {}]",
               shape_str(x.shape()), o.d);
   const Gating kind = o.kind();
@@ -161,10 +161,18 @@ Route route(const Tensor& x, const GateWeights& w, const SmoeOptions& o, bool tr
     case Gating::NoisyTopK: {
       MONET_CHECK(w.noise.defined(), "smoe route: noisy_topk needs W_noise");
       Tensor noise_std = softplus(nn::linear(x, w.noise));  // softplus(x W_noiseᵀ)
-      Tensor h = r.logits;                                               // H(x), Eq. 4
+      Tensor h = r.logits;                                  // H(x), Eq. 4
       if (training) {
-        Generator& g = need_noise(noise, o, "noise");
-        h = add(h, mul(randn({n, E}, g, x.dtype(), x.device()), noise_std));
+        Tensor e;  // ε ~ N(0, 1), or the caller's
+        if (eps.defined()) {
+          MONET_CHECK(eps.shape() == (Shape{n, E}),
+                      "smoe route: injected noise {} is not [n, E] = [{}, {}]",
+                      shape_str(eps.shape()), n, E);
+          e = eps.detach().to(x.dtype()).to(x.device());
+        } else {
+          e = randn({n, E}, need_noise(noise, o, "noise"), x.dtype(), x.device());
+        }
+        h = add(h, mul(e, noise_std));
       }
       auto [top, index] = topk(h, k);  // KeepTopK (Eq. 5)
       r.idx = index;
@@ -204,11 +212,12 @@ Tensor weighted_aux_loss(const Route& r, const SmoeOptions& o) {
 }
 
 SmoeResult smoe(const Tensor& x, const GateWeights& g, const ExpertWeights& w, const SmoeOptions& o,
-                bool training, Generator* noise, const std::vector<bool>& removed) {
+                bool training, Generator* noise, const std::vector<bool>& removed,
+                const Tensor& eps) {
   SmoeResult res;
   {
     FlopScope scope(nn::kFlopsRetrieval);
-    res.route = route(x, g, o, training, noise);
+    res.route = route(x, g, o, training, noise, eps);
   }
   Tensor idx = res.route.idx;
   if (!removed.empty()) {  // removed experts: their pairs contribute 0 (see smoe.h)
@@ -268,6 +277,9 @@ Tensor SmoeFeedForward::forward(const Tensor& x) {
   Tensor aux = weighted_aux_loss(res.route, o_);
   aux_ = is_training() ? aux : Tensor();
   stats_ = res.stats;
+  last_route_ = Route{};
+  last_route_.idx = res.route.idx;
+  last_route_.gates = res.route.gates.detach();
   metrics_.clear();
   const Route& r = res.route;
   for (auto [name, part] :

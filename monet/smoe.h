@@ -86,8 +86,10 @@ struct Route {
 };
 
 // x [n, d] → routing. `noise` draws ε (noisy_topk) and the jitter; needed only in training.
+// `eps` [n, E], when defined, is used as noisy_topk's ε instead of a draw from `noise` (the
+// injection point of tests/test_reference_twin.cpp, which replays the PyTorch twin's draw).
 Route route(const Tensor& x, const GateWeights& w, const SmoeOptions& o, bool training,
-            Generator* noise);
+            Generator* noise, const Tensor& eps = {});
 // Σ of the weighted aux losses of `r` (undefined when there are none).
 Tensor weighted_aux_loss(const Route& r, const SmoeOptions& o);
 
@@ -107,7 +109,8 @@ struct SmoeResult {
   DispatchStats stats;
 };
 SmoeResult smoe(const Tensor& x, const GateWeights& g, const ExpertWeights& w, const SmoeOptions& o,
-                bool training, Generator* noise, const std::vector<bool>& removed = {});
+                bool training, Generator* noise, const std::vector<bool>& removed = {},
+                const Tensor& eps = {});  // eps: as in route()
 
 class SmoeFeedForward : public nn::FeedForward {
  public:
@@ -127,6 +130,9 @@ class SmoeFeedForward : public nn::FeedForward {
   // aux_loss (the trainer logs the total) and capacity.
   std::vector<std::pair<std::string, double>> metrics() const override;
   const DispatchStats& last_stats() const { return stats_; }
+  // The last forward's routing, detached, for expert analysis (eval/experts.h): idx and gates
+  // [tokens, k] as route() gave them, before any expert mask.
+  const Route& last_route() const { return last_route_; }
 
   // Experts removed from the output (see the file header); an empty vector restores them all.
   void set_expert_mask(std::vector<bool> removed);
@@ -144,6 +150,7 @@ class SmoeFeedForward : public nn::FeedForward {
   std::vector<bool> removed_;
   Tensor aux_;
   DispatchStats stats_;
+  Route last_route_;
   std::map<std::string, double> metrics_;
 };
 

@@ -5,12 +5,18 @@
 // experts; and no B·T·H·N-sized buffer is ever allocated.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "core/memory.h"
+#include "eval/experts.h"
 #include "gradcheck.h"
 #include "monet/aux_loss.h"
 #include "monet/masking.h"
 #include "monet/monet_hd.h"
 #include "monet/monet_vd.h"
+#include "monet/monet_layer.h"
+#include "train/config.h"
+#include "train/model.h"
 
 using namespace monet;
 using namespace monet::moe;
@@ -283,4 +289,58 @@ TEST(MonetMasking, SubexpertMaskRemovesItsRowOfExperts) {
   for (size_t k = 0; k < a.size(); ++k) ASSERT_NEAR(a[k], b[k], 1e-10 * (1 + std::abs(b[k])));
   EXPECT_THROW(mask_subexperts(r, {SQRT_N}, {}), Error);
   EXPECT_THROW(hd_contribution(x, hd, r, {{0, SQRT_N}}), Error);
+}
+
+// The path `monet mask` takes: interp::ExpertModel::remove on a routing group of a transformer.
+// In every layer of the group (the owner of the router and the layer that reuses its scores)
+// the FFN output equals the reference without the removed pairs; the next group is untouched;
+// restore() gives the full layers back.
+TEST(MonetMasking, ExpertModelRemovesThePairsFromEveryLayerOfTheGroup) {
+  for (const char* kind : {"monet_hd", "monet_vd"}) {
+    SCOPED_TRACE(kind);
+    const Config cfg = parse_config(nlohmann::json::parse(fmt::format(
+        R"({{"model": {{"d": {}, "layers": 3, "heads": 1, "context": 8, "ffn": {{"kind": "{}",
+            "heads": {}, "sqrt_n": {}, "dim": {}, "topk": 2, "group": 2}}}}}})",
+        D, kind, H, SQRT_N, M)));
+    Generator g(21);
+    auto model = build_model(cfg.model, g, DType::F64);
+    model->eval();
+    interp::ExpertModel em(*model);
+    ASSERT_EQ(em.sites().size(), 2u);
+    EXPECT_EQ(em.sites()[0].layers, (std::vector<int>{0, 1}));
+    EXPECT_EQ(em.sites()[1].layers, (std::vector<int>{2}));
+
+    // Layer `layer`'s output on a fresh x against the reference without `gone`. Layer 1 uses the
+    // scores the last forward of layer 0 left in the group.
+    auto expect_reference = [&](int layer, const ExpertPairs& gone) {
+      auto& ffn = dynamic_cast<MonetFeedForward&>(model->blocks()[layer]->ffn());
+      std::map<std::string, Tensor> p;
+      for (const auto& [name, t] : ffn.named_parameters()) p[name] = t;
+      const Tensor x = rnd({B, T, D}, g, 1.0);
+      const std::vector<double> y = ffn.forward(x).to_vector<double>();
+      const Routing r = ffn.last_routing();
+      const Tensor ref =
+          ffn.options().vertical
+              ? reference_vd(
+                    x,
+                    {p["u1.weight"], p["u1.bias"], p["u2.weight"], p["u2.bias"], p["v11.weight"],
+                     p["v12.weight"], p["v21.weight"], p["v22.weight"], p["b1"], p["b2"]},
+                    r, gone)
+              : reference_hd(x, {p["u.weight"], p["u.bias"], p["v.weight"], p["b"]}, r, gone);
+      const std::vector<double> want = ref.to_vector<double>();
+      for (size_t k = 0; k < y.size(); ++k)
+        ASSERT_NEAR(y[k], want[k], 1e-10 * (1 + std::abs(want[k])))
+            << "layer " << layer << " element " << k;
+    };
+    const ExpertPairs removed{{0, 1}, {2, 2}, {3, 0}, {1, 3}};
+    std::vector<int64_t> flat;
+    for (const auto& [i, j] : removed) flat.push_back(i * SQRT_N + j);
+    em.remove(0, flat);
+    expect_reference(0, removed);
+    expect_reference(1, removed);
+    expect_reference(2, {});
+    em.restore();
+    expect_reference(0, {});
+    expect_reference(1, {});
+  }
 }

@@ -25,7 +25,10 @@
 #include "monet/monet_hd.h"
 #include "monet/monet_layer.h"
 #include "monet/monet_vd.h"
+#include "monet/peer.h"
 #include "monet/router.h"
+#include "monet/smoe.h"
+#include "nn/linear.h"
 #include "nn/transformer.h"
 #include "train/model.h"
 #include "train/safetensors.h"
@@ -374,6 +377,213 @@ void run_transformer(const std::string& file, DType dtype) {
   expect_param_grads(*model, g, tol, "", {});
 }
 
+// ---- integer tensors (chosen experts, kept pairs): equal, element by element ----------------
+
+void expect_equal_ints(const std::string& what, const Tensor& got, const Tensor& want) {
+  ASSERT_TRUE(got.defined()) << what << ": no tensor";
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  const std::vector<int32_t> a = got.to(DType::I32).contiguous().to_vector<int32_t>();
+  const std::vector<int32_t> b = want.to(DType::I32).contiguous().to_vector<int32_t>();
+  int64_t mismatches = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i] != b[i] && ++mismatches <= 5)
+      ADD_FAILURE() << what << ": flat index " << i << " is " << a[i] << " in C++, " << b[i]
+                    << " in the twin";
+  fmt::print("  {:<44} {} values, {} mismatches\n", what, a.size(), mismatches);
+  EXPECT_EQ(mismatches, 0) << what;
+}
+
+// ---- sparse MoE -----------------------------------------------------------------------------
+
+SmoeOptions smoe_options(const Golden& g) {
+  SmoeOptions o;
+  o.d = g.integer("d");
+  o.experts = g.integer("experts");
+  o.dim = g.integer("dim");
+  o.topk = g.integer("topk");
+  o.gating = g.meta("gating");
+  o.capacity_factor = g.number("capacity_factor");
+  o.balance_weight = g.number("balance_weight");
+  o.z_weight = g.number("z_weight");
+  o.importance_weight = g.number("importance_weight");
+  o.load_weight = g.number("load_weight");
+  o.activation = g.meta("activation");
+  o.validate();
+  return o;
+}
+
+const std::vector<std::pair<std::string, Tensor Route::*>> kSmoeParts = {
+    {"importance_cv2", &Route::importance_cv2},
+    {"load_cv2", &Route::load_cv2},
+    {"balance", &Route::balance},
+    {"z_loss", &Route::z_loss}};
+
+// The free function smoe() on leaves taken from the file; noisy_topk gets the twin's ε injected.
+void run_smoe_function(const std::string& name, DType dtype) {
+  Golden g("ref_smoe_" + name + ".safetensors");
+  const Tol tol = tol_for(dtype);
+  fmt::print("smoe {} (function), {}:\n", name, dtype_name(dtype));
+  const SmoeOptions o = smoe_options(g);
+  Tensor x = g.get("x", dtype, true);
+  const int64_t B = x.size(0), T = x.size(1), d = x.size(2);
+  std::map<std::string, Tensor> w;
+  for (const char* n : {"gate.weight", "noise.weight", "w1", "w2"})
+    if (g.has(n)) w[n] = g.get(n, dtype, true);
+  EXPECT_EQ(g.has("noise.weight"), o.kind() == Gating::NoisyTopK);
+  const GateWeights gw{w["gate.weight"], w.count("noise.weight") ? w["noise.weight"] : Tensor()};
+  const Tensor eps = g.has("eps") ? g.get("eps", dtype) : Tensor();
+  SmoeResult r = smoe(reshape(x, {B * T, d}), gw, {w["w1"], w["w2"]}, o, true, nullptr, {}, eps);
+
+  expect_equal_ints("idx (chosen experts)", r.route.idx, g.raw("idx"));
+  if (o.capacity_factor > 0) {  // the kept pairs, from the dispatch's own capacity plan
+    const CapacityPlan plan =
+        plan_capacity(r.route.idx.to_vector<int32_t>(), B * T, o.k(), o.experts, r.stats.capacity);
+    std::vector<int32_t> kept;
+    for (int32_t p : plan.position) kept.push_back(p >= 0 && p < plan.capacity);
+    expect_equal_ints("keep (pairs within capacity)", from_vector(kept, r.route.idx.shape()),
+                      g.raw("keep"));
+  }
+  EXPECT_EQ(r.stats.capacity, g.integer("capacity"));
+  EXPECT_EQ(r.stats.dropped, g.integer("dropped"));
+  EXPECT_EQ(r.stats.dropped_tokens, g.integer("dropped_tokens"));
+  expect_close("logits", r.route.logits, g.raw("logits"), tol);
+  expect_close("gates", r.route.gates, g.raw("gates"), tol);
+  expect_close("y", reshape(r.y, {B, T, d}), g.raw("y"), tol);
+  for (const auto& [part, field] : kSmoeParts) {
+    const Tensor& mine = r.route.*field;
+    EXPECT_EQ(mine.defined(), g.has(part)) << part;
+    if (mine.defined() && g.has(part)) expect_close(part, mine.reshape({1}), g.raw(part), tol);
+  }
+  Tensor loss = sum(mul(reshape(r.y, {B, T, d}), g.get("dy", dtype)));
+  const Tensor aux = weighted_aux_loss(r.route, o);
+  EXPECT_EQ(aux.defined(), g.has("aux"));
+  if (aux.defined()) {
+    expect_close("aux (weighted)", aux.reshape({1}), g.raw("aux"), tol);
+    loss = add(loss, aux);
+  }
+  expect_close("loss", loss.reshape({1}), g.raw("loss"), tol);
+  loss.backward();
+  expect_close("grad.x", x.grad(), g.raw("grad.x"), tol);
+  std::set<std::string> golden, mine;
+  for (const auto& n : g.names_with_prefix("grad."))
+    if (n != "x") golden.insert(n);
+  for (const auto& [n, t] : w) {
+    mine.insert(n);
+    expect_close("grad." + n, grad_or_zeros(t), g.raw("grad." + n), tol);
+  }
+  EXPECT_EQ(mine, golden);
+}
+
+// The layer (SmoeFeedForward), weights copied by parameter name. Not for noisy_topk: the layer
+// draws its own ε (the function test injects the twin's).
+void run_smoe_module(const std::string& name, DType dtype) {
+  Golden g("ref_smoe_" + name + ".safetensors");
+  const Tol tol = tol_for(dtype);
+  fmt::print("smoe {} (SmoeFeedForward), {}:\n", name, dtype_name(dtype));
+  const SmoeOptions o = smoe_options(g);
+  ASSERT_NE(o.kind(), Gating::NoisyTopK);
+  Generator gen(1);
+  SmoeFeedForward layer(o, gen, {dtype, Device::cpu(), 0.02});
+  load_into(layer, g);
+  layer.train();
+  Tensor x = g.get("x", dtype, true);
+  Tensor y = layer.forward(x);
+  expect_close("y", y, g.raw("y"), tol);
+  std::map<std::string, double> metrics = layer.last_metrics();
+  for (const auto& [part, field] : kSmoeParts) {
+    EXPECT_EQ(metrics.count(part) > 0, g.has(part)) << part;
+    if (g.has(part)) {
+      const double want = g.raw(part).item();
+      EXPECT_NEAR(metrics[part], want, tol.rtol * std::abs(want) + tol.atol) << part;
+    }
+  }
+  const double assigned = static_cast<double>(g.raw("idx").numel());
+  EXPECT_NEAR(metrics["dropped_fraction"], g.number("dropped") / assigned, 1e-12);
+  Tensor loss = sum(mul(y, g.get("dy", dtype)));
+  EXPECT_EQ(layer.aux_loss().defined(), g.has("aux"));
+  if (layer.aux_loss().defined()) {
+    expect_close("aux (weighted)", layer.aux_loss().reshape({1}), g.raw("aux"), tol);
+    loss = add(loss, layer.aux_loss());
+  }
+  expect_close("loss", loss.reshape({1}), g.raw("loss"), tol);
+  loss.backward();
+  expect_close("grad.x", x.grad(), g.raw("grad.x"), tol);
+  expect_param_grads(layer, g, tol);
+}
+
+// ---- PEER -----------------------------------------------------------------------------------
+
+PeerOptions peer_options(const Golden& g) {
+  PeerOptions o;
+  o.d = g.integer("d");
+  o.sqrt_n = g.integer("sqrt_n");
+  o.heads = g.integer("heads");
+  o.topk = g.integer("topk");
+  o.d_query = g.integer("d_query");
+  o.activation = g.meta("activation");
+  o.score = g.meta("score");
+  o.query_batchnorm = g.integer("query_batchnorm") != 0;
+  o.validate();
+  return o;
+}
+
+// The free functions (query, batch_norm, product_key_topk, peer_gates, peer_experts_gather).
+void run_peer_functions(const std::string& name, DType dtype) {
+  Golden g("ref_peer_" + name + ".safetensors");
+  const Tol tol = tol_for(dtype);
+  fmt::print("peer {} (functions, gather path), {}:\n", name, dtype_name(dtype));
+  const PeerOptions o = peer_options(g);
+  Tensor x = g.get("x", dtype, true);
+  const int64_t B = x.size(0), T = x.size(1);
+  std::map<std::string, Tensor> w;
+  for (const char* n : {"query.weight", "keys1", "keys2", "u", "v"}) w[n] = g.get(n, dtype, true);
+  Tensor q = nn::linear(x, w["query.weight"]);
+  if (o.query_batchnorm) {
+    Tensor rm = g.get("query_norm.running_mean", dtype),
+           rv = g.get("query_norm.running_var", dtype);
+    q = batch_norm(q, 2, rm, rv, true);
+    expect_close("query_norm.running_mean (after)", rm, g.raw("query_norm.running_mean.after"),
+                 tol);
+    expect_close("query_norm.running_var (after)", rv, g.raw("query_norm.running_var.after"), tol);
+  }
+  q = q.reshape({B, T, o.heads, o.d_query});
+  expect_close("q", q, g.raw("q"), tol);
+  PeerRetrieval r = product_key_topk(q, w["keys1"], w["keys2"], o.topk);
+  expect_equal_ints("indices (retrieved experts)", r.indices, g.raw("indices"));
+  expect_close("scores", r.scores, g.raw("scores"), tol);
+  Tensor gates = peer_gates(r.scores, o.score);
+  expect_close("gates", gates, g.raw("gates"), tol);
+  Tensor y = peer_experts_gather(x, w["u"], w["v"], r.indices, gates, o.activation);
+  expect_close("y", y, g.raw("y"), tol);
+  sum(mul(y, g.get("dy", dtype))).backward();
+  expect_close("grad.x", x.grad(), g.raw("grad.x"), tol);
+  for (const auto& [n, t] : w) expect_close("grad." + n, grad_or_zeros(t), g.raw("grad." + n), tol);
+}
+
+// The layer (PeerFeedForward, fused CPU expert path), weights copied by parameter name.
+void run_peer_module(const std::string& name, DType dtype) {
+  Golden g("ref_peer_" + name + ".safetensors");
+  const Tol tol = tol_for(dtype);
+  fmt::print("peer {} (PeerFeedForward), {}:\n", name, dtype_name(dtype));
+  const PeerOptions o = peer_options(g);
+  Generator gen(1);
+  PeerFeedForward layer(o, gen, {dtype, Device::cpu(), 0.02});
+  load_into(layer, g);
+  layer.train();
+  Tensor x = g.get("x", dtype, true);
+  Tensor y = layer.forward(x);
+  expect_equal_ints("indices (retrieved experts)", layer.last_retrieval().indices,
+                    g.raw("indices"));
+  expect_close("scores", layer.last_retrieval().scores, g.raw("scores"), tol);
+  expect_close("gates", layer.last_retrieval().gates, g.raw("gates"), tol);
+  expect_close("y", y, g.raw("y"), tol);
+  for (const auto& [n, t] : layer.named_buffers())
+    expect_close(n + " (after)", t, g.raw(n + ".after"), tol);
+  sum(mul(y, g.get("dy", dtype))).backward();
+  expect_close("grad.x", x.grad(), g.raw("grad.x"), tol);
+  expect_param_grads(layer, g, tol);
+}
+
 }  // namespace
 
 TEST(ReferenceRouter, TrainModeF64) { run_router("train", DType::F64); }
@@ -401,4 +611,99 @@ TEST(ReferenceTransformer, MonetVdF64) {
 }
 TEST(ReferenceTransformer, MonetVdF32) {
   run_transformer("ref_monet_transformer.safetensors", DType::F32);
+}
+
+// Sparse MoE: Switch top-1 with capacity dropping, GShard top-2 dropless, noisy top-2 (the twin's
+// ε injected) with slot-major capacity dropping, dense softmax gating.
+TEST(ReferenceSmoe, SwitchCapacityFunctionF64) {
+  run_smoe_function("switch", DType::F64);
+}
+TEST(ReferenceSmoe, SwitchCapacityFunctionF32) {
+  run_smoe_function("switch", DType::F32);
+}
+TEST(ReferenceSmoe, SwitchCapacityModuleF64) {
+  run_smoe_module("switch", DType::F64);
+}
+TEST(ReferenceSmoe, SwitchCapacityModuleF32) {
+  run_smoe_module("switch", DType::F32);
+}
+TEST(ReferenceSmoe, GShardDroplessFunctionF64) {
+  run_smoe_function("gshard", DType::F64);
+}
+TEST(ReferenceSmoe, GShardDroplessFunctionF32) {
+  run_smoe_function("gshard", DType::F32);
+}
+TEST(ReferenceSmoe, GShardDroplessModuleF64) {
+  run_smoe_module("gshard", DType::F64);
+}
+TEST(ReferenceSmoe, GShardDroplessModuleF32) {
+  run_smoe_module("gshard", DType::F32);
+}
+TEST(ReferenceSmoe, NoisyTopKFunctionF64) {
+  run_smoe_function("noisy_topk", DType::F64);
+}
+TEST(ReferenceSmoe, NoisyTopKFunctionF32) {
+  run_smoe_function("noisy_topk", DType::F32);
+}
+TEST(ReferenceSmoe, SoftmaxFunctionF64) {
+  run_smoe_function("softmax", DType::F64);
+}
+TEST(ReferenceSmoe, SoftmaxFunctionF32) {
+  run_smoe_function("softmax", DType::F32);
+}
+TEST(ReferenceSmoe, SoftmaxModuleF64) {
+  run_smoe_module("softmax", DType::F64);
+}
+TEST(ReferenceSmoe, SoftmaxModuleF32) {
+  run_smoe_module("softmax", DType::F32);
+}
+
+// PEER: softmax and sigmoid scores, with and without query BatchNorm (training mode).
+TEST(ReferencePeer, SoftmaxBatchNormFunctionsF64) {
+  run_peer_functions("softmax_bn", DType::F64);
+}
+TEST(ReferencePeer, SoftmaxBatchNormFunctionsF32) {
+  run_peer_functions("softmax_bn", DType::F32);
+}
+TEST(ReferencePeer, SoftmaxBatchNormModuleF64) {
+  run_peer_module("softmax_bn", DType::F64);
+}
+TEST(ReferencePeer, SoftmaxBatchNormModuleF32) {
+  run_peer_module("softmax_bn", DType::F32);
+}
+TEST(ReferencePeer, SigmoidBatchNormFunctionsF64) {
+  run_peer_functions("sigmoid_bn", DType::F64);
+}
+TEST(ReferencePeer, SigmoidBatchNormFunctionsF32) {
+  run_peer_functions("sigmoid_bn", DType::F32);
+}
+TEST(ReferencePeer, SigmoidBatchNormModuleF64) {
+  run_peer_module("sigmoid_bn", DType::F64);
+}
+TEST(ReferencePeer, SigmoidBatchNormModuleF32) {
+  run_peer_module("sigmoid_bn", DType::F32);
+}
+TEST(ReferencePeer, SoftmaxFunctionsF64) {
+  run_peer_functions("softmax", DType::F64);
+}
+TEST(ReferencePeer, SoftmaxFunctionsF32) {
+  run_peer_functions("softmax", DType::F32);
+}
+TEST(ReferencePeer, SoftmaxModuleF64) {
+  run_peer_module("softmax", DType::F64);
+}
+TEST(ReferencePeer, SoftmaxModuleF32) {
+  run_peer_module("softmax", DType::F32);
+}
+TEST(ReferencePeer, SigmoidFunctionsF64) {
+  run_peer_functions("sigmoid", DType::F64);
+}
+TEST(ReferencePeer, SigmoidFunctionsF32) {
+  run_peer_functions("sigmoid", DType::F32);
+}
+TEST(ReferencePeer, SigmoidModuleF64) {
+  run_peer_module("sigmoid", DType::F64);
+}
+TEST(ReferencePeer, SigmoidModuleF32) {
+  run_peer_module("sigmoid", DType::F32);
 }

@@ -4,6 +4,11 @@
 //   monet sample --ckpt DIR --prompt TEXT [--tokens N --temperature T --top-k K --seed S]
 //   monet table [--out DIR] [--quick] [--d D] [--sqrt-n 16,32,...] [--kinds dense,smoe,...]
 //               [--set KIND.KEY=VALUE ...] [--device cpu|cuda]   (the complexity table, eval/table.h)
+//   monet experts --ckpt DIR [--data FOLDER] [--layer L] [--top K] [--out DIR]   (eval/commands.h)
+//   monet mask --ckpt DIR --domain NAME|all [--rule ratio:2] [--out DIR]
+//   monet purge --ckpt DIR --text FILE --score FILE --threshold R [--out DIR]
+//   monet bench --config FILE [--config FILE2 ...] [--steps N] [--warmup W] [--rounds R] [--vs-torch]
+//               [--set key=value ...]   (the training step measured, eval/bench_cmd.h)
 //   monet demo        (the core's smoke test: an MLP learns XOR with SGD)
 // Every error ends the program with one line on stderr and exit status 1.
 #include <cblas.h>
@@ -24,6 +29,8 @@
 #include "train/tokenizer.h"
 #include "train/trainer.h"
 #include "eval/table.h"
+#include "eval/commands.h"
+#include "eval/bench_cmd.h"
 
 namespace fs = std::filesystem;
 using namespace monet;
@@ -152,6 +159,17 @@ int main(int argc, char** argv) {
   samp->add_option("--seed", a.seed, "random seed");
   samp->add_option("--device", a.device, "cpu or cuda");
 
+  BenchOptions bo;
+  CLI::App* bench = app.add_subcommand("bench", "time the training step (tokens/s, GFLOP/s, memory); --vs-torch against the PyTorch twin");
+  bench->add_option("--config", bo.configs, "run configuration(s) (configs/bench_*.json), one row each")->required();
+  bench->add_option("--set", bo.sets, "override a key of every config: --set model.d=256 (repeatable)");
+  bench->add_option("--steps", bo.steps, "timed steps per round")->check(CLI::PositiveNumber);
+  bench->add_option("--warmup", bo.warmup, "untimed steps first, each round")->check(CLI::NonNegativeNumber);
+  bench->add_option("--rounds", bo.rounds, "rounds per side (C++ and PyTorch alternate)")->check(CLI::PositiveNumber);
+  bench->add_flag("--vs-torch", bo.vs_torch, "also run eval/reference/torch_bench.py and print the ratio");
+  bench->add_option("--python", bo.python, "the interpreter with torch (default /usr/bin/python3)");
+  bench->add_option("--torch-script", bo.torch_script, "the PyTorch twin (default eval/reference/torch_bench.py)");
+
   TableArgs ta;
   CLI::App* table = app.add_subcommand("table", "measure params, time, FLOPs and memory of every layer kind as N grows");
   table->add_option("--out", ta.out, "write table.md/.csv/.json and the log-log plots here");
@@ -168,6 +186,52 @@ int main(int argc, char** argv) {
   table->add_option("--set", ta.opt.sets, "a layer setting: --set smoe.dim=32 (repeatable)");
   table->add_option("--device", ta.device, "cpu or cuda");
 
+  // Interpretability (eval/commands.h): expert report, domain masking, purging on a score.
+  interp::ExpertsArgs xa;
+  interp::MaskArgs ma;
+  interp::PurgeArgs pa;
+  CLI::App* experts = app.add_subcommand(
+      "experts", "per-expert top contexts and per-domain routing: experts.html + experts.json");
+  CLI::App* mask = app.add_subcommand(
+      "mask", "remove the experts specialised to a domain; val loss per domain before and after");
+  CLI::App* purge = app.add_subcommand(
+      "purge", "remove the experts correlated with a per-token score; loss change");
+  for (auto [cmd, c] : {std::pair{experts, static_cast<interp::CommonArgs*>(&xa)},
+                        std::pair{mask, static_cast<interp::CommonArgs*>(&ma)},
+                        std::pair{purge, static_cast<interp::CommonArgs*>(&pa)}}) {
+    cmd->add_option("--ckpt", c->ckpt, "run or checkpoint folder")->required();
+    cmd->add_option("--data", c->data, "corpus folder (default: the run's)");
+    cmd->add_option("--out", c->out,
+                    "output folder (default: <run>/experts, <run>/mask_<domain>, <run>/purge)");
+    cmd->add_option("--batch", c->batch, "windows per forward pass")->check(CLI::PositiveNumber);
+    cmd->add_option("--device", c->device, "cpu or cuda");
+  }
+  experts->add_option("--layer", xa.layer, "only the routing site of this layer (default: all)");
+  experts->add_option("--top", xa.top, "top contexts kept per expert")
+      ->check(CLI::NonNegativeNumber);
+  experts->add_option("--windows", xa.windows, "windows per domain, evenly spread (0: all)");
+  experts->add_option("--context-bytes", xa.window, "bytes shown either side of a token")
+      ->check(CLI::NonNegativeNumber);
+  experts->add_flag("--train-split", xa.train_split, "stream the train split instead of val");
+  mask->add_option("--domain", ma.domain, "the domain whose experts are removed, or all")
+      ->required();
+  mask->add_option("--rule", ma.rule,
+                   "selection rule: ratio:R (p(domain) >= R x p(second domain))");
+  mask->add_option("--select-windows", ma.select_windows,
+                   "train windows per domain for the routing probabilities")
+      ->check(CLI::PositiveNumber);
+  mask->add_option("--windows", ma.eval_windows, "val windows per domain for the losses (0: all)");
+  mask->add_flag("--control", ma.control, "also remove as many random experts (a control row)");
+  mask->add_option("--seed", ma.seed, "seed of the random control");
+  purge->add_option("--text", pa.text, "the text the score belongs to")->required();
+  purge->add_option("--score", pa.score, "one number per byte of --text, whitespace-separated")
+      ->required();
+  purge->add_option("--threshold", pa.thresholds,
+                    "remove experts with Pearson r >= R (repeatable; default 0.2 0.1 0.05)");
+  purge->add_option("--text-windows", pa.text_windows,
+                    "windows of the text, evenly spread (0: all)");
+  purge->add_option("--windows", pa.eval_windows, "val windows per domain for the losses (0: all)");
+
   CLI::App* demo = app.add_subcommand("demo", "train a tiny MLP on a synthetic task with the core and print its loss");
   demo->add_option("--steps", a.demo_steps, "SGD steps")->check(CLI::PositiveNumber);
   demo->add_option("--seed", a.seed, "random seed");
@@ -180,6 +244,10 @@ int main(int argc, char** argv) {
     if (app.got_subcommand(eval)) return run_eval(a);
     if (app.got_subcommand(samp)) return run_sample(a);
     if (app.got_subcommand(table)) return run_table(ta);
+    if (app.got_subcommand(experts)) return interp::run_experts_command(xa);
+    if (app.got_subcommand(mask)) return interp::run_mask_command(ma);
+    if (app.got_subcommand(purge)) return interp::run_purge_command(pa);
+    if (app.got_subcommand(bench)) return run_bench_command(bo);
     if (app.got_subcommand(demo)) {
       auto r = run_xor_demo(a.demo_steps, a.seed, [&](int step, double loss) {
         if (step % 25 == 0 || step == a.demo_steps - 1) fmt::print("step {:4d}  loss {:.4f}\n", step, loss);

@@ -124,9 +124,11 @@ std::vector<EvalBatch> eval_batches(const std::vector<int32_t>& tokens, int64_t 
     const int64_t rows = std::min<int64_t>(B, static_cast<int64_t>(chosen.size() - first));
     std::vector<int32_t> in(static_cast<size_t>(rows * T)), out(in.size());
     int64_t scored = 0;
+    std::vector<int64_t> starts;
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t w = chosen[first + static_cast<size_t>(r)];
       const int64_t start = w < full ? w * T : n - 1 - T;
+      starts.push_back(start);
       const int64_t skip = w < full ? 0 : T - rem;  // targets already scored by window full - 1
       for (int64_t t = 0; t < T; ++t) {
         in[r * T + t] = tokens[start + t];
@@ -135,7 +137,7 @@ std::vector<EvalBatch> eval_batches(const std::vector<int32_t>& tokens, int64_t 
       scored += T - skip;
     }
     batches.push_back(
-        {from_vector(in, {rows, T}, device), from_vector(out, {rows, T}, device), scored});
+        {from_vector(in, {rows, T}, device), from_vector(out, {rows, T}, device), scored, starts});
   }
   return batches;
 }

@@ -77,6 +77,7 @@ inline constexpr int32_t kIgnoreTarget = -100;
 struct EvalBatch {
   Tensor inputs, targets;  // int32 [b, T], b <= B
   int64_t scored = 0;      // targets that are not kIgnoreTarget
+  std::vector<int64_t> starts;  // [b] position in `tokens` of each row's first input token
 };
 
 // Evaluation windows over one token vector (a domain's val split), deterministic.

@@ -19,8 +19,6 @@ namespace monet {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-namespace {
-
 std::unique_ptr<nn::Optimizer> make_optimizer(const OptimConfig& o, const nn::NamedTensors& params) {
   if (o.name == "sgd") return std::make_unique<nn::SGD>(params, nn::SGDOptions{o.lr, 0.0, o.weight_decay});
   nn::AdamWOptions a;
@@ -31,6 +29,30 @@ std::unique_ptr<nn::Optimizer> make_optimizer(const OptimConfig& o, const nn::Na
   a.weight_decay = o.weight_decay;
   return std::make_unique<nn::AdamW>(params, a);
 }
+
+StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer, const Tensor& x,
+                      const Tensor& y, double grad_clip, int64_t step,
+                      const std::string& stop_note) {
+  Tensor lm = cross_entropy(model.forward(x), y);
+  Tensor aux = model.aux_loss();
+  Tensor loss = aux.defined() ? add(lm, aux) : lm;
+  StepResult r;
+  r.lm = lm.item();
+  r.has_aux = aux.defined();
+  r.aux = r.has_aux ? aux.item() : 0.0;
+  MONET_CHECK(std::isfinite(r.lm) && std::isfinite(r.aux),
+              "training stopped at step {}: the loss is {} (aux {}); {}", step + 1, r.lm, r.aux,
+              stop_note);
+  optimizer.zero_grad();
+  loss.backward();
+  r.grad_norm = nn::clip_grad_norm(optimizer.params(), grad_clip > 0 ? grad_clip : INFINITY);
+  MONET_CHECK(std::isfinite(r.grad_norm), "training stopped at step {}: the gradient norm is {}; {}",
+              step + 1, r.grad_norm, stop_note);
+  optimizer.step();
+  return r;
+}
+
+namespace {
 
 // The log keeps one JSON object per line; on resume, lines after the checkpoint's step go.
 void truncate_log(const fs::path& log, int64_t step) {
@@ -127,29 +149,18 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
     const double lr = nn::scheduled_lr(sched, step);
     optimizer->set_lr(lr);
     auto [x, y] = batcher.next(B, T, device);
-    Tensor lm = cross_entropy(model->forward(x), y);
-    Tensor aux = model->aux_loss();
-    Tensor loss = aux.defined() ? add(lm, aux) : lm;
-    const double lm_value = lm.item(), aux_value = aux.defined() ? aux.item() : 0.0;
-    MONET_CHECK(std::isfinite(lm_value) && std::isfinite(aux_value),
-                "training stopped at step {}: the loss is {} (aux {}); the last good checkpoint, "
-                "at step {}, is left as it was in {}", step + 1, lm_value, aux_value, state.step,
-                (opt.out_dir / "checkpoint").string());
-    optimizer->zero_grad();
-    loss.backward();
-    const double norm = nn::clip_grad_norm(optimizer->params(), cfg.optim.grad_clip > 0 ? cfg.optim.grad_clip : INFINITY);
-    MONET_CHECK(std::isfinite(norm),
-                "training stopped at step {}: the gradient norm is {}; the last good checkpoint, at "
-                "step {}, is left as it was in {}", step + 1, norm, state.step,
-                (opt.out_dir / "checkpoint").string());
-    optimizer->step();
+    const StepResult s = train_step(
+        *model, *optimizer, x, y, cfg.optim.grad_clip, step,
+        fmt::format("the last good checkpoint, at step {}, is left as it was in {}", state.step,
+                    (opt.out_dir / "checkpoint").string()));
+    const double lm_value = s.lm, aux_value = s.aux, norm = s.grad_norm;
     state.step = step + 1;
     result.last_loss = lm_value;
 
     progress.step(step, lm_value, lr, B * T, cfg.run.log_every);
     json line = {{"step", state.step}, {"loss", lm_value}, {"lr", lr}, {"grad_norm", norm},
                  {"tokens_per_second", progress.tokens_per_second()}};
-    if (aux.defined()) line["aux"] = aux_value;
+    if (s.has_aux) line["aux"] = aux_value;
     for (const auto& [k, v] : model->ffn_metrics()) line[k] = v;
     log << line.dump() << "\n";
     const bool last = state.step == total;

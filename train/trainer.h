@@ -10,8 +10,12 @@
 #pragma once
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+#include <string>
 #include <vector>
 
+#include "nn/optim.h"
+#include "nn/transformer.h"
 #include "train/config.h"
 #include "train/evaluate.h"
 
@@ -33,6 +37,22 @@ struct TrainResult {
 };
 
 TrainResult train(const TrainOptions& opt, std::FILE* out = stdout);
+
+// The optimizer of `optim` (AdamW or SGD) over `params`, as `monet train` builds it.
+std::unique_ptr<nn::Optimizer> make_optimizer(const OptimConfig& optim, const nn::NamedTensors& params);
+
+// One training step of `monet train`, also what `monet bench` times: forward → LM loss (+ the
+// layers' aux losses) → backward → gradient clipping (grad_clip ≤ 0: off) → optimizer step, at
+// the optimizer's current learning rate. A non-finite loss (before backward) or gradient norm
+// (before the step) throws "training stopped at step <step + 1>: ...; <stop_note>", leaving the
+// weights untouched.
+struct StepResult {
+  double lm = 0, aux = 0, grad_norm = 0;
+  bool has_aux = false;
+};
+StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer, const Tensor& inputs,
+                      const Tensor& targets, double grad_clip, int64_t step,
+                      const std::string& stop_note);
 
 // A config for a run resumed from `dir`: the checkpoint's, with `overrides` applied on top.
 Config resume_config(const std::filesystem::path& dir, const std::vector<std::string>& overrides);

@@ -1,0 +1,72 @@
+// Domain masking (Park et al. 2024, §5.1 "domain masking", moe-math.md §4): select the experts
+// specialised to a domain and remove exactly those, then measure every domain's val loss.
+//
+// Selection (the paper's rule): expert e is specialised to domain d when its routing probability
+// on d is at least `ratio` times that on the second domain, i.e. p_d(e) ≥ ratio · max_{d'≠d}
+// p_d'(e) (and p_d(e) > 0). Routing probabilities are mean scores over each domain's tokens
+// (eval/experts.h), measured on the TRAIN split (--select-windows windows per domain) so that the
+// val split the losses are measured on is not the one the experts were chosen on.
+//
+// Removal is exact and changes nothing else (eval/experts.cpp ExpertModel::remove): a MONET
+// composed expert (i, j) loses its Σ_h ĝ1_hi ĝ2_hj E_ij(x) in every layer of its routing group, an
+// SMoE expert its g_e E_e(x), a PEER singleton its Σ_h g_he e(x); other gates are not renormalised.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "eval/experts.h"
+#include "train/evaluate.h"
+
+namespace monet::interp {
+
+struct SelectionRule {
+  double ratio = 2.0;
+  std::string str() const;  // "ratio:2"
+};
+// "ratio:R" with R ≥ 1; anything else is an error naming the rule.
+SelectionRule parse_rule(const std::string& s);
+
+// prob[d][e]: routing probability of expert e on domain d. The experts specialised to `domain`,
+// increasing.
+std::vector<int64_t> specialised_experts(const std::vector<std::vector<double>>& prob,
+                                         size_t domain, const SelectionRule& rule);
+
+struct MaskOptions {
+  std::string domain = "all";  // a domain name, or "all": each domain in turn
+  SelectionRule rule;
+  int64_t select_windows = 256;  // train-split windows per domain for the routing probabilities
+  int64_t eval_windows = 64;     // val windows per domain for the losses (0 = all)
+  int64_t batch = 16;
+  bool control = false;  // also remove as many random experts per site as each domain's mask
+  uint64_t seed = 0;     // of the random control
+};
+
+struct MaskRow {
+  std::string masked;             // the domain, or "random (as <domain>)" for a control
+  std::vector<int64_t> removed;   // [site] experts removed
+  std::vector<DomainEval> after;  // per domain, then "all"
+};
+
+struct MaskResult {
+  std::string kind;
+  std::vector<ExpertSite> sites;
+  std::vector<std::string> domains;
+  SelectionRule rule;
+  int64_t select_windows = 0, eval_windows = 0;
+  std::vector<DomainEval> before;  // per domain, then "all"
+  std::vector<MaskRow> rows;
+};
+
+// `progress(what)` is told each stage.
+MaskResult run_mask(ExpertModel& em, const std::vector<Domain>& domains, const MaskOptions& opt,
+                    const std::function<void(const std::string&)>& progress = nullptr);
+// The Markdown report: experts removed per site, then per-domain loss and bpb before and after
+// (one domain) or the Δ bpb matrix (rows: masked domain, columns: evaluated domain).
+std::string mask_markdown(const MaskResult& r);
+// mask.md, mask.json and mask.svg (Δ bpb per evaluated domain, one bar series per row) in `out`.
+void write_mask_outputs(const MaskResult& r, const std::filesystem::path& out);
+
+}  // namespace monet::interp
