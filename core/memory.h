@@ -1,4 +1,5 @@
-// Device memory: a tracking allocator (current and peak bytes, per device type) under every Storage.
+// Device memory: a tracking allocator (current and peak bytes, per device type) under every Storage,
+// over a caching allocator on the host and on CUDA.
 //
 // The complexity table reads these counters to report the peak memory of a step; tests read
 // `largest_allocation` to prove that a layer never materialises a B·T·N-sized intermediate.
@@ -6,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/block_cache.h"
 #include "core/dtype.h"
 
 namespace monet {
@@ -24,6 +26,10 @@ void release(Device d, void* p, size_t nbytes);
 MemoryStats stats(DeviceType t);
 // Peak and largest are reset to the current figures (start of a measured region).
 void reset_peak(DeviceType t);
+// Host memory is cached like the device's (core/block_cache.h): freed blocks are kept for reuse.
+// The counters above count what tensors hold; these report the cache besides.
+BlockCacheStats host_cache_stats();
+void empty_host_cache();
 }  // namespace memory
 
 // Waits until the device has finished all the work issued so far (a no-op on the CPU): timings of

@@ -522,7 +522,9 @@ void write_table_outputs(const TableResult& r, const fs::path& dir) {
   write_file_atomic(dir / "table.md", table_markdown(r));
   write_file_atomic(dir / "table.csv", table_csv(r));
   write_file_atomic(dir / "table.json", table_json(r).dump(2) + "\n");
-  const std::string sub = fmt::format("d = {}, {}", r.options.d, r.device_name);
+  const std::string sub =
+      fmt::format("d = {}, {}", r.options.d,
+                  r.options.device.is_cpu() ? fmt::format("cpu, {} threads", r.threads) : "cuda");
   struct Plot {
     const char* file;
     const char* title;
@@ -531,13 +533,13 @@ void write_table_outputs(const TableResult& r, const fs::path& dir) {
     bool all_rows;
   };
   const Plot plots[] = {
-      {"time_vs_n.svg", "forward+backward time per token", "µs / token",
+      {"time_vs_n.svg", "fwd+bwd time per token", "µs / token",
        [](const TableRow& w) { return w.step_us; }, false},
       {"flops_vs_n.svg", "forward FLOPs per token", "FLOPs / token",
        [](const TableRow& w) { return w.fwd_flops_total; }, false},
-      {"retrieval_flops_vs_n.svg", "retrieval FLOPs per token (forward)", "FLOPs / token",
+      {"retrieval_flops_vs_n.svg", "retrieval FLOPs per token, forward", "FLOPs / token",
        [](const TableRow& w) { return w.flops(nn::kFlopsRetrieval); }, false},
-      {"params_vs_n.svg", "parameters of one layer (exact, meta device)", "parameters",
+      {"params_vs_n.svg", "parameters of one layer", "parameters",
        [](const TableRow& w) { return static_cast<double>(w.params); }, true},
       {"memory_vs_n.svg", "peak memory of a training step", "MiB",
        [](const TableRow& w) { return static_cast<double>(w.mem_peak) / (1 << 20); }, false},

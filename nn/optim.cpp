@@ -4,6 +4,7 @@
 #include <numbers>
 
 #include "core/autograd.h"
+#include "core/cpu/parallel.h"
 #include "core/ops.h"
 
 namespace monet::nn {
@@ -109,15 +110,17 @@ void AdamW::step() {
     update_dense("AdamW", name, p, g, {exp_avg_[i], exp_avg_sq_[i]},
                  [&]<class T>(T* pp, const T* pg, const std::vector<T*>& s, int64_t n) {
                    T *m = s[0], *v = s[1];
-                   for (int64_t j = 0; j < n; ++j) {
-                     const double gj = pg[j];
-                     const double mj = b1 * m[j] + (1.0 - b1) * gj;
-                     const double vj = b2 * v[j] + (1.0 - b2) * gj * gj;
-                     m[j] = static_cast<T>(mj);
-                     v[j] = static_cast<T>(vj);
-                     const double denom = std::sqrt(static_cast<double>(v[j])) / sqrt_bc2 + eps;
-                     pp[j] = static_cast<T>(pp[j] * decay - step_size * m[j] / denom);
-                   }
+                   cpu::parallel_for(n, cpu::kElementGrain, [&](int64_t j0, int64_t j1) {
+                     for (int64_t j = j0; j < j1; ++j) {
+                       const double gj = pg[j];
+                       const double mj = b1 * m[j] + (1.0 - b1) * gj;
+                       const double vj = b2 * v[j] + (1.0 - b2) * gj * gj;
+                       m[j] = static_cast<T>(mj);
+                       v[j] = static_cast<T>(vj);
+                       const double denom = std::sqrt(static_cast<double>(v[j])) / sqrt_bc2 + eps;
+                       pp[j] = static_cast<T>(pp[j] * decay - step_size * m[j] / denom);
+                     }
+                   });
                  });
   }
 }
@@ -198,7 +201,14 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     g = g.contiguous();
     MONET_DISPATCH_FLOAT(g.dtype(), "clip_grad_norm", [&] {
       const scalar_t* pg = g.data<scalar_t>();
-      for (int64_t j = 0; j < g.numel(); ++j) ss += static_cast<double>(pg[j]) * pg[j];
+      // One partial sum per chunk, added in chunk order (core/cpu/parallel.h).
+      double part[cpu::kMaxChunks] = {};
+      cpu::parallel_chunks(g.numel(), cpu::kElementGrain, [&](int c, int64_t j0, int64_t j1) {
+        double acc = 0;
+        for (int64_t j = j0; j < j1; ++j) acc += static_cast<double>(pg[j]) * pg[j];
+        part[c] = acc;
+      });
+      for (double v : part) ss += v;
     });
   }
   const double norm = std::sqrt(ss);

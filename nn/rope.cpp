@@ -32,16 +32,13 @@ Tensor RotaryEmbedding::forward(const Tensor& x, int64_t offset) const {
   MONET_CHECK(x.dim() >= 2 && x.shape().back() == head_dim_,
               "RotaryEmbedding: input of shape {} must be [..., T, {}]", shape_str(x.shape()),
               head_dim_);
-  const int64_t T = x.size(-2), half = head_dim_ / 2;
+  const int64_t T = x.size(-2);
   MONET_CHECK(offset >= 0 && offset + T <= max_len_,
               "RotaryEmbedding: positions [{}, {}) exceed the table of {} (input {})", offset,
               offset + T, max_len_, shape_str(x.shape()));
   Tensor c = slice(cos_, 0, offset, offset + T).to(x.dtype()).to(x.device());  // [T, hd/2]
   Tensor s = slice(sin_, 0, offset, offset + T).to(x.dtype()).to(x.device());
-  Tensor x1 = slice(x, -1, 0, half), x2 = slice(x, -1, half, head_dim_);
-  Tensor y1 = sub(mul(x1, c), mul(x2, s));  // x₁cos − x₂sin
-  Tensor y2 = add(mul(x2, c), mul(x1, s));  // x₂cos + x₁sin
-  return concat({y1, y2}, -1);
+  return rotary(x, c, s);  // x₁cos − x₂sin, x₂cos + x₁sin (core/ops/attention.cpp)
 }
 
 }  // namespace monet::nn

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages monet-cpp builds with, only those missing (fast when all are there).
 set -euo pipefail
-PKGS=(build-essential cmake pkg-config libopenblas-dev libfmt-dev libgtest-dev libgmock-dev
+PKGS=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libfmt-dev libgtest-dev libgmock-dev
       libbenchmark-dev nlohmann-json3-dev libcli11-dev)
 missing=()
 for p in "${PKGS[@]}"; do

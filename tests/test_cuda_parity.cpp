@@ -277,6 +277,14 @@ std::vector<Case> cases() {
        -3.0,
        3.0,
        T},
+      {"rotary_heads_view",
+       [](const X& x) {
+         Generator g(5);  // the same constant tables on both backends
+         Tensor c = normal({5, 4}, 0, 1, g, DType::F32, dev(x)),
+                s = normal({5, 4}, 0, 1, g, DType::F32, dev(x));
+         return rotary(transpose(x[0], 1, 2), c, s);
+       },
+       {{2, 5, 3, 8}}},
       {"causal_softmax_long_rows",
        [](const X& x) { return causal_softmax(x[0], 0.125); },
        {{2, 3, 400}},

@@ -163,3 +163,23 @@ TEST(OpForward, FloatAndDoubleKernelsAgree) {
   std::vector<double> hi = f(x.to(DType::F64), w.to(DType::F64)).to_vector<double>();
   expect_close(lo, hi, 1e-5);
 }
+
+TEST(OpsForward, RotaryIsTheRotateHalfFormula) {
+  Generator g(3);
+  Tensor x = normal({2, 5, 3, 8}, 0, 1, g, DType::F64), c = normal({5, 4}, 0, 1, g, DType::F64),
+         s = normal({5, 4}, 0, 1, g, DType::F64);
+  Tensor xv = transpose(x, 1, 2);  // [2, 3, 5, 8], strided like the attention heads
+  Tensor y = rotary(xv, c, s);
+  ASSERT_TRUE(y.is_contiguous());
+  const std::vector<double> out = y.to_vector<double>(), xs = xv.contiguous().to_vector<double>(),
+                            cs = c.to_vector<double>(), sn = s.to_vector<double>();
+  for (int64_t r = 0; r < 2 * 3 * 5; ++r) {
+    const int64_t t = r % 5;
+    for (int64_t i = 0; i < 4; ++i) {
+      const double x1 = xs[r * 8 + i], x2 = xs[r * 8 + 4 + i], ci = cs[t * 4 + i], si = sn[t * 4 + i];
+      EXPECT_NEAR(out[r * 8 + i], x1 * ci - x2 * si, 1e-15);
+      EXPECT_NEAR(out[r * 8 + 4 + i], x2 * ci + x1 * si, 1e-15);
+    }
+  }
+  EXPECT_THROW(rotary(xv, c, slice(s, 0, 0, 4)), Error);  // table of the wrong length
+}

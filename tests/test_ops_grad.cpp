@@ -22,6 +22,13 @@ struct Case {
 // Integer index tensors used by the index cases.
 Tensor ids(std::vector<int32_t> v, Shape s) { return from_vector(v, s); }
 
+// A constant [T, half] table (cos or sin of RoPE) in double: entries sin(phase + 0.37·k).
+Tensor rope_table(int64_t T, int64_t half, double phase) {
+  std::vector<double> v(static_cast<size_t>(T * half));
+  for (size_t k = 0; k < v.size(); ++k) v[k] = std::sin(phase + 0.37 * static_cast<double>(k));
+  return from_vector(v, {T, half});
+}
+
 std::vector<Case> cases() {
   const Tensor idx3 = ids({2, 0, 2}, {3});
   const Tensor gidx = ids({0, 2, 1, 1, 0, 0}, {2, 3});
@@ -88,6 +95,13 @@ std::vector<Case> cases() {
       {"causal_softmax", [](const X& x) { return causal_softmax(x[0], 0.7); }, {{2, 3, 3}}, -2.0, 2.0},
       {"causal_softmax_cached", [](const X& x) { return causal_softmax(transpose(x[0], 0, 1), 1.3); },
        {{5, 2}}, -2.0, 2.0},
+      {"rotary", [](const X& x) { return rotary(x[0], rope_table(3, 2, 1.0), rope_table(3, 2, 2.0)); },
+       {{2, 3, 4}}},
+      {"rotary_heads_view",  // [B, T, H, hd] seen as [B, H, T, hd], as attention does
+       [](const X& x) {
+         return rotary(transpose(x[0], 1, 2), rope_table(3, 3, 0.5), rope_table(3, 3, 1.5));
+       },
+       {{2, 3, 2, 6}}},
       // norms
       {"rms_norm", [](const X& x) { return rms_norm(x[0], x[1], 1e-6); }, {{3, 5}, {5}}},
       {"rms_norm_3d_transposed", [](const X& x) { return rms_norm(transpose(x[0], 0, 1), x[1]); },

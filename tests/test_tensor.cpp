@@ -121,6 +121,58 @@ TEST(Memory, TrackingAllocatorCountsCurrentAndPeak) {
   EXPECT_EQ(memory::stats(DeviceType::Meta).current, 4 << 20);
 }
 
+TEST(Memory, HostCacheReusesFreedBlocksAndCountsOnlyLiveBytes) {
+  EXPECT_EQ(BlockCache::round_size(1), 512u);
+  EXPECT_EQ(BlockCache::round_size(513), 1024u);
+  EXPECT_EQ(BlockCache::round_size((1 << 20) + 1), size_t{5} << 18);  // 1.25 MiB
+  for (size_t n : {size_t{1}, size_t{4097}, size_t{3} << 20, (size_t{7} << 27) + 5}) {
+    EXPECT_GE(BlockCache::round_size(n), n);
+    EXPECT_LE(BlockCache::round_size(n), n + n / 4 + 512);  // at most 25% (or 512 B) of waste
+  }
+  const int64_t live = memory::stats(DeviceType::CPU).current;
+  void* first = nullptr;
+  { first = empty({12345}).raw_data(); }
+  EXPECT_EQ(memory::stats(DeviceType::CPU).current, live);  // the cached block is not counted
+  const BlockCacheStats before = memory::host_cache_stats();
+  EXPECT_GE(before.cached, static_cast<int64_t>(BlockCache::round_size(12345 * 4)));
+  Tensor again = empty({12300});  // the same bin: the same block, no system allocation
+  EXPECT_EQ(again.raw_data(), first);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(again.raw_data()) % 64, 0u);
+  const BlockCacheStats after = memory::host_cache_stats();
+  EXPECT_EQ(after.raw_allocs, before.raw_allocs);
+  EXPECT_EQ(after.reuses, before.reuses + 1);
+  memory::empty_host_cache();
+  EXPECT_EQ(memory::host_cache_stats().cached, 0);
+  fill_(again, 2.0);  // a block in use is untouched by empty_host_cache
+  EXPECT_EQ(sum(again).item(), 2.0 * 12300);
+}
+
+TEST(Memory, BlockCacheGivesBackBeyondItsLimitAndRetriesWhenOutOfMemory) {
+  static int frees = 0, fails = 0;
+  auto alloc = [](size_t n) -> void* {
+    if (fails > 0) return --fails, nullptr;
+    return std::malloc(n);
+  };
+  auto release = [](void* p) { ++frees, std::free(p); };
+  BlockCache c(alloc, release, 1024);  // keeps at most 1 KiB of free blocks
+  void* a = c.allocate(512);
+  void* b = c.allocate(600);  // a 1024-byte bin
+  c.release(a, 512);          // cached (512 ≤ 1024)
+  c.release(b, 600);          // 512 + 1024 > 1024: given back
+  EXPECT_EQ(frees, 1);
+  EXPECT_EQ(c.stats().cached, 512);
+  fails = 1;  // the raw allocator fails once: the cache is emptied, then the retry succeeds
+  void* d = c.allocate(4096);
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(frees, 2);
+  EXPECT_EQ(c.stats().cached, 0);
+  fails = 2;  // fails twice: nullptr, for the caller to report
+  EXPECT_EQ(c.allocate(8192), nullptr);
+  c.release(d, 4096);
+  c.empty();
+  EXPECT_EQ(c.stats().reserved, 0);
+}
+
 TEST(Flops, MatmulSoftmaxAndMlpCountThemselves) {
   Tensor a = zeros({8, 16}), w1 = zeros({16, 32}), w2 = zeros({32, 4});
   {

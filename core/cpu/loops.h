@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/cpu/parallel.h"
+
 namespace monet::cpu {
 
 template <std::size_t K>
@@ -62,6 +64,29 @@ void strided_loop(std::vector<int64_t> shape, std::array<std::vector<int64_t>, K
       idx[d] = 0;
     }
   }
+}
+
+// strided_loop for loops whose every index writes its own output element (maps, copies): the
+// outermost axis is split across threads (core/cpu/parallel.h). `grain`: elements per thread.
+template <std::size_t K, class F>
+void parallel_strided_loop(const std::vector<int64_t>& shape,
+                           const std::array<std::vector<int64_t>, K>& st,
+                           const std::array<int64_t, K>& off, int64_t grain, F&& f) {
+  int64_t total = 1;
+  for (int64_t n : shape) total *= n;
+  if (shape.empty() || shape[0] < 2 || chunk_count(total, grain) <= 1) {
+    strided_loop(shape, st, off, f);
+    return;
+  }
+  const int64_t inner = total / shape[0];  // elements per index of the outer axis
+  parallel_for(shape[0], std::max<int64_t>(1, grain / std::max<int64_t>(inner, 1)),
+               [&](int64_t begin, int64_t end) {
+                 std::vector<int64_t> sub = shape;
+                 sub[0] = end - begin;
+                 std::array<int64_t, K> o = off;
+                 for (std::size_t k = 0; k < K; ++k) o[k] += begin * st[k][0];
+                 strided_loop(sub, st, o, f);
+               });
 }
 
 }  // namespace monet::cpu

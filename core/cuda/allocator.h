@@ -1,15 +1,12 @@
 // Device memory: a caching allocator in the manner of PyTorch's. cudaMalloc and cudaFree are slow
 // and synchronise the device, so a freed block is not returned to the driver but kept in a free
-// list of its size bin and handed to the next request of that bin.
+// list of its size bin and handed to the next request of that bin (core/block_cache.h: the bins,
+// whole-block reuse, and one retry after emptying the cache when cudaMalloc runs out of memory; a
+// second failure throws an Error naming cudaMalloc and the size).
 //
-//  - Requests are rounded up to a bin: multiples of 512 bytes up to 1 MiB, above that one of four
-//    steps per power of two (1 MiB, 1.25, 1.5, 1.75, 2, 2.5, ...), so a bin wastes at most 25%.
-//  - Blocks are reused only whole, from the exact bin (no splitting): simple and obviously right.
-//  - Reuse needs no synchronisation because every kernel and copy runs on the one stream of the
-//    device context (core/cuda/device.h): work that reads a freed block was queued before any work
-//    that writes its next owner.
-//  - When cudaMalloc runs out of memory the cache is emptied and the call retried once; a second
-//    failure throws an Error naming cudaMalloc and the size.
+// Reuse needs no synchronisation because every kernel and copy runs on the one stream of the device
+// context (core/cuda/device.h): work that reads a freed block was queued before any work that
+// writes its next owner.
 //
 // memory::allocate (core/memory.cpp) counts the bytes a tensor asked for (current / peak / largest
 // for DeviceType::CUDA) and calls device_alloc; the bytes the cache holds beyond that are reported
@@ -34,5 +31,10 @@ CacheStats cache_stats();
 void empty_cache();
 // The bin (block size in bytes) a request of `nbytes` is served from.
 size_t round_size(size_t nbytes);
+
+// The raw ends the cache calls: cudaMalloc (nullptr when out of memory; other errors throw) and
+// cudaFree, which synchronises the device, so no queued kernel can still use the block.
+void* raw_device_alloc(size_t nbytes);
+void raw_device_free(void* p);
 
 }  // namespace monet::cuda

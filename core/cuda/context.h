@@ -12,23 +12,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/block_cache.h"
 #include "core/cuda/allocator.h"
 
 namespace monet::cuda {
-
-class CachingAllocator {
- public:
-  void* allocate(size_t nbytes);
-  void release(void* p, size_t nbytes) noexcept;
-  CacheStats stats();
-  void empty();
-
- private:
-  void empty_locked();
-  std::mutex mu_;
-  std::unordered_map<size_t, std::vector<void*>> free_;  // bin size -> free blocks of that size
-  CacheStats stats_;
-};
 
 class Context {
  public:
@@ -44,7 +31,7 @@ class Context {
   int count() noexcept;
   cudaStream_t stream();
   cublasHandle_t cublas();
-  CachingAllocator& allocator() { return allocator_; }
+  BlockCache& allocator() { return allocator_; }
 
   Context();
   ~Context();
@@ -61,7 +48,7 @@ class Context {
   std::mutex mu_;  // guards the lazy creation below
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
-  CachingAllocator allocator_;
+  BlockCache allocator_{raw_device_alloc, raw_device_free, INT64_MAX};  // keeps every free block
 };
 
 }  // namespace monet::cuda

@@ -81,6 +81,9 @@ void cross_entropy_backward(const float* x, const int32_t* t, const float* g, co
 void causal_softmax(const float* x, float* p, int64_t rows, int64_t T, int64_t Tk, double scale);
 void causal_softmax_backward(const float* p, const float* g, float* dx, int64_t rows, int64_t Tk,
                              double scale);
+// Rotary embedding of contiguous rows x [rows, 2·half] (row r at position r mod T), c/s [T, half].
+void rotary(const float* x, const float* c, const float* s, float* y, int64_t rows, int64_t T,
+            int64_t half);
 
 // ---- normalisation (core/ops/norm.cu); rows of a dense [m, n], weight/bias [n] ----
 // `centre` selects LayerNorm (bias may be null for RMSNorm). mean/rstd: [m].

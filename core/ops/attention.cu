@@ -1,5 +1,6 @@
-// CUDA twin of attention.cpp's causal_softmax: one block per row of the scores; row r is query
-// i = r mod T, which sees the keys j <= (Tk − T) + i. Same arithmetic as the CPU loop.
+// CUDA twins of attention.cpp's rotary and causal_softmax. causal_softmax: one block per row of the
+// scores; row r is query i = r mod T, which sees the keys j <= (Tk − T) + i. Same arithmetic as the
+// CPU loop.
 #include "core/cuda/common.cuh"
 
 namespace monet::cuda {
@@ -39,7 +40,27 @@ __global__ void causal_softmax_backward_kernel(const float* p, const float* g, f
   }
 }
 
+// One thread per (row, i) pair of the two halves.
+__global__ void rotary_kernel(const float* x, const float* c, const float* s, float* y,
+                              int64_t rows, int64_t T, int64_t half) {
+  MONET_CUDA_LOOP(k, rows * half) {
+    const int64_t r = k / half, i = k % half, t = r % T;
+    const float x1 = x[r * 2 * half + i], x2 = x[r * 2 * half + half + i];
+    const float ci = c[t * half + i], si = s[t * half + i];
+    y[r * 2 * half + i] = x1 * ci - x2 * si;
+    y[r * 2 * half + half + i] = x2 * ci + x1 * si;
+  }
+}
+
 }  // namespace
+
+void rotary(const float* x, const float* c, const float* s, float* y, int64_t rows, int64_t T,
+            int64_t half) {
+  if (rows == 0 || half == 0) return;
+  rotary_kernel<<<grid_for(rows * half, kThreads), kThreads, 0, stream()>>>(x, c, s, y, rows, T,
+                                                                            half);
+  MONET_CUDA_CHECK_LAUNCH("rotary_kernel");
+}
 
 void causal_softmax(const float* x, float* p, int64_t rows, int64_t T, int64_t Tk, double scale) {
   if (rows == 0 || Tk == 0) return;

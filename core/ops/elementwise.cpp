@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/cpu/loops.h"
+#include "core/cpu/parallel.h"
 #include "core/flops.h"
 #include "core/ops/common.h"
 #include "core/ops/functors.h"
@@ -54,14 +55,15 @@ Tensor binary_map(const char* op, const Tensor& a, const Tensor& b, F f) {
     if (a.shape() == shape && b.shape() == shape && a.is_contiguous() && b.is_contiguous()) {
       pa += a.offset();
       pb += b.offset();
-      const int64_t n = out.numel();
-      for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(f(pa[i], pb[i]));
+      cpu::parallel_for(out.numel(), cpu::kElementGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) o[i] = static_cast<T>(f(pa[i], pb[i]));
+      });
       return;
     }
-    cpu::strided_loop<3>(shape, {out.strides(), broadcast_strides(a, shape), broadcast_strides(b, shape)},
-                         {0, a.offset(), b.offset()}, [&](const std::array<int64_t, 3>& p) {
-                           o[p[0]] = static_cast<T>(f(pa[p[1]], pb[p[2]]));
-                         });
+    cpu::parallel_strided_loop<3>(
+        shape, {out.strides(), broadcast_strides(a, shape), broadcast_strides(b, shape)},
+        {0, a.offset(), b.offset()}, cpu::kElementGrain,
+        [&](const std::array<int64_t, 3>& p) { o[p[0]] = static_cast<T>(f(pa[p[1]], pb[p[2]])); });
   });
   return out;
 }
@@ -86,8 +88,9 @@ Tensor unary_map(const char* op, const Tensor& a, F f, int64_t cost = 1) {
   MONET_DISPATCH_FLOAT(a.dtype(), op, [&] {
     const scalar_t* px = x.data<scalar_t>();
     scalar_t* o = out.data<scalar_t>();
-    const int64_t n = out.numel();
-    for (int64_t i = 0; i < n; ++i) o[i] = f(px[i]);
+    cpu::parallel_for(out.numel(), cpu::kElementGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) o[i] = f(px[i]);
+    });
   });
   return out;
 }

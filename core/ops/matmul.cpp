@@ -15,6 +15,7 @@
 #include <climits>
 
 #include "core/cpu/loops.h"
+#include "core/cpu/parallel.h"
 #include "core/flops.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
@@ -144,11 +145,20 @@ Tensor matmul_kernel(Tensor a, Tensor b) {
     const auto* pa = static_cast<const scalar_t*>(a.storage()->data());
     const auto* pb = static_cast<const scalar_t*>(b.storage()->data());
     scalar_t* pc = out.data<scalar_t>();
+    std::vector<std::array<int64_t, 3>> offsets;  // of each gemm of the batch
     cpu::strided_loop<3>(batch, {batch_strides(a), batch_strides(b), so},
-                         {a.offset(), b.offset(), 0}, [&](const std::array<int64_t, 3>& o) {
-                           gemm(la.trans, lb.trans, M, N, K, pa + o[0], la.ld, pb + o[1], lb.ld,
-                                pc + o[2], N);
-                         });
+                         {a.offset(), b.offset(), 0},
+                         [&](const std::array<int64_t, 3>& o) { offsets.push_back(o); });
+    // Small gemms (attention's per-head products) run one per thread, each single-threaded;
+    // a large one is threaded by OpenBLAS itself.
+    const int64_t count = static_cast<int64_t>(offsets.size());
+    const int64_t grain = M * N * K >= (int64_t{1} << 21) ? count : 1;
+    cpu::parallel_for(count, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const auto& o = offsets[static_cast<size_t>(i)];
+        gemm(la.trans, lb.trans, M, N, K, pa + o[0], la.ld, pb + o[1], lb.ld, pc + o[2], N);
+      }
+    });
   });
   return out;
 }

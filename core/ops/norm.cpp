@@ -8,6 +8,7 @@
 //            dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ⊙x̂)) with ĝ = g⊙γ,  dγ = Σ g⊙x̂,  dβ = Σ g
 #include <cmath>
 
+#include "core/cpu/parallel.h"
 #include "core/flops.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
@@ -54,20 +55,22 @@ NormForward norm_forward(const Tensor& xin, const Tensor& w, const Tensor* b, do
     const T *px = x.data<T>(), *pw = wc.data<T>();
     const T* pb = b ? bc.data<T>() : nullptr;
     T *py = f.y.data<T>(), *pm = f.mean.data<T>(), *pr = f.rstd.data<T>();
-    for (int64_t r = 0; r < m; ++r) {
-      const T* xi = px + r * n;
-      double mu = 0, ss = 0;
-      if (centre) {
-        for (int64_t j = 0; j < n; ++j) mu += xi[j];
-        mu /= static_cast<double>(n);
-      }
-      for (int64_t j = 0; j < n; ++j) ss += (xi[j] - mu) * (xi[j] - mu);
-      const double rstd = 1.0 / std::sqrt(ss / static_cast<double>(n) + eps);
-      pm[r] = static_cast<T>(mu);
-      pr[r] = static_cast<T>(rstd);
-      for (int64_t j = 0; j < n; ++j)
-        py[r * n + j] = static_cast<T>((xi[j] - mu) * rstd) * pw[j] + (pb ? pb[j] : T(0));
-    }
+    cpu::parallel_for(m, cpu::kRowGrain / std::max<int64_t>(n, 1), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* xi = px + r * n;
+        double mu = 0, ss = 0;
+        if (centre) {
+          for (int64_t j = 0; j < n; ++j) mu += xi[j];
+          mu /= static_cast<double>(n);
+        }
+        for (int64_t j = 0; j < n; ++j) ss += (xi[j] - mu) * (xi[j] - mu);
+        const double rstd = 1.0 / std::sqrt(ss / static_cast<double>(n) + eps);
+        pm[r] = static_cast<T>(mu);
+        pr[r] = static_cast<T>(rstd);
+        for (int64_t j = 0; j < n; ++j)
+          py[r * n + j] = static_cast<T>((xi[j] - mu) * rstd) * pw[j] + (pb ? pb[j] : T(0));
+        }
+    });
   });
   f.y = reshape(f.y, xin.shape());
   return f;
@@ -96,25 +99,33 @@ std::vector<Tensor> norm_backward(const Tensor& xin, const Tensor& w, const Norm
     const T *px = x.data<T>(), *pw = wc.data<T>(), *pg = g.data<T>();
     const T *pm = f.mean.data<T>(), *pr = f.rstd.data<T>();
     T *pdx = dx.data<T>(), *pdw = dw.data<T>(), *pdb = db.data<T>();
+    // dγ, dβ are column sums over the rows: one partial per chunk of rows, added in chunk order.
+    const int chunks = cpu::chunk_count(m, cpu::kRowGrain / std::max<int64_t>(n, 1));
+    std::vector<double> partw(static_cast<size_t>(chunks * n), 0.0), partb(partw.size(), 0.0);
+    cpu::parallel_chunks(m, cpu::kRowGrain / std::max<int64_t>(n, 1), [&](int c, int64_t r0, int64_t r1) {
+      double *accw = partw.data() + c * n, *accb = partb.data() + c * n;
+      for (int64_t r = r0; r < r1; ++r) {
+        const T *xi = px + r * n, *gi = pg + r * n;
+        const double mu = pm[r], rstd = pr[r];
+        double mean_gh = 0, mean_ghx = 0;  // mean(ĝ), mean(ĝ ⊙ x̂)
+        for (int64_t j = 0; j < n; ++j) {
+          const double xh = (xi[j] - mu) * rstd, gh = static_cast<double>(gi[j]) * pw[j];
+          mean_gh += gh;
+          mean_ghx += gh * xh;
+          accw[j] += static_cast<double>(gi[j]) * xh;
+          accb[j] += gi[j];
+        }
+        mean_gh /= static_cast<double>(n);
+        mean_ghx /= static_cast<double>(n);
+        for (int64_t j = 0; j < n; ++j) {
+          const double xh = (xi[j] - mu) * rstd, gh = static_cast<double>(gi[j]) * pw[j];
+          pdx[r * n + j] = static_cast<T>(rstd * (gh - (centre ? mean_gh : 0.0) - xh * mean_ghx));
+        }
+      }
+    });
     std::vector<double> accw(n, 0.0), accb(n, 0.0);
-    for (int64_t r = 0; r < m; ++r) {
-      const T *xi = px + r * n, *gi = pg + r * n;
-      const double mu = pm[r], rstd = pr[r];
-      double mean_gh = 0, mean_ghx = 0;  // mean(ĝ), mean(ĝ ⊙ x̂)
-      for (int64_t j = 0; j < n; ++j) {
-        const double xh = (xi[j] - mu) * rstd, gh = static_cast<double>(gi[j]) * pw[j];
-        mean_gh += gh;
-        mean_ghx += gh * xh;
-        accw[j] += static_cast<double>(gi[j]) * xh;
-        accb[j] += gi[j];
-      }
-      mean_gh /= static_cast<double>(n);
-      mean_ghx /= static_cast<double>(n);
-      for (int64_t j = 0; j < n; ++j) {
-        const double xh = (xi[j] - mu) * rstd, gh = static_cast<double>(gi[j]) * pw[j];
-        pdx[r * n + j] = static_cast<T>(rstd * (gh - (centre ? mean_gh : 0.0) - xh * mean_ghx));
-      }
-    }
+    for (int c = 0; c < chunks; ++c)
+      for (int64_t j = 0; j < n; ++j) accw[j] += partw[c * n + j], accb[j] += partb[c * n + j];
     for (int64_t j = 0; j < n; ++j) {
       pdw[j] = static_cast<T>(accw[j]);
       pdb[j] = static_cast<T>(accb[j]);

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "core/cpu/loops.h"
+#include "core/cpu/parallel.h"
 #include "core/flops.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
@@ -74,11 +75,14 @@ Tensor sum_kernel(const Tensor& a, const std::vector<int64_t>& axes) {
     if (suffix) {
       const int64_t rows = out.numel(), cols = rows ? a.numel() / rows : 0;
       p += a.offset();
-      for (int64_t r = 0; r < rows; ++r) {
-        double acc = 0;
-        for (int64_t c = 0; c < cols; ++c) acc += p[r * cols + c];
-        o[r] = static_cast<T>(acc);
-      }
+      cpu::parallel_for(rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(cols, 1)),
+                        [&](int64_t begin, int64_t end) {
+                          for (int64_t r = begin; r < end; ++r) {
+                            double acc = 0;
+                            for (int64_t c = 0; c < cols; ++c) acc += p[r * cols + c];
+                            o[r] = static_cast<T>(acc);
+                          }
+                        });
       return;
     }
     Shape ost = out.strides();

@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "core/cpu/loops.h"
+#include "core/cpu/parallel.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
 #include "core/cuda/dispatch.h"
@@ -102,8 +103,9 @@ void copy_(const Tensor& dst, const Tensor& src) {
     D* d = static_cast<D*>(dst.storage()->data());
     MONET_DISPATCH_ALL(src.dtype(), "copy_", [&] {
       const auto* s = static_cast<const scalar_t*>(src.storage()->data());
-      cpu::strided_loop<2>(dst.shape(), {dst.strides(), sst}, {dst.offset(), src.offset()},
-                           [&](const std::array<int64_t, 2>& o) { d[o[0]] = static_cast<D>(s[o[1]]); });
+      cpu::parallel_strided_loop<2>(
+          dst.shape(), {dst.strides(), sst}, {dst.offset(), src.offset()}, cpu::kElementGrain,
+          [&](const std::array<int64_t, 2>& o) { d[o[0]] = static_cast<D>(s[o[1]]); });
     });
   });
 }
@@ -121,8 +123,8 @@ void fill_(const Tensor& dst, double value) {
   MONET_DISPATCH_ALL(dst.dtype(), "fill_", [&] {
     auto* d = static_cast<scalar_t*>(dst.storage()->data());
     const auto v = static_cast<scalar_t>(value);
-    cpu::strided_loop<1>(dst.shape(), {dst.strides()}, {dst.offset()},
-                         [&](const std::array<int64_t, 1>& o) { d[o[0]] = v; });
+    cpu::parallel_strided_loop<1>(dst.shape(), {dst.strides()}, {dst.offset()}, cpu::kElementGrain,
+                                  [&](const std::array<int64_t, 1>& o) { d[o[0]] = v; });
   });
 }
 

@@ -5,6 +5,7 @@
 //                      never stored, and its backward (softmax − onehot)/count is one kernel.
 #include <cmath>
 
+#include "core/cpu/parallel.h"
 #include "core/flops.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
@@ -42,26 +43,28 @@ Tensor softmax_kernel(const Tensor& a, int64_t axis, RowOp op) {
     using T = scalar_t;
     const T* px = x.data<T>();
     T* py = y.data<T>();
-    for (int64_t r = 0; r < m; ++r) {
-      const T* xi = px + r * n;
-      T* yi = py + r * n;
-      T mx = xi[0];
-      for (int64_t j = 1; j < n; ++j) mx = std::max(mx, xi[j]);
-      double s = 0;
-      for (int64_t j = 0; j < n; ++j) {
-        T e = std::exp(xi[j] - mx);
-        if (op == RowOp::Softmax) yi[j] = e;
-        s += e;
-      }
-      if (op == RowOp::Softmax) {
-        const T inv = static_cast<T>(1.0 / s);
-        for (int64_t j = 0; j < n; ++j) yi[j] *= inv;
-      } else {
-        // (x − m) − log s, not x − (m + log s): exact for the largest entry even at |x| ≫ 1
-        const T log_s = static_cast<T>(std::log(s));
-        for (int64_t j = 0; j < n; ++j) yi[j] = (xi[j] - mx) - log_s;
-      }
-    }
+    cpu::parallel_for(m, cpu::kRowGrain / std::max<int64_t>(n, 1), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* xi = px + r * n;
+        T* yi = py + r * n;
+        T mx = xi[0];
+        for (int64_t j = 1; j < n; ++j) mx = std::max(mx, xi[j]);
+        double s = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          T e = std::exp(xi[j] - mx);
+          if (op == RowOp::Softmax) yi[j] = e;
+          s += e;
+        }
+        if (op == RowOp::Softmax) {
+          const T inv = static_cast<T>(1.0 / s);
+          for (int64_t j = 0; j < n; ++j) yi[j] *= inv;
+        } else {
+          // (x − m) − log s, not x − (m + log s): exact for the largest entry even at |x| ≫ 1
+          const T log_s = static_cast<T>(std::log(s));
+          for (int64_t j = 0; j < n; ++j) yi[j] = (xi[j] - mx) - log_s;
+        }
+        }
+    });
   });
   return back_from_rows(y, axis, a.dim());
 }
@@ -118,21 +121,23 @@ Tensor cross_entropy_backward(const Tensor& x, const Tensor& t, const Tensor& g,
     const T* px = x.data<T>();
     const int32_t* pt = t.data<int32_t>();
     T* pd = dx.data<T>();
-    for (int64_t r = 0; r < m; ++r) {
-      const T* xi = px + r * n;
-      T* di = pd + r * n;
-      if (pt[r] == ignore) {
-        std::fill(di, di + n, T(0));
-        continue;
+    cpu::parallel_for(m, cpu::kRowGrain / std::max<int64_t>(n, 1), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* xi = px + r * n;
+        T* di = pd + r * n;
+        if (pt[r] == ignore) {
+          std::fill(di, di + n, T(0));
+          continue;
+        }
+        T mx = xi[0];
+        for (int64_t j = 1; j < n; ++j) mx = std::max(mx, xi[j]);
+        double s = 0;
+        for (int64_t j = 0; j < n; ++j) s += std::exp(xi[j] - mx);
+        const double inv = 1.0 / s;
+        for (int64_t j = 0; j < n; ++j) di[j] = static_cast<T>(scale * std::exp(xi[j] - mx) * inv);
+        di[pt[r]] -= static_cast<T>(scale);
       }
-      T mx = xi[0];
-      for (int64_t j = 1; j < n; ++j) mx = std::max(mx, xi[j]);
-      double s = 0;
-      for (int64_t j = 0; j < n; ++j) s += std::exp(xi[j] - mx);
-      const double inv = 1.0 / s;
-      for (int64_t j = 0; j < n; ++j) di[j] = static_cast<T>(scale * std::exp(xi[j] - mx) * inv);
-      di[pt[r]] -= static_cast<T>(scale);
-    }
+    });
   });
   return dx;
 }
