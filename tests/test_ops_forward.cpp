@@ -2,6 +2,7 @@
 // training: matmul in every transpose case, softmax (including huge logits), norms, cross-entropy.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 
 #include "core/ops.h"
@@ -23,6 +24,11 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
     ASSERT_NEAR(got[i], want[i], tol * (1 + std::abs(want[i]))) << "element " << i;
 }
 
+// A [1, 1, R, C] slice seen as [R, C] with its own strides.
+Tensor make_2d(const Tensor& t) {
+  return t.reshape({t.size(2), t.size(3)});
+}
+
 std::vector<double> naive_matmul(const Tensor& a, const Tensor& b) {
   const int64_t M = a.shape()[0], K = a.shape()[1], N = b.shape()[1];
   std::vector<double> c(M * N, 0.0);
@@ -36,13 +42,36 @@ std::vector<double> naive_matmul(const Tensor& a, const Tensor& b) {
 
 TEST(OpForward, MatmulEveryTransposeCase) {
   Generator g(7);
-  const int64_t M = 5, K = 7, N = 3;
-  Tensor a = randn({M, K}, g), at_ = randn({K, M}, g), b = randn({K, N}, g), bt = randn({N, K}, g);
-  struct {
-    Tensor x, y;
-  } cases[] = {{a, b}, {at_.transpose(0, 1), b}, {a, bt.transpose(0, 1)},
-               {at_.transpose(0, 1), bt.transpose(0, 1)}};
-  for (auto& c : cases) expect_close(matmul(c.x, c.y).to_vector<float>(), naive_matmul(c.x, c.y), 1e-5);
+  // 5·7·3 multiply-adds take the small-product loops, 40·37·33 OpenBLAS's sgemm.
+  for (auto [M, K, N] : {std::array<int64_t, 3>{5, 7, 3}, std::array<int64_t, 3>{40, 37, 33}}) {
+    Tensor a = randn({M, K}, g), at_ = randn({K, M}, g), b = randn({K, N}, g),
+           bt = randn({N, K}, g);
+    struct {
+      Tensor x, y;
+    } cases[] = {{a, b},
+                 {at_.transpose(0, 1), b},
+                 {a, bt.transpose(0, 1)},
+                 {at_.transpose(0, 1), bt.transpose(0, 1)}};
+    for (auto& c : cases)
+      expect_close(matmul(c.x, c.y).to_vector<float>(), naive_matmul(c.x, c.y), 1e-5);
+  }
+}
+
+TEST(OpForward, MatmulManySmallProductsMatchEachOnItsOwn) {
+  Generator g(9);  // MONET's head mixing: [B·T] products of [H, √N]·[√N, m/2], one per token
+  Tensor gates = randn({6, 5, 4, 16}, g), acts = randn({6, 5, 16, 3}, g);
+  Tensor gt = transpose(randn({6, 5, 16, 4}, g), -1, -2);  // a transposed batch operand
+  for (const Tensor& lhs : {gates, gt}) {
+    Tensor c = matmul(lhs, acts);
+    ASSERT_EQ(c.shape(), (Shape{6, 5, 4, 3}));
+    for (int64_t i = 0; i < 6; ++i)
+      for (int64_t j = 0; j < 5; ++j) {
+        auto pick = [&](const Tensor& t) { return t.slice(0, i, i + 1).slice(1, j, j + 1); };
+        const Tensor l = pick(lhs), r = pick(acts);
+        expect_close(pick(c).reshape({4, 3}).to_vector<float>(),
+                     naive_matmul(make_2d(l), make_2d(r)), 1e-5);
+      }
+  }
 }
 
 TEST(OpForward, MatmulBatchedAndSlicedOperands) {
@@ -54,7 +83,8 @@ TEST(OpForward, MatmulBatchedAndSlicedOperands) {
   Tensor cols = wide.slice(1, 2, 8);  // row stride 9, unit column stride: no copy needed
   for (int64_t bidx = 0; bidx < 3; ++bidx) {
     Tensor ab = a.slice(0, bidx, bidx + 1).reshape({4, 6});
-    expect_close(c.slice(0, bidx, bidx + 1).reshape({4, 2}).to_vector<float>(), naive_matmul(ab, w), 1e-5);
+    expect_close(c.slice(0, bidx, bidx + 1).reshape({4, 2}).to_vector<float>(), naive_matmul(ab, w),
+                 1e-5);
   }
   Tensor x = randn({2, 4}, g);
   expect_close(matmul(x, cols).to_vector<float>(), naive_matmul(x, cols), 1e-5);
@@ -80,7 +110,8 @@ TEST(OpForward, SoftmaxMatchesNaiveAndSurvivesHugeLogits) {
 TEST(OpForward, RmsNormAndLayerNormMatchNaive) {
   Generator g(9);
   Tensor x = randn({3, 8}, g), w = randn({8}, g), b = randn({8}, g);
-  std::vector<float> xs = x.to_vector<float>(), ws = w.to_vector<float>(), bs = b.to_vector<float>();
+  std::vector<float> xs = x.to_vector<float>(), ws = w.to_vector<float>(),
+                     bs = b.to_vector<float>();
   std::vector<double> rms(24), ln(24);
   for (int r = 0; r < 3; ++r) {
     double ss = 0, mu = 0, var = 0;
@@ -176,7 +207,8 @@ TEST(OpsForward, RotaryIsTheRotateHalfFormula) {
   for (int64_t r = 0; r < 2 * 3 * 5; ++r) {
     const int64_t t = r % 5;
     for (int64_t i = 0; i < 4; ++i) {
-      const double x1 = xs[r * 8 + i], x2 = xs[r * 8 + 4 + i], ci = cs[t * 4 + i], si = sn[t * 4 + i];
+      const double x1 = xs[r * 8 + i], x2 = xs[r * 8 + 4 + i], ci = cs[t * 4 + i],
+                   si = sn[t * 4 + i];
       EXPECT_NEAR(out[r * 8 + i], x1 * ci - x2 * si, 1e-15);
       EXPECT_NEAR(out[r * 8 + 4 + i], x2 * ci + x1 * si, 1e-15);
     }

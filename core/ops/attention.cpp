@@ -14,6 +14,7 @@
 
 #include "core/cpu/loops.h"
 #include "core/cpu/parallel.h"
+#include "core/cpu/rows.h"
 #include "core/flops.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
@@ -38,8 +39,9 @@ Tensor causal_softmax_backward(const Tensor& p, const Tensor& gin, double scale)
         const T *pi = pp + r * Tk, *gi = pg + r * Tk;
         double dot = 0;
         for (int64_t j = 0; j < Tk; ++j) dot += static_cast<double>(gi[j]) * pi[j];
-        for (int64_t j = 0; j < Tk; ++j) pd[r * Tk + j] = static_cast<T>(scale * pi[j] * (gi[j] - dot));
-        }
+        for (int64_t j = 0; j < Tk; ++j)
+          pd[r * Tk + j] = static_cast<T>(scale * pi[j] * (gi[j] - dot));
+      }
     });
   });
   return dx;
@@ -70,11 +72,12 @@ Tensor causal_softmax_cuda(const Tensor& s, double scale) {
 }  // namespace
 
 Tensor rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
-  const int64_t hd = x.dim() >= 2 ? x.size(-1) : 0, half = hd / 2, T = x.dim() >= 2 ? x.size(-2) : 0;
-  MONET_CHECK(x.dim() >= 2 && hd % 2 == 0 && cos.shape() == (Shape{T, half}) &&
-                  sin.shape() == cos.shape(),
-              "rotary: input {} needs [..., T, hd] with hd even and cos / sin [T, hd/2], got {} / {}",
-              shape_str(x.shape()), shape_str(cos.shape()), shape_str(sin.shape()));
+  const int64_t hd = x.dim() >= 2 ? x.size(-1) : 0, half = hd / 2,
+                T = x.dim() >= 2 ? x.size(-2) : 0;
+  MONET_CHECK(
+      x.dim() >= 2 && hd % 2 == 0 && cos.shape() == (Shape{T, half}) && sin.shape() == cos.shape(),
+      "rotary: input {} needs [..., T, hd] with hd even and cos / sin [T, hd/2], got {} / {}",
+      shape_str(x.shape()), shape_str(cos.shape()), shape_str(sin.shape()));
   MONET_CHECK(!cos.requires_grad() && !sin.requires_grad(),
               "rotary: cos and sin are constant tables (no gradient flows into them)");
   check_same_device("rotary", x, cos);
@@ -87,7 +90,8 @@ Tensor rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   if (x.device().is_cuda()) {
     cuda::check_dtype("rotary", x);
     Tensor xc = x.detach().contiguous();
-    cuda::rotary(xc.data<float>(), c.data<float>(), s.data<float>(), y.data<float>(), rows, T, half);
+    cuda::rotary(xc.data<float>(), c.data<float>(), s.data<float>(), y.data<float>(), rows, T,
+                 half);
   } else
 #endif
   {
@@ -103,17 +107,18 @@ Tensor rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
       using V = scalar_t;
       const V *px = xs.data<V>(), *pc = c.data<V>(), *ps = s.data<V>();
       V* py = y.data<V>();
-      cpu::parallel_for(rows, cpu::kRowGrain / std::max<int64_t>(hd, 1), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          const V *x1 = px + offsets[r], *x2 = x1 + half, *ct = pc + (r % T) * half,
-                  *sn = ps + (r % T) * half;
-          V *y1 = py + r * hd, *y2 = y1 + half;
-          for (int64_t i = 0; i < half; ++i) {
-            y1[i] = x1[i] * ct[i] - x2[i] * sn[i];
-            y2[i] = x2[i] * ct[i] + x1[i] * sn[i];
-          }
-        }
-      });
+      cpu::parallel_for(rows, cpu::kRowGrain / std::max<int64_t>(hd, 1),
+                        [&](int64_t r0, int64_t r1) {
+                          for (int64_t r = r0; r < r1; ++r) {
+                            const V *x1 = px + offsets[r], *x2 = x1 + half,
+                                    *ct = pc + (r % T) * half, *sn = ps + (r % T) * half;
+                            V *y1 = py + r * hd, *y2 = y1 + half;
+                            for (int64_t i = 0; i < half; ++i) {
+                              y1[i] = x1[i] * ct[i] - x2[i] * sn[i];
+                              y2[i] = x2[i] * ct[i] + x1[i] * sn[i];
+                            }
+                          }
+                        });
     });
   }
   record(y, "rotary", {x}, [c, s](const Tensor& g) {
@@ -142,17 +147,11 @@ Tensor causal_softmax(const Tensor& s, double scale) {
         const int64_t valid = offset + r % T + 1;  // keys 0 .. offset + i
         const V* xi = px + r * Tk;
         V* pi = pp + r * Tk;
-        V mx = xi[0];
-        for (int64_t j = 1; j < valid; ++j) mx = std::max(mx, xi[j]);
-        double sum = 0;
-        for (int64_t j = 0; j < valid; ++j) {
-          pi[j] = std::exp(static_cast<V>(scale) * (xi[j] - mx));
-          sum += pi[j];
-        }
-        const V inv = static_cast<V>(1.0 / sum);
+        V mx;
+        const V inv = static_cast<V>(1.0 / cpu::exp_row(xi, pi, valid, static_cast<V>(scale), &mx));
         for (int64_t j = 0; j < valid; ++j) pi[j] *= inv;
         for (int64_t j = valid; j < Tk; ++j) pi[j] = V(0);
-        }
+      }
     });
   });
   Tensor out = reshape(p, s.shape());

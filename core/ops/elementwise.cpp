@@ -254,9 +254,8 @@ Tensor pow(const Tensor& a, double p) {
 
 Tensor relu(const Tensor& a) {
   Tensor out = unary_map("relu", a, fn::Relu{});
-  record(out, "relu", {a}, [x = a.detach()](const Tensor& g) {
-    return std::vector<Tensor>{mul(g, step(x))};
-  });
+  record(out, "relu", {a},
+         [x = a.detach()](const Tensor& g) { return std::vector<Tensor>{mul(g, step(x))}; });
   return out;
 }
 
@@ -270,17 +269,15 @@ Tensor relu2(const Tensor& a) {
 
 Tensor gelu(const Tensor& a) {
   Tensor out = unary_map("gelu", a, fn::Gelu{}, 8);
-  record(out, "gelu", {a}, [x = a.detach()](const Tensor& g) {
-    return std::vector<Tensor>{mul(g, gelu_grad(x))};
-  });
+  record(out, "gelu", {a},
+         [x = a.detach()](const Tensor& g) { return std::vector<Tensor>{mul(g, gelu_grad(x))}; });
   return out;
 }
 
 Tensor silu(const Tensor& a) {
   Tensor out = unary_map("silu", a, fn::Silu{}, 4);
-  record(out, "silu", {a}, [x = a.detach()](const Tensor& g) {
-    return std::vector<Tensor>{mul(g, silu_grad(x))};
-  });
+  record(out, "silu", {a},
+         [x = a.detach()](const Tensor& g) { return std::vector<Tensor>{mul(g, silu_grad(x))}; });
   return out;
 }
 
@@ -294,9 +291,8 @@ Tensor sigmoid(const Tensor& a) {
 
 Tensor softplus(const Tensor& a) {
   Tensor out = unary_map("softplus", a, fn::Softplus{}, 4);
-  record(out, "softplus", {a}, [x = a.detach()](const Tensor& g) {
-    return std::vector<Tensor>{mul(g, sigmoid(x))};
-  });
+  record(out, "softplus", {a},
+         [x = a.detach()](const Tensor& g) { return std::vector<Tensor>{mul(g, sigmoid(x))}; });
   return out;
 }
 

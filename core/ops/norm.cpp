@@ -1,6 +1,6 @@
 // Normalisation over the last axis (RMSNorm, LayerNorm), fused: one pass forward that keeps the
-// per-row statistics, one pass backward that produces dx, dγ (and dβ) together. BatchNorm (no affine
-// parameters, for MONET's router and PEER's query) is written with other ops.
+// per-row statistics, one pass backward that produces dx, dγ (and dβ) together. BatchNorm (no
+// affine parameters, for MONET's router and PEER's query) is written with other ops.
 //
 // RMSNorm:   r = 1/√(mean(x²) + ε),  y = γ ⊙ x·r
 //            dx = r·(g⊙γ − x̂·mean(g⊙γ⊙x̂)),  dγ = Σ_rows g⊙x̂,   with x̂ = x·r
@@ -39,7 +39,8 @@ NormForward norm_forward(const Tensor& xin, const Tensor& w, const Tensor* b, do
   Tensor x = xin.detach().contiguous(), wc = w.detach().contiguous();
   Tensor bc = b ? b->detach().contiguous() : Tensor();
   const int64_t n = x.shape().back(), m = n ? x.numel() / n : 0;
-  NormForward f{empty_like(x), empty({m}, x.dtype(), x.device()), empty({m}, x.dtype(), x.device())};
+  NormForward f{empty_like(x), empty({m}, x.dtype(), x.device()),
+                empty({m}, x.dtype(), x.device())};
   flops::count(5 * x.numel());
 #ifdef MONET_WITH_CUDA
   if (x.device().is_cuda()) {
@@ -69,7 +70,7 @@ NormForward norm_forward(const Tensor& xin, const Tensor& w, const Tensor* b, do
         pr[r] = static_cast<T>(rstd);
         for (int64_t j = 0; j < n; ++j)
           py[r * n + j] = static_cast<T>((xi[j] - mu) * rstd) * pw[j] + (pb ? pb[j] : T(0));
-        }
+      }
     });
   });
   f.y = reshape(f.y, xin.shape());
@@ -102,27 +103,29 @@ std::vector<Tensor> norm_backward(const Tensor& xin, const Tensor& w, const Norm
     // dγ, dβ are column sums over the rows: one partial per chunk of rows, added in chunk order.
     const int chunks = cpu::chunk_count(m, cpu::kRowGrain / std::max<int64_t>(n, 1));
     std::vector<double> partw(static_cast<size_t>(chunks * n), 0.0), partb(partw.size(), 0.0);
-    cpu::parallel_chunks(m, cpu::kRowGrain / std::max<int64_t>(n, 1), [&](int c, int64_t r0, int64_t r1) {
-      double *accw = partw.data() + c * n, *accb = partb.data() + c * n;
-      for (int64_t r = r0; r < r1; ++r) {
-        const T *xi = px + r * n, *gi = pg + r * n;
-        const double mu = pm[r], rstd = pr[r];
-        double mean_gh = 0, mean_ghx = 0;  // mean(ĝ), mean(ĝ ⊙ x̂)
-        for (int64_t j = 0; j < n; ++j) {
-          const double xh = (xi[j] - mu) * rstd, gh = static_cast<double>(gi[j]) * pw[j];
-          mean_gh += gh;
-          mean_ghx += gh * xh;
-          accw[j] += static_cast<double>(gi[j]) * xh;
-          accb[j] += gi[j];
-        }
-        mean_gh /= static_cast<double>(n);
-        mean_ghx /= static_cast<double>(n);
-        for (int64_t j = 0; j < n; ++j) {
-          const double xh = (xi[j] - mu) * rstd, gh = static_cast<double>(gi[j]) * pw[j];
-          pdx[r * n + j] = static_cast<T>(rstd * (gh - (centre ? mean_gh : 0.0) - xh * mean_ghx));
-        }
-      }
-    });
+    cpu::parallel_chunks(
+        m, cpu::kRowGrain / std::max<int64_t>(n, 1), [&](int c, int64_t r0, int64_t r1) {
+          double *accw = partw.data() + c * n, *accb = partb.data() + c * n;
+          for (int64_t r = r0; r < r1; ++r) {
+            const T *xi = px + r * n, *gi = pg + r * n;
+            const double mu = pm[r], rstd = pr[r];
+            double mean_gh = 0, mean_ghx = 0;  // mean(ĝ), mean(ĝ ⊙ x̂)
+            for (int64_t j = 0; j < n; ++j) {
+              const double xh = (xi[j] - mu) * rstd, gh = static_cast<double>(gi[j]) * pw[j];
+              mean_gh += gh;
+              mean_ghx += gh * xh;
+              accw[j] += static_cast<double>(gi[j]) * xh;
+              accb[j] += gi[j];
+            }
+            mean_gh /= static_cast<double>(n);
+            mean_ghx /= static_cast<double>(n);
+            for (int64_t j = 0; j < n; ++j) {
+              const double xh = (xi[j] - mu) * rstd, gh = static_cast<double>(gi[j]) * pw[j];
+              pdx[r * n + j] =
+                  static_cast<T>(rstd * (gh - (centre ? mean_gh : 0.0) - xh * mean_ghx));
+            }
+          }
+        });
     std::vector<double> accw(n, 0.0), accb(n, 0.0);
     for (int c = 0; c < chunks; ++c)
       for (int64_t j = 0; j < n; ++j) accw[j] += partw[c * n + j], accb[j] += partb[c * n + j];

@@ -124,8 +124,9 @@ Tensor sum(const Tensor& a, std::vector<int64_t> axes_in, bool keepdim) {
   std::vector<int64_t> axes = norm_axes(std::move(axes_in), a.dim(), "sum");
   Tensor kept = sum_kernel(a, axes);
   Shape ks = kept.shape();
-  Tensor out = keepdim ? kept : make_view(kept, dropped_shape(a.shape(), axes),
-                                          contiguous_strides(dropped_shape(a.shape(), axes)), 0);
+  Tensor out = keepdim ? kept
+                       : make_view(kept, dropped_shape(a.shape(), axes),
+                                   contiguous_strides(dropped_shape(a.shape(), axes)), 0);
   // ∂/∂a Σ a = 1 on every summed element: broadcast g back over the reduced axes.
   record(out, "sum", {a}, [ks, sa = a.shape()](const Tensor& g) {
     return std::vector<Tensor>{expand(reshape(g, ks), sa)};
@@ -133,7 +134,9 @@ Tensor sum(const Tensor& a, std::vector<int64_t> axes_in, bool keepdim) {
   return out;
 }
 
-Tensor sum(const Tensor& a) { return sum(a, {}, false); }
+Tensor sum(const Tensor& a) {
+  return sum(a, {}, false);
+}
 
 Tensor mean(const Tensor& a, std::vector<int64_t> axes, bool keepdim) {
   std::vector<int64_t> ax = norm_axes(std::move(axes), a.dim(), "mean");
@@ -144,7 +147,9 @@ Tensor mean(const Tensor& a, std::vector<int64_t> axes, bool keepdim) {
   return mul(sum(a, ax, keepdim), 1.0 / static_cast<double>(count));
 }
 
-Tensor mean(const Tensor& a) { return mean(a, {}, false); }
+Tensor mean(const Tensor& a) {
+  return mean(a, {}, false);
+}
 
 std::pair<Tensor, Tensor> max(const Tensor& a, int64_t axis, bool keepdim) {
   axis = norm_axis(axis, a.dim(), "max");
@@ -177,9 +182,11 @@ Tensor sum_to(const Tensor& a, const Shape& shape) {
               shape_str(shape));
   std::vector<int64_t> axes;
   for (int64_t i = 0; i < a.dim(); ++i)
-    if (i < lead || (shape[i - lead] == 1 && a.shape()[i] != 1)) axes.push_back(i);
-    else MONET_CHECK(shape[i - lead] == a.shape()[i], "sum_to: cannot reduce shape {} to {}",
-                     shape_str(a.shape()), shape_str(shape));
+    if (i < lead || (shape[i - lead] == 1 && a.shape()[i] != 1))
+      axes.push_back(i);
+    else
+      MONET_CHECK(shape[i - lead] == a.shape()[i], "sum_to: cannot reduce shape {} to {}",
+                  shape_str(a.shape()), shape_str(shape));
   if (axes.empty()) return reshape(a, shape);
   return reshape(sum(a, axes, true), shape);
 }

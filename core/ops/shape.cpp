@@ -146,9 +146,8 @@ Tensor reshape(const Tensor& a, Shape s) {
   Tensor src = a.is_contiguous() ? a : contiguous(a);
   Tensor out = make_view(src, s, contiguous_strides(s), src.offset());
   Shape in_shape = a.shape();
-  record(out, "reshape", {a}, [in_shape](const Tensor& g) {
-    return std::vector<Tensor>{reshape(g, in_shape)};
-  });
+  record(out, "reshape", {a},
+         [in_shape](const Tensor& g) { return std::vector<Tensor>{reshape(g, in_shape)}; });
   return out;
 }
 
@@ -165,16 +164,16 @@ Tensor permute(const Tensor& a, const Shape& order) {
     strides[i] = a.strides()[ax];
   }
   Tensor out = make_view(a, shape, strides, a.offset());
-  record(out, "permute", {a}, [inverse](const Tensor& g) {
-    return std::vector<Tensor>{permute(g, inverse)};
-  });
+  record(out, "permute", {a},
+         [inverse](const Tensor& g) { return std::vector<Tensor>{permute(g, inverse)}; });
   return out;
 }
 
 Tensor transpose(const Tensor& a, int64_t ax0, int64_t ax1) {
   Shape order(a.dim());
   std::iota(order.begin(), order.end(), 0);
-  std::swap(order[norm_axis(ax0, a.dim(), "transpose")], order[norm_axis(ax1, a.dim(), "transpose")]);
+  std::swap(order[norm_axis(ax0, a.dim(), "transpose")],
+            order[norm_axis(ax1, a.dim(), "transpose")]);
   return permute(a, order);
 }
 
@@ -198,9 +197,8 @@ Tensor slice(const Tensor& a, int64_t axis, int64_t start, int64_t end) {
 Tensor expand(const Tensor& a, const Shape& s) {
   Tensor out = make_view(a, s, broadcast_strides(a, s), a.offset());
   Shape in_shape = a.shape();
-  record(out, "expand", {a}, [in_shape](const Tensor& g) {
-    return std::vector<Tensor>{sum_to(g, in_shape)};
-  });
+  record(out, "expand", {a},
+         [in_shape](const Tensor& g) { return std::vector<Tensor>{sum_to(g, in_shape)}; });
   return out;
 }
 
@@ -234,7 +232,8 @@ Tensor cast(const Tensor& a, DType t) {
   copy_(out, a);
   if (is_floating(t) && is_floating(a.dtype())) {
     DType from = a.dtype();
-    record(out, "cast", {a}, [from](const Tensor& g) { return std::vector<Tensor>{cast(g, from)}; });
+    record(out, "cast", {a},
+           [from](const Tensor& g) { return std::vector<Tensor>{cast(g, from)}; });
   }
   return out;
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/cpu/parallel.h"
+#include "core/cpu/rows.h"
 #include "core/flops.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
@@ -19,7 +20,8 @@ namespace {
 
 // Rows of `a` along `axis`, made dense with the axis last. `back` undoes the move.
 Tensor rows_of(const Tensor& a, int64_t axis) {
-  return axis == a.dim() - 1 ? a.detach().contiguous() : transpose(a.detach(), axis, -1).contiguous();
+  return axis == a.dim() - 1 ? a.detach().contiguous()
+                             : transpose(a.detach(), axis, -1).contiguous();
 }
 Tensor back_from_rows(const Tensor& r, int64_t axis, int64_t ndim) {
   return axis == ndim - 1 ? r : transpose(r, axis, -1).contiguous();
@@ -47,14 +49,8 @@ Tensor softmax_kernel(const Tensor& a, int64_t axis, RowOp op) {
       for (int64_t r = r0; r < r1; ++r) {
         const T* xi = px + r * n;
         T* yi = py + r * n;
-        T mx = xi[0];
-        for (int64_t j = 1; j < n; ++j) mx = std::max(mx, xi[j]);
-        double s = 0;
-        for (int64_t j = 0; j < n; ++j) {
-          T e = std::exp(xi[j] - mx);
-          if (op == RowOp::Softmax) yi[j] = e;
-          s += e;
-        }
+        T mx;
+        const double s = cpu::exp_row(xi, op == RowOp::Softmax ? yi : nullptr, n, T(1), &mx);
         if (op == RowOp::Softmax) {
           const T inv = static_cast<T>(1.0 / s);
           for (int64_t j = 0; j < n; ++j) yi[j] *= inv;
@@ -63,7 +59,7 @@ Tensor softmax_kernel(const Tensor& a, int64_t axis, RowOp op) {
           const T log_s = static_cast<T>(std::log(s));
           for (int64_t j = 0; j < n; ++j) yi[j] = (xi[j] - mx) - log_s;
         }
-        }
+      }
     });
   });
   return back_from_rows(y, axis, a.dim());
@@ -173,10 +169,9 @@ Tensor cross_entropy_cuda(const Tensor& logits, const Tensor& targets, int32_t i
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore_index) {
   Shape lead(logits.shape().begin(), logits.shape().end() - (logits.dim() ? 1 : 0));
-  MONET_CHECK(logits.dim() >= 1 && logits.size(-1) > 0,
-              "cross_entropy: logits {} have no classes", shape_str(logits.shape()));
-  MONET_CHECK(targets.shape() == lead,
-              "cross_entropy: logits {} need targets of shape {}, got {}",
+  MONET_CHECK(logits.dim() >= 1 && logits.size(-1) > 0, "cross_entropy: logits {} have no classes",
+              shape_str(logits.shape()));
+  MONET_CHECK(targets.shape() == lead, "cross_entropy: logits {} need targets of shape {}, got {}",
               shape_str(logits.shape()), shape_str(lead), shape_str(targets.shape()));
   check_dtype("cross_entropy (targets)", targets, DType::I32);
   check_same_device("cross_entropy", logits, targets);
@@ -196,8 +191,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore
     const int32_t* pt = t.data<int32_t>();
     for (int64_t r = 0; r < m; ++r) {
       if (pt[r] == ignore_index) continue;
-      MONET_CHECK(pt[r] >= 0 && pt[r] < n, "cross_entropy: target {} out of range [0, {}) at row {}",
-                  pt[r], n, r);
+      MONET_CHECK(pt[r] >= 0 && pt[r] < n,
+                  "cross_entropy: target {} out of range [0, {}) at row {}", pt[r], n, r);
       const T* xi = px + r * n;
       T mx = xi[0];
       for (int64_t j = 1; j < n; ++j) mx = std::max(mx, xi[j]);
@@ -207,7 +202,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore
       ++count;
     }
   });
-  Tensor out = scalar(count ? total / static_cast<double>(count) : 0.0, logits.dtype(), logits.device());
+  Tensor out =
+      scalar(count ? total / static_cast<double>(count) : 0.0, logits.dtype(), logits.device());
   record(out, "cross_entropy", {logits},
          [x, t, ignore_index, count, shape = logits.shape()](const Tensor& g) {
            return std::vector<Tensor>{
