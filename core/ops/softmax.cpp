@@ -189,18 +189,29 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore
     using T = scalar_t;
     const T* px = x.data<T>();
     const int32_t* pt = t.data<int32_t>();
-    for (int64_t r = 0; r < m; ++r) {
+    for (int64_t r = 0; r < m; ++r) {  // targets first: no error can arise in the loop below
       if (pt[r] == ignore_index) continue;
       MONET_CHECK(pt[r] >= 0 && pt[r] < n,
                   "cross_entropy: target {} out of range [0, {}) at row {}", pt[r], n, r);
-      const T* xi = px + r * n;
-      T mx = xi[0];
-      for (int64_t j = 1; j < n; ++j) mx = std::max(mx, xi[j]);
-      double s = 0;
-      for (int64_t j = 0; j < n; ++j) s += std::exp(static_cast<double>(xi[j] - mx));
-      total += static_cast<double>(mx) + std::log(s) - static_cast<double>(xi[pt[r]]);
       ++count;
     }
+    // logsumexp(x) − x[t] per row, one partial sum per chunk of rows, added in chunk order.
+    double part[cpu::kMaxChunks] = {};
+    cpu::parallel_chunks(
+        m, cpu::kRowGrain / std::max<int64_t>(n, 1), [&](int c, int64_t r0, int64_t r1) {
+          double acc = 0;
+          for (int64_t r = r0; r < r1; ++r) {
+            if (pt[r] == ignore_index) continue;
+            const T* xi = px + r * n;
+            T mx = xi[0];
+            for (int64_t j = 1; j < n; ++j) mx = std::max(mx, xi[j]);
+            double s = 0;
+            for (int64_t j = 0; j < n; ++j) s += std::exp(static_cast<double>(xi[j] - mx));
+            acc += static_cast<double>(mx) + std::log(s) - static_cast<double>(xi[pt[r]]);
+          }
+          part[c] = acc;
+        });
+    for (double v : part) total += v;
   });
   Tensor out =
       scalar(count ? total / static_cast<double>(count) : 0.0, logits.dtype(), logits.device());
