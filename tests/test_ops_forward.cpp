@@ -42,7 +42,7 @@ std::vector<double> naive_matmul(const Tensor& a, const Tensor& b) {
 
 TEST(OpForward, MatmulEveryTransposeCase) {
   Generator g(7);
-  // 5·7·3 multiply-adds take the small-product loops, 40·37·33 OpenBLAS's sgemm.
+  // A small product and one large enough for OpenBLAS's blocked kernels.
   for (auto [M, K, N] : {std::array<int64_t, 3>{5, 7, 3}, std::array<int64_t, 3>{40, 37, 33}}) {
     Tensor a = randn({M, K}, g), at_ = randn({K, M}, g), b = randn({K, N}, g),
            bt = randn({N, K}, g);

@@ -54,37 +54,6 @@ void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t 
   cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, 1.0, A, lda, B, ldb, 0.0, C, ldc);
 }
 
-// C = A·B for a tiny product (MONET's per-token head mixing: 4×128 by 128×4), where a gemm call's
-// fixed cost is many times its arithmetic. Plain loops: the inner one runs along a unit-stride
-// row of B and C when B is not transposed (it vectorises), else it is a dot product along K.
-template <class T>
-void small_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, const T* A,
-                int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc) {
-  auto a = [&](int64_t m, int64_t k) {
-    return ta == CblasNoTrans ? A[m * lda + k] : A[k * lda + m];
-  };
-  for (int64_t m = 0; m < M; ++m) {
-    T* c = C + m * ldc;
-    if (tb == CblasNoTrans) {
-      for (int64_t n = 0; n < N; ++n) c[n] = T(0);
-      for (int64_t k = 0; k < K; ++k) {
-        const T amk = a(m, k);
-        const T* b = B + k * ldb;
-        for (int64_t n = 0; n < N; ++n) c[n] += amk * b[n];
-      }
-    } else {
-      for (int64_t n = 0; n < N; ++n) {
-        const T* b = B + n * ldb;
-        T acc = 0;
-        for (int64_t k = 0; k < K; ++k) acc += a(m, k) * b[k];
-        c[n] = acc;
-      }
-    }
-  }
-}
-// Products up to this many multiply-adds take small_gemm.
-constexpr int64_t kSmallGemm = 16384;
-
 #ifdef MONET_WITH_CUDA
 // C = A·B for every batch index on the device. sa, sb, sc: batch strides of A, B, C (0 on
 // broadcast axes). The innermost batch axis left after coalescing is one strided-batched call.
@@ -184,19 +153,12 @@ Tensor matmul_kernel(Tensor a, Tensor b) {
     // a large one is threaded by OpenBLAS itself.
     const int64_t count = static_cast<int64_t>(offsets.size());
     const int64_t grain = M * N * K >= (int64_t{1} << 21) ? count : 1;
-    const bool small = M * N * K <= kSmallGemm;
-    cpu::parallel_for(count, small ? std::max<int64_t>(1, (int64_t{1} << 16) / (M * N * K)) : grain,
-                      [&](int64_t begin, int64_t end) {
-                        for (int64_t i = begin; i < end; ++i) {
-                          const auto& o = offsets[static_cast<size_t>(i)];
-                          if (small)
-                            small_gemm(la.trans, lb.trans, M, N, K, pa + o[0], la.ld, pb + o[1],
-                                       lb.ld, pc + o[2], N);
-                          else
-                            gemm(la.trans, lb.trans, M, N, K, pa + o[0], la.ld, pb + o[1], lb.ld,
-                                 pc + o[2], N);
-                        }
-                      });
+    cpu::parallel_for(count, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const auto& o = offsets[static_cast<size_t>(i)];
+        gemm(la.trans, lb.trans, M, N, K, pa + o[0], la.ld, pb + o[1], lb.ld, pc + o[2], N);
+      }
+    });
   });
   return out;
 }
