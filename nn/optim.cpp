@@ -201,14 +201,11 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     g = g.contiguous();
     MONET_DISPATCH_FLOAT(g.dtype(), "clip_grad_norm", [&] {
       const scalar_t* pg = g.data<scalar_t>();
-      // One partial sum per chunk, added in chunk order (core/cpu/parallel.h).
-      double part[cpu::kMaxChunks] = {};
-      cpu::parallel_chunks(g.numel(), cpu::kElementGrain, [&](int c, int64_t j0, int64_t j1) {
+      ss += cpu::parallel_sum(g.numel(), cpu::kElementGrain, [&](int64_t j0, int64_t j1) {
         double acc = 0;
         for (int64_t j = j0; j < j1; ++j) acc += static_cast<double>(pg[j]) * pg[j];
-        part[c] = acc;
+        return acc;
       });
-      for (double v : part) ss += v;
     });
   }
   const double norm = std::sqrt(ss);

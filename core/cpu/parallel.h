@@ -53,6 +53,16 @@ void parallel_chunks(int64_t n, int64_t grain, F&& f) {
 #endif
 }
 
+// Σ over [0, n) of f(begin, end)'s partial sums, one per chunk, added in chunk order.
+template <class F>
+double parallel_sum(int64_t n, int64_t grain, F&& f) {
+  double part[kMaxChunks] = {};
+  parallel_chunks(n, grain, [&](int c, int64_t begin, int64_t end) { part[c] = f(begin, end); });
+  double total = 0;
+  for (double v : part) total += v;
+  return total;
+}
+
 template <class F>
 void parallel_for(int64_t n, int64_t grain, F&& f) {
   parallel_chunks(n, grain, [&](int, int64_t begin, int64_t end) { f(begin, end); });

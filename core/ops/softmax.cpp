@@ -195,10 +195,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore
                   "cross_entropy: target {} out of range [0, {}) at row {}", pt[r], n, r);
       ++count;
     }
-    // logsumexp(x) − x[t] per row, one partial sum per chunk of rows, added in chunk order.
-    double part[cpu::kMaxChunks] = {};
-    cpu::parallel_chunks(
-        m, cpu::kRowGrain / std::max<int64_t>(n, 1), [&](int c, int64_t r0, int64_t r1) {
+    // Σ over rows of logsumexp(x) − x[t], in per-chunk partial sums.
+    total =
+        cpu::parallel_sum(m, cpu::kRowGrain / std::max<int64_t>(n, 1), [&](int64_t r0, int64_t r1) {
           double acc = 0;
           for (int64_t r = r0; r < r1; ++r) {
             if (pt[r] == ignore_index) continue;
@@ -209,9 +208,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore
             for (int64_t j = 0; j < n; ++j) s += std::exp(static_cast<double>(xi[j] - mx));
             acc += static_cast<double>(mx) + std::log(s) - static_cast<double>(xi[pt[r]]);
           }
-          part[c] = acc;
+          return acc;
         });
-    for (double v : part) total += v;
   });
   Tensor out =
       scalar(count ? total / static_cast<double>(count) : 0.0, logits.dtype(), logits.device());
