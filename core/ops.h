@@ -81,6 +81,9 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor softmax(const Tensor& a, int64_t axis = -1);
 Tensor log_softmax(const Tensor& a, int64_t axis = -1);
 Tensor logsumexp(const Tensor& a, int64_t axis = -1, bool keepdim = false);
+// Softmax over the last axis taken over the entries where `keep` (x's shape, any dtype, non-zero =
+// kept) is set; the others are 0. Every row must keep at least one finite entry. No gradient to keep.
+Tensor masked_softmax(const Tensor& x, const Tensor& keep);
 // Mean over the rows whose target is not `ignore_index` of -log softmax(logits)[target].
 // logits [N, C] (or [..., C]), targets int32 [N] (or [...]).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore_index = -100);

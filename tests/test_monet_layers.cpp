@@ -195,6 +195,62 @@ TEST(MonetRouter, KeepsAboutKOfSqrtNAndAlwaysOne) {
   EXPECT_GE(min_row, 1);
 }
 
+// The router's fused CPU pass against the rule written out with separate ops: BatchNorm, the
+// per-row maximum, τ = min(max n, σ), the mask and a softmax of the masked raw logits.
+TEST(MonetRouter, FusedPassEqualsTheComposedRule) {
+  for (DType dt : {DType::F32, DType::F64}) {
+    for (bool training : {true, false}) {
+      Generator g(11);
+      Tensor z = add(mul(randn({3, 40, 3, 32}, g), 2.0), 0.5).to(dt);
+      const double sigma = routing_threshold(5, 32);
+      Tensor rm = full({3}, 0.3, dt), rv = full({3}, 2.5, dt);
+      auto fresh = [](const Tensor& t) {  // a copy with its own storage
+        Tensor c = empty(t.shape(), t.dtype());
+        copy_(c, t);
+        return c;
+      };
+      Tensor rm_ref = fresh(rm), rv_ref = fresh(rv);
+      Tensor zl = fresh(z).requires_grad_(), zr = fresh(z).requires_grad_();
+      Tensor p = adaptive_routing(zl, rm, rv, training, sigma);
+      Tensor n = batch_norm(zr.detach(), 2, rm_ref, rv_ref, training);
+      Tensor tau = max(n, -1, true).first;
+      tau = where(greater(tau, full({}, sigma, dt)), full({}, sigma, dt), tau);
+      Tensor ref = softmax(where(greater_equal(n, tau), zr, full({}, -1e10, dt)), -1);
+      const double tol = dt == DType::F32 ? 1e-6 : 1e-12;
+      std::vector<double> a = p.to(DType::F64).to_vector<double>(),
+                          b = ref.to(DType::F64).to_vector<double>();
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], tol) << "entry " << i;
+      std::vector<double> m1 = rm.to(DType::F64).to_vector<double>(),
+                          m2 = rm_ref.to(DType::F64).to_vector<double>(),
+                          v1 = rv.to(DType::F64).to_vector<double>(),
+                          v2 = rv_ref.to(DType::F64).to_vector<double>();
+      for (size_t h = 0; h < 3; ++h) {
+        EXPECT_NEAR(m1[h], m2[h], tol) << "running mean, head " << h;
+        EXPECT_NEAR(v1[h], v2[h], 10 * tol) << "running var, head " << h;
+      }
+      // Gradients reach z only through the kept entries, as through softmax(where(...)).
+      Tensor w = randn(z.shape(), g).to(dt);
+      sum(mul(p, w)).backward();
+      sum(mul(ref, w)).backward();
+      std::vector<double> ga = zl.grad().to(DType::F64).to_vector<double>(),
+                          gb = zr.grad().to(DType::F64).to_vector<double>();
+      for (size_t i = 0; i < ga.size(); ++i) ASSERT_NEAR(ga[i], gb[i], 10 * tol) << "grad " << i;
+    }
+  }
+}
+
+TEST(MaskedSoftmax, RefusesARowThatKeepsNothing) {
+  Tensor x = zeros({2, 3}), keep = from_vector<float>({1, 0, 0, 0, 0, 0}, {2, 3});
+  try {
+    masked_softmax(x, keep);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("row 1"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(masked_softmax(x, zeros({3, 2})), Error);
+}
+
 TEST(MonetRouter, TrainUsesBatchStatisticsEvalUsesRunningOnes) {
   Generator g(6);
   Tensor z = add(mul(randn({2, 64, 2, 16}, g), 3.0), 5.0);  // far from N(0, 1)

@@ -89,6 +89,11 @@ std::vector<Case> cases() {
       {"log_softmax_transposed", [](const X& x) { return log_softmax(transpose(x[0], 0, 1), -1); },
        {{4, 3}}, -3.0, 3.0},
       {"logsumexp", [](const X& x) { return logsumexp(x[0], 1); }, {{3, 4}}, -3.0, 3.0},
+      {"masked_softmax",  // rows keep 1, 2, 3 and all 4 entries
+       [](const X& x) {
+         return masked_softmax(x[0], from_vector<double>({0, 1, 0, 0, 1, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1, 1}, {4, 4}));
+       },
+       {{4, 4}}, -3.0, 3.0},
       {"cross_entropy", [tgt](const X& x) { return cross_entropy(x[0], tgt); }, {{4, 5}}, -3.0, 3.0},
       {"cross_entropy_3d", [](const X& x) { return cross_entropy(x[0], from_vector<int32_t>({0, 2, 1, 1, 0, 2}, {2, 3})); },
        {{2, 3, 3}}, -3.0, 3.0},

@@ -3,7 +3,14 @@
 //   log_softmax(x)_i = (x_i − m) − log Σ_j exp(x_j − m)
 //   cross_entropy    = mean over rows of (logsumexp(x) − x_target), fused: the probabilities are
 //                      never stored, and its backward (softmax − onehot)/count is one kernel.
+//   masked_softmax   = softmax over the kept entries of each row only, zero elsewhere (MONET's
+//                      router: softmax of where(keep, x, −∞) in one pass, no −∞ tensor).
+// The backward of softmax over the last axis and of masked_softmax is one row pass,
+//   dx_j = y_j (g_j − Σ_k g_k y_k),
+// exact for masked entries too, since y_j = 0 there.
 #include <cmath>
+#include <iterator>
+#include <limits>
 
 #include "core/cpu/parallel.h"
 #include "core/cpu/rows.h"
@@ -65,14 +72,101 @@ Tensor softmax_kernel(const Tensor& a, int64_t axis, RowOp op) {
   return back_from_rows(y, axis, a.dim());
 }
 
+// dx = y ⊙ (g − Σ_j g_j y_j) over the last axis of a contiguous y: one pass per row.
+Tensor softmax_rows_backward(const Tensor& y, const Tensor& gin) {
+  Tensor g = gin.contiguous(), dx = empty_like(y);
+  const int64_t n = y.numel() ? y.shape().back() : 0, m = n ? y.numel() / n : 0;
+  flops::count(4 * y.numel());
+#ifdef MONET_WITH_CUDA
+  if (y.device().is_cuda()) {  // causal softmax's backward kernel: the same row formula
+    cuda::check_dtype("softmax backward", g);
+    cuda::causal_softmax_backward(y.data<float>(), g.data<float>(), dx.data<float>(), m, n, 1.0);
+    return dx;
+  }
+#endif
+  MONET_DISPATCH_FLOAT(y.dtype(), "softmax backward", [&] {
+    using T = scalar_t;
+    const T *py = y.data<T>(), *pg = g.data<T>();
+    T* pd = dx.data<T>();
+    cpu::parallel_for(m, cpu::kRowGrain / std::max<int64_t>(n, 1), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T *yi = py + r * n, *gi = pg + r * n;
+        double dot = 0;
+        for (int64_t j = 0; j < n; ++j) dot += static_cast<double>(gi[j]) * yi[j];
+        const T d = static_cast<T>(dot);
+        for (int64_t j = 0; j < n; ++j) pd[r * n + j] = yi[j] * (gi[j] - d);
+      }
+    });
+  });
+  return dx;
+}
+
 }  // namespace
 
 Tensor softmax(const Tensor& a, int64_t axis) {
   axis = norm_axis(axis, a.dim(), "softmax");
   Tensor out = softmax_kernel(a, axis, RowOp::Softmax);
-  // dx = y ⊙ (g − Σ_j g_j y_j)
+  // dx = y ⊙ (g − Σ_j g_j y_j): one row pass over the last axis, composed ops over another.
   record(out, "softmax", {a}, [y = out.detach(), axis](const Tensor& g) {
+    if (axis == y.dim() - 1 && y.is_contiguous() && !y.device().is_meta())
+      return std::vector<Tensor>{softmax_rows_backward(y, g)};
     return std::vector<Tensor>{mul(y, sub(g, sum(mul(g, y), {axis}, true)))};
+  });
+  return out;
+}
+
+Tensor masked_softmax(const Tensor& x, const Tensor& keep) {
+  MONET_CHECK(x.dim() >= 1 && keep.shape() == x.shape(),
+              "masked_softmax: input {} and keep mask {} must have one shape", shape_str(x.shape()),
+              shape_str(keep.shape()));
+  check_same_device("masked_softmax", x, keep);
+  check_backend("masked_softmax", x);
+  Tensor out;
+  if (!x.device().is_cpu()) {  // CUDA and meta: the composition, on existing kernels
+    NoGradGuard ng;
+    out = softmax(where(keep, x.detach(), full({}, -1e30, x.dtype(), x.device())), -1);
+  } else {
+    Tensor xc = x.detach().contiguous(), k = keep.to(x.dtype()).contiguous();
+    out = empty_like(xc);
+    const int64_t n = xc.shape().back(), m = n ? xc.numel() / n : 0;
+    flops::count(5 * xc.numel());
+    int64_t empty_row[cpu::kMaxChunks];  // per chunk, the last row that kept nothing (or −1)
+    std::fill(std::begin(empty_row), std::end(empty_row), -1);
+    MONET_DISPATCH_FLOAT(x.dtype(), "masked_softmax", [&] {
+      using T = scalar_t;
+      const T *px = xc.data<T>(), *pk = k.data<T>();
+      T* py = out.data<T>();
+      const int64_t grain = cpu::kRowGrain / std::max<int64_t>(n, 1);
+      cpu::parallel_chunks(m, grain, [&](int c, int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const T *xi = px + r * n, *ki = pk + r * n;
+          T* yi = py + r * n;
+          T mx = -std::numeric_limits<T>::infinity();
+          for (int64_t j = 0; j < n; ++j)
+            if (ki[j] != T(0)) mx = std::max(mx, xi[j]);
+          double s = 0;
+          for (int64_t j = 0; j < n; ++j) {
+            yi[j] = ki[j] != T(0) ? std::exp(xi[j] - mx) : T(0);
+            s += yi[j];
+          }
+          if (s == 0) {  // nothing kept (or all −∞): reported after the loop
+            empty_row[c] = r;
+            continue;
+          }
+          const T inv = static_cast<T>(1.0 / s);
+          for (int64_t j = 0; j < n; ++j) yi[j] *= inv;
+        }
+      });
+    });
+    const int64_t bad = *std::max_element(std::begin(empty_row), std::end(empty_row));
+    MONET_CHECK(bad < 0, "masked_softmax: row {} of {} keeps no finite entry", bad,
+                shape_str(x.shape()));
+    out = reshape(out, x.shape());
+  }
+  record(out, "masked_softmax", {x}, [y = out.detach()](const Tensor& g) {
+    if (y.device().is_meta())
+      return std::vector<Tensor>{mul(y, sub(g, sum(mul(g, y), {-1}, true)))};
+    return std::vector<Tensor>{softmax_rows_backward(y.contiguous(), g)};
   });
   return out;
 }
