@@ -1,11 +1,12 @@
 #include "monet/monet_vd.h"
 
 #include "core/ops.h"
+#include "monet/vd_mix.h"
 #include "nn/linear.h"
 
 namespace monet::moe {
 
-Tensor monet_vd(const Tensor& x, const VdWeights& w, const Routing& r) {
+Tensor monet_vd_composed(const Tensor& x, const VdWeights& w, const Routing& r) {
   const int64_t B = x.size(0), T = x.size(1);
   const int64_t sqrt_n = w.b1.size(0), half_m = w.u1_weight.size(0) / sqrt_n;
   check_routing("monet_vd", r, x, sqrt_n);
@@ -26,6 +27,24 @@ Tensor monet_vd(const Tensor& x, const VdWeights& w, const Routing& r) {
   Tensor X22 = nn::linear(mul(unsqueeze(G2, -1), a2).reshape(flat), w.v22);
   Tensor X23 = matmul(G2, w.b2);
   return concat({add(add(X11, X12), X13), add(add(X21, X22), X23)}, -1);
+}
+
+Tensor monet_vd(const Tensor& x, const VdWeights& w, const Routing& r) {
+  if (!x.device().is_cpu()) return monet_vd_composed(x, w, r);
+  const int64_t B = x.size(0), T = x.size(1), d = x.size(2), sqrt_n = w.b1.size(0);
+  check_routing("monet_vd", r, x, sqrt_n);
+  // The same six terms as two products (vd_mix.h): a = [a1 | a2] from one projection, Z from the
+  // fused mixing, then X1 = Z[0]·[V11ᵀ; V12ᵀ; b1] and X2 = Z[1]·[V21ᵀ; V22ᵀ; b2] as one batched
+  // matmul. Stacking the weights copies 2·(2·√N·m + √N)·d/2 numbers, about a token's worth.
+  Tensor a = relu2(nn::linear(x, concat({w.u1_weight, w.u2_weight}, 0),
+                              concat({w.u1_bias, w.u2_bias}, 0)));  // [B, T, 2·√N·m]
+  Tensor z = vd_mix(a, r.g1, r.g2);                                 // [2, B·T, 2·√N·m + √N]
+  auto stacked = [](const Tensor& va, const Tensor& vb, const Tensor& b) {
+    return unsqueeze(concat({transpose(va, 0, 1), transpose(vb, 0, 1), b}, 0), 0);
+  };
+  Tensor v = concat({stacked(w.v11, w.v12, w.b1), stacked(w.v21, w.v22, w.b2)}, 0);
+  Tensor y = matmul(z, v);  // [2, B·T, d/2]: X1 and X2
+  return reshape(transpose(y, 0, 1), {B, T, d});
 }
 
 }  // namespace monet::moe

@@ -24,7 +24,9 @@ struct VdWeights {
   Tensor b1, b2;                                  // [√N, d/2]
 };
 
-// x [B, T, d] → [B, T, d].
+// x [B, T, d] → [B, T, d]. On the CPU the mixing is fused (vd_mix.h) and each half is one product;
+// elsewhere the six terms above are composed from separate ops (monet_vd_composed).
 Tensor monet_vd(const Tensor& x, const VdWeights& w, const Routing& r);
+Tensor monet_vd_composed(const Tensor& x, const VdWeights& w, const Routing& r);
 
 }  // namespace monet::moe

@@ -140,10 +140,13 @@ TEST(MonetVd, MatchesEveryExpertMaterialised) {
   Tensor x = leaf(rnd({B, T, D}, g, 1.0));
   VdWeights w = random_vd(g);
   Logits z = random_logits(g);
+  const std::vector<Tensor> wrt{x,     w.u1_weight, w.u1_bias, w.u2_weight, w.u2_bias, w.v11, w.v12,
+                                w.v21, w.v22,       w.b1,      w.b2,        z.z1,      z.z2};
+  // The CPU path (vd_mix, one product per half) and the composed terms (the CUDA path).
   expect_same_function([&] { return monet_vd(x, w, z.routing()); },
-                       [&] { return reference_vd(x, w, z.routing()); },
-                       {x, w.u1_weight, w.u1_bias, w.u2_weight, w.u2_bias, w.v11, w.v12, w.v21,
-                        w.v22, w.b1, w.b2, z.z1, z.z2});
+                       [&] { return reference_vd(x, w, z.routing()); }, wrt);
+  expect_same_function([&] { return monet_vd_composed(x, w, z.routing()); },
+                       [&] { return reference_vd(x, w, z.routing()); }, wrt);
 }
 
 TEST(MonetHd, GradcheckWithRoutingHeldFixed) {

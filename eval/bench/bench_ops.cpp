@@ -156,7 +156,7 @@ BENCHMARK(BM_MonetRouter)->ArgNames({"d", "bwd"})->ArgsProduct({{128, 256}, {0, 
 
 void BM_MonetVdMix(benchmark::State& st) {
   const int64_t d = st.range(0);
-  const bool backward = st.range(1) != 0;
+  const bool backward = st.range(1) != 0, fused = st.range(2) != 0;
   const moe::MonetOptions o = monet_options(d);
   Generator g(5);
   moe::MonetRouter router(o, g, {DType::F32, Device::cpu(), 0.02});
@@ -181,7 +181,7 @@ void BM_MonetVdMix(benchmark::State& st) {
                     param({o.sqrt_n, d / 2})};
   if (backward) x.requires_grad_();
   time_flops(st, [&] {
-    Tensor y = moe::monet_vd(x, vw, r);
+    Tensor y = fused ? moe::monet_vd(x, vw, r) : moe::monet_vd_composed(x, vw, r);
     if (backward) {
       sum(y).backward();
       x.set_grad(Tensor());
@@ -192,7 +192,11 @@ void BM_MonetVdMix(benchmark::State& st) {
     benchmark::DoNotOptimize(y.data<float>());
   });
 }
-BENCHMARK(BM_MonetVdMix)->ArgNames({"d", "bwd"})->ArgsProduct({{128, 256}, {0, 1}})->UseRealTime();
+// fused: 1 = monet_vd (the CPU path: vd_mix and one product per half), 0 = monet_vd_composed.
+BENCHMARK(BM_MonetVdMix)
+    ->ArgNames({"d", "bwd", "fused"})
+    ->ArgsProduct({{128, 256}, {0, 1}, {0, 1}})
+    ->UseRealTime();
 
 }  // namespace
 
