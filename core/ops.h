@@ -118,6 +118,9 @@ namespace monet {
 // ---- attention (ops/attention.cpp) ----
 // softmax_j(scale·S_ij) over keys j ≤ (Tk − T) + i, zero after: causal attention's row operation.
 Tensor causal_softmax(const Tensor& scores, double scale);
+// causal_softmax(q·kᵀ, scale)·v without computing the masked half: q [..., T, hd], k and v
+// [..., Tk, hd] (Tk >= T). A 4-D [B, H, T, hd] result lies in memory as [B, T, H, hd].
+Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale);
 // Rotary position embedding, fused (RoFormer, rotate-half layout): x [..., T, hd], cos/sin
 // [T, hd/2] constants; y = (x₁cos − x₂sin, x₂cos + x₁sin) per row, contiguous.
 Tensor rotary(const Tensor& x, const Tensor& cos, const Tensor& sin);

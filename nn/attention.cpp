@@ -35,9 +35,15 @@ Tensor CausalSelfAttention::forward(const Tensor& x, KVCache* cache) {
                 shape_str(cache->k.shape()), shape_str(x.shape()));
   // [B, T, d] -> [B, H, T, hd]
   auto heads = [&](const Tensor& t) { return transpose(reshape(t, {B, T, H, hd}), 1, 2); };
-  Tensor q = rope_->forward(heads(wq_->forward(x)), p0);
-  Tensor k = rope_->forward(heads(wk_->forward(x)), p0);
-  Tensor v = heads(wv_->forward(x));
+  // One gemm for the three projections: x·[W_q; W_k; W_v]ᵀ, then q, k, v sliced out of its
+  // [B, T, 3d] result. The parameters stay three [d, d] matrices (checkpoints, the PyTorch twin);
+  // concatenating them copies 3·d² per step. Measured a few percent faster per layer than three
+  // linears on the bench configs (d 256, B·T 2048).
+  const int64_t d = d_model_;
+  Tensor qkv = linear(x, concat({wq_->weight(), wk_->weight(), wv_->weight()}, 0));
+  Tensor q = rope_->forward(heads(slice(qkv, 2, 0, d)), p0);
+  Tensor k = rope_->forward(heads(slice(qkv, 2, d, 2 * d)), p0);
+  Tensor v = heads(slice(qkv, 2, 2 * d, 3 * d));
   if (cache) {
     if (cache->k.defined()) {
       k = concat({cache->k, k}, 2);
@@ -46,9 +52,10 @@ Tensor CausalSelfAttention::forward(const Tensor& x, KVCache* cache) {
     cache->k = k;
     cache->v = v;
   }
-  // P = softmax(q·kᵀ/√hd) over the keys j ≤ p₀ + i (query i sits at absolute position p₀ + i)
-  Tensor p = causal_softmax(matmul(q, transpose(k, 2, 3)), 1.0 / std::sqrt(static_cast<double>(hd)));
-  Tensor y = matmul(p, v);                            // [B, H, T, hd]
+  // y = softmax(q·kᵀ/√hd)·v over the keys j ≤ p₀ + i (query i sits at absolute position p₀ + i),
+  // fused: the masked half of q·kᵀ is never computed, and y lies in memory as [B, T, H, hd], so
+  // the transpose back to [B, T, d] below is a free view.
+  Tensor y = causal_attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(hd)));
   y = reshape(transpose(y, 1, 2), {B, T, d_model_});  // [B, T, d]
   return wo_->forward(y);
 }

@@ -291,6 +291,12 @@ std::vector<Case> cases() {
        -5.0,
        5.0,
        T},
+      {"causal_attention_cached_strided_v",  // Tk 75 > T 70, v the transpose of [B, Tk, H, hd]
+       [](const X& x) { return causal_attention(x[0], x[1], transpose(x[2], 1, 2), 0.25); },
+       {{2, 3, 70, 8}, {2, 3, 75, 8}, {2, 75, 3, 8}},
+       -2.0,
+       2.0,
+       T},
       // norms
       {"rms_norm", [](const X& x) { return rms_norm(x[0], x[1], 1e-6); }, {{3, 5}, {5}}},
       {"rms_norm_3d_transposed",

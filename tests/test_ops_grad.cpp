@@ -100,6 +100,24 @@ std::vector<Case> cases() {
       {"causal_softmax", [](const X& x) { return causal_softmax(x[0], 0.7); }, {{2, 3, 3}}, -2.0, 2.0},
       {"causal_softmax_cached", [](const X& x) { return causal_softmax(transpose(x[0], 0, 1), 1.3); },
        {{5, 2}}, -2.0, 2.0},
+      // causal_attention: q, k, v; T = 70 crosses the query blocks (of 32 or 64) with a partial last
+      {"causal_attention_square",
+       [](const X& x) { return causal_attention(x[0], x[1], x[2], 0.6); },
+       {{2, 2, 5, 3}, {2, 2, 5, 3}, {2, 2, 5, 3}}},
+      {"causal_attention_blocks",
+       [](const X& x) { return causal_attention(x[0], x[1], x[2], 0.8); },
+       {{1, 70, 2}, {1, 70, 2}, {1, 70, 2}}},
+      {"causal_attention_cached",  // Tk = 7 > T = 4: the queries are the last 4 of 7 positions
+       [](const X& x) { return causal_attention(slice(x[0], 1, 3, 7), x[1], x[2], 0.9); },
+       {{2, 7, 3}, {2, 7, 3}, {2, 7, 3}}},
+      {"causal_attention_strided_v",  // v the transpose of [B, T, H, hd], as attention passes it
+       [](const X& x) { return causal_attention(x[0], x[1], transpose(x[2], 1, 2), 0.7); },
+       {{1, 2, 6, 3}, {1, 2, 6, 3}, {1, 6, 2, 3}}},
+      {"causal_attention_blocks_cached_strided",
+       [](const X& x) {
+         return causal_attention(x[0], transpose(x[1], 0, 1), transpose(x[2], 1, 2), 0.7);
+       },
+       {{1, 2, 70, 2}, {2, 1, 75, 2}, {1, 75, 2, 2}}},
       {"rotary", [](const X& x) { return rotary(x[0], rope_table(3, 2, 1.0), rope_table(3, 2, 2.0)); },
        {{2, 3, 4}}},
       {"rotary_heads_view",  // [B, T, H, hd] seen as [B, H, T, hd], as attention does

@@ -10,10 +10,9 @@
 // leading dimensions as the CPU path. Batch axes become cublasSgemmStridedBatched calls (one per
 // index of the batch axes that do not coalesce into one stride). cuBLAS runs in its default math
 // mode: full FP32, no TF32, so results match the CPU's sgemm to rounding.
-#include <cblas.h>
-
 #include <climits>
 
+#include "core/cpu/blas.h"
 #include "core/cpu/loops.h"
 #include "core/cpu/parallel.h"
 #include "core/flops.h"
@@ -43,15 +42,6 @@ bool gemm_layout(int64_t rows, int64_t cols, int64_t sr, int64_t sc, GemmOperand
     return true;
   }
   return false;
-}
-
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, const float* A,
-          int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
-}
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, const double* A,
-          int64_t lda, const double* B, int64_t ldb, double* C, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, 1.0, A, lda, B, ldb, 0.0, C, ldc);
 }
 
 #ifdef MONET_WITH_CUDA
@@ -156,7 +146,8 @@ Tensor matmul_kernel(Tensor a, Tensor b) {
     cpu::parallel_for(count, grain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const auto& o = offsets[static_cast<size_t>(i)];
-        gemm(la.trans, lb.trans, M, N, K, pa + o[0], la.ld, pb + o[1], lb.ld, pc + o[2], N);
+        cpu::gemm(la.trans, lb.trans, M, N, K, pa + o[0], la.ld, pb + o[1], lb.ld, scalar_t(0),
+                  pc + o[2], N);
       }
     });
   });

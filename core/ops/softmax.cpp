@@ -89,13 +89,8 @@ Tensor softmax_rows_backward(const Tensor& y, const Tensor& gin) {
     const T *py = y.data<T>(), *pg = g.data<T>();
     T* pd = dx.data<T>();
     cpu::parallel_for(m, cpu::kRowGrain / std::max<int64_t>(n, 1), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const T *yi = py + r * n, *gi = pg + r * n;
-        double dot = 0;
-        for (int64_t j = 0; j < n; ++j) dot += static_cast<double>(gi[j]) * yi[j];
-        const T d = static_cast<T>(dot);
-        for (int64_t j = 0; j < n; ++j) pd[r * n + j] = yi[j] * (gi[j] - d);
-      }
+      for (int64_t r = r0; r < r1; ++r)
+        cpu::softmax_backward_row(py + r * n, pg + r * n, pd + r * n, n, 1.0);
     });
   });
   return dx;

@@ -8,12 +8,18 @@
 //               forward and forward + backward                            GFLOP/s
 //   MonetVdMix  monet_vd on a fixed routing (the experts and the six mixing terms), forward and
 //               forward + backward                                        GFLOP/s
+//   CausalAttention  q, k, v [16, 4, 128, hd] (hd 64: d 256, hd 32: d 128; v strided as attention
+//               passes it): the fused causal_attention (fused 1) against the composition
+//               matmul + causal_softmax + matmul (fused 0), forward and forward + backward. The
+//               fused op counts only the FLOPs it does (the valid blocks), the composition the
+//               full q·kᵀ: compare their times, not their GFLOP/s.
 // FLOP rates use the ops' own count (core/flops.h) of one iteration; GB/s counts the bytes
 // read and written once (input + output; + weight for RMSNorm). Run, e.g.:
 //   build/eval/bench/bench_ops --benchmark_filter=Linear
 // OPENBLAS_NUM_THREADS chooses the BLAS threads (this machine: 2 cores). Nothing here is a test.
 #include <benchmark/benchmark.h>
 
+#include <cmath>
 #include <functional>
 
 #include "core/autograd.h"
@@ -196,6 +202,32 @@ void BM_MonetVdMix(benchmark::State& st) {
 BENCHMARK(BM_MonetVdMix)
     ->ArgNames({"d", "bwd", "fused"})
     ->ArgsProduct({{128, 256}, {0, 1}, {0, 1}})
+    ->UseRealTime();
+
+// ---- causal attention: fused against the composition ----
+
+void BM_CausalAttention(benchmark::State& st) {
+  const int64_t hd = st.range(0), H = 4;
+  const bool fused = st.range(1) != 0, backward = st.range(2) != 0;
+  Generator g(6);
+  Tensor q = randn({kB, H, kT, hd}, g), k = randn({kB, H, kT, hd}, g);
+  Tensor vt = randn({kB, kT, H, hd}, g);  // v = its transpose, a strided view as in attention
+  if (backward) q.requires_grad_(), k.requires_grad_(), vt.requires_grad_();
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  time_flops(st, [&] {
+    Tensor v = transpose(vt, 1, 2);
+    Tensor y = fused ? causal_attention(q, k, v, scale)
+                     : matmul(causal_softmax(matmul(q, transpose(k, 2, 3)), scale), v);
+    if (backward) {
+      sum(y).backward();
+      for (Tensor* t : {&q, &k, &vt}) t->set_grad(Tensor());
+    }
+    benchmark::DoNotOptimize(y.data<float>());
+  });
+}
+BENCHMARK(BM_CausalAttention)
+    ->ArgNames({"hd", "fused", "bwd"})
+    ->ArgsProduct({{64, 32}, {0, 1}, {0, 1}})
     ->UseRealTime();
 
 }  // namespace
