@@ -33,14 +33,22 @@ Tensor monet_vd(const Tensor& x, const VdWeights& w, const Routing& r) {
   if (!x.device().is_cpu()) return monet_vd_composed(x, w, r);
   const int64_t B = x.size(0), T = x.size(1), d = x.size(2), sqrt_n = w.b1.size(0);
   check_routing("monet_vd", r, x, sqrt_n);
-  // The same six terms as two products (vd_mix.h): a = [a1 | a2] from one projection, Z from the
-  // fused mixing, then X1 = Z[0]·[V11ᵀ; V12ᵀ; b1] and X2 = Z[1]·[V21ᵀ; V22ᵀ; b2] as one batched
-  // matmul. Stacking the weights copies 2·(2·√N·m + √N)·d/2 numbers, about a token's worth.
-  Tensor a = relu2(nn::linear(x, concat({w.u1_weight, w.u2_weight}, 0),
-                              concat({w.u1_bias, w.u2_bias}, 0)));  // [B, T, 2·√N·m]
-  Tensor z = vd_mix(a, r.g1, r.g2);                                 // [2, B·T, 2·√N·m + √N]
-  auto stacked = [](const Tensor& va, const Tensor& vb, const Tensor& b) {
-    return unsqueeze(concat({transpose(va, 0, 1), transpose(vb, 0, 1), b}, 0), 0);
+  // The same six terms as two products (vd_mix.h): a = [a1ᵀ | a2ᵀ] from one projection, Z from
+  // the fused mixing, then X1 = Z[0]·[V11ᵀ; V12ᵀ; b1] and X2 = Z[1]·[V21ᵀ; V22ᵀ; b2] as one batched
+  // matmul. vd_mix holds a1 and the Y blocks as [m, √N], so the rows of U and of Vᵀ (sub-expert i,
+  // unit r at i·m + r) are reordered to r·√N + i: copies of the weights, about a token's worth.
+  const int64_t m = w.u1_weight.size(0) / sqrt_n;
+  auto by_unit = [&](const Tensor& rows) {  // [√N·m, ...] rows i·m + r → r·√N + i
+    Shape s = rows.shape(), split = s;
+    split[0] = m;
+    split.insert(split.begin(), sqrt_n);
+    return reshape(transpose(reshape(rows, split), 0, 1), s);
+  };
+  Tensor a = relu2(nn::linear(x, concat({by_unit(w.u1_weight), by_unit(w.u2_weight)}, 0),
+                              concat({by_unit(w.u1_bias), by_unit(w.u2_bias)}, 0)));
+  Tensor z = vd_mix(a, r.g1, r.g2);  // [2, B·T, 2·m·√N + √N]
+  auto stacked = [&](const Tensor& va, const Tensor& vb, const Tensor& b) {
+    return unsqueeze(concat({by_unit(transpose(va, 0, 1)), by_unit(transpose(vb, 0, 1)), b}, 0), 0);
   };
   Tensor v = concat({stacked(w.v11, w.v12, w.b1), stacked(w.v21, w.v22, w.b2)}, 0);
   Tensor y = matmul(z, v);  // [2, B·T, d/2]: X1 and X2

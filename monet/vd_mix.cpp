@@ -19,139 +19,144 @@ struct Dims {
   int64_t width() const { return 2 * S * m + S; }  // one row of Z[p]
 };
 
-// Per-token quantities shared by the forward and the backward: s1, s2 (H), G1, G2 (S), c1, c2
-// (H·m).
+// Every inner loop below runs along √N, where each row is contiguous (that is why a and Z hold
+// the transposes a1ᵀ, Y11ᵀ, ... [m, √N]). omp simd lets the sums vectorise.
+template <class T>
+T dot(const T* a, const T* b, int64_t n) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+template <class T>
+void axpy(T alpha, const T* x, T* y, int64_t n) {  // y += alpha·x
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+template <class T>
+void hadamard(const T* a, const T* b, T* y, int64_t n) {  // y = a ⊙ b
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
+}
+
+// One token's operands: a1ᵀ, a2ᵀ [m, S], ĝ1, ĝ2 [H, S].
+template <class T>
+struct Token {
+  const T *a1, *a2, *g1, *g2;
+};
+
+// The per-token quantities the forward and the backward share: s1, s2 [H], G1, G2 [S], c1, c2 [H,
+// m].
 template <class T>
 struct Mix {
   std::vector<T> s1, s2, G1, G2, c1, c2;
   explicit Mix(const Dims& d) : s1(d.H), s2(d.H), G1(d.S), G2(d.S), c1(d.H * d.m), c2(d.H * d.m) {}
 
-  void compute(const Dims& d, const T* a1, const T* a2, const T* g1, const T* g2) {
+  void compute(const Dims& d, const Token<T>& t) {
     const int64_t H = d.H, S = d.S, m = d.m;
+    std::fill(G1.begin(), G1.end(), T(0));
+    std::fill(G2.begin(), G2.end(), T(0));
     for (int64_t h = 0; h < H; ++h) {
       T t1 = 0, t2 = 0;
-      for (int64_t i = 0; i < S; ++i) t1 += g1[h * S + i], t2 += g2[h * S + i];
+#pragma omp simd reduction(+ : t1, t2)
+      for (int64_t i = 0; i < S; ++i) t1 += t.g1[h * S + i], t2 += t.g2[h * S + i];
       s1[h] = t1, s2[h] = t2;
     }
-    for (int64_t i = 0; i < S; ++i) {
-      T t1 = 0, t2 = 0;
-      for (int64_t h = 0; h < H; ++h) t1 += g1[h * S + i] * s2[h], t2 += g2[h * S + i] * s1[h];
-      G1[i] = t1, G2[i] = t2;
-    }
-    std::fill(c1.begin(), c1.end(), T(0));
-    std::fill(c2.begin(), c2.end(), T(0));
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t i = 0; i < S; ++i) {
-        const T w1 = g1[h * S + i], w2 = g2[h * S + i];
-        for (int64_t r = 0; r < m; ++r) {
-          c1[h * m + r] += w1 * a1[i * m + r];
-          c2[h * m + r] += w2 * a2[i * m + r];
-        }
+    for (int64_t h = 0; h < H; ++h) {
+      axpy(s2[h], t.g1 + h * S, G1.data(), S);  // G1_i = Σ_h ĝ1_hi s2_h
+      axpy(s1[h], t.g2 + h * S, G2.data(), S);  // G2_j = Σ_h ĝ2_hj s1_h
+      for (int64_t r = 0; r < m; ++r) {
+        c1[h * m + r] = dot(t.g1 + h * S, t.a1 + r * S, S);  // c1_h = Σ_i ĝ1_hi a1_i
+        c2[h * m + r] = dot(t.g2 + h * S, t.a2 + r * S, S);  // c2_h = Σ_j ĝ2_hj a2_j
       }
+    }
   }
 };
 
-// Y[i] = Σ_h g[h, i] c[h]  (rows of m), for i < S.
 template <class T>
-void mix_rows(const Dims& d, const T* g, const T* c, T* y) {
-  for (int64_t i = 0; i < d.S; ++i) {
-    T* yi = y + i * d.m;
-    std::fill(yi, yi + d.m, T(0));
-    for (int64_t h = 0; h < d.H; ++h) {
-      const T w = g[h * d.S + i];
-      for (int64_t r = 0; r < d.m; ++r) yi[r] += w * c[h * d.m + r];
-    }
-  }
+Token<T> token(const Dims& d, const T* a, const T* g1, const T* g2, int64_t t) {
+  const T* a1 = a + t * 2 * d.S * d.m;
+  return {a1, a1 + d.S * d.m, g1 + t * d.H * d.S, g2 + t * d.H * d.S};
 }
 
 template <class T>
 void forward_kernel(const Dims& d, const T* a, const T* g1, const T* g2, T* z) {
-  const int64_t S = d.S, m = d.m, HS = d.H * S, W = d.width();
+  const int64_t H = d.H, S = d.S, m = d.m, W = d.width();
   cpu::parallel_chunks(d.tokens, cpu::kRowGrain / W, [&](int, int64_t t0, int64_t t1) {
     Mix<T> mix(d);
     for (int64_t t = t0; t < t1; ++t) {
-      const T *a1 = a + t * 2 * S * m, *a2 = a1 + S * m, *p1 = g1 + t * HS, *p2 = g2 + t * HS;
-      mix.compute(d, a1, a2, p1, p2);
-      T *z0 = z + t * W, *z1 = z + (d.tokens + t) * W;
-      for (int64_t i = 0; i < S; ++i)
-        for (int64_t r = 0; r < m; ++r) {
-          z0[i * m + r] = mix.G1[i] * a1[i * m + r];          // Y11
-          z1[S * m + i * m + r] = mix.G2[i] * a2[i * m + r];  // Y22
+      const Token<T> k = token(d, a, g1, g2, t);
+      mix.compute(d, k);
+      T *z0 = z + t * W, *z1 = z + (d.tokens + t) * W;  // [Y11ᵀ | Y12ᵀ | G1], [Y21ᵀ | Y22ᵀ | G2]
+      std::fill(z0 + S * m, z0 + 2 * S * m, T(0));
+      std::fill(z1, z1 + S * m, T(0));
+      for (int64_t r = 0; r < m; ++r) {
+        hadamard(mix.G1.data(), k.a1 + r * S, z0 + r * S, S);        // Y11 = G1 a1
+        hadamard(mix.G2.data(), k.a2 + r * S, z1 + (m + r) * S, S);  // Y22 = G2 a2
+        for (int64_t h = 0; h < H; ++h) {
+          axpy(mix.c2[h * m + r], k.g1 + h * S, z0 + (m + r) * S, S);  // Y12 = Σ_h ĝ1_h c2_h
+          axpy(mix.c1[h * m + r], k.g2 + h * S, z1 + r * S, S);        // Y21 = Σ_h ĝ2_h c1_h
         }
-      mix_rows(d, p1, mix.c2.data(), z0 + S * m);  // Y12
-      mix_rows(d, p2, mix.c1.data(), z1);          // Y21
+      }
       std::copy(mix.G1.begin(), mix.G1.end(), z0 + 2 * S * m);
       std::copy(mix.G2.begin(), mix.G2.end(), z1 + 2 * S * m);
     }
   });
 }
 
-// The chain rule through vd_mix.h's lines, bottom to top, for one token at a time.
+// The chain rule through vd_mix.h's lines, bottom to top, one token at a time.
 template <class T>
 void backward_kernel(const Dims& d, const T* a, const T* g1, const T* g2, const T* dz, T* da,
                      T* dg1, T* dg2) {
-  const int64_t H = d.H, S = d.S, m = d.m, HS = H * S, W = d.width();
+  const int64_t H = d.H, S = d.S, m = d.m, W = d.width();
   cpu::parallel_chunks(d.tokens, cpu::kRowGrain / W, [&](int, int64_t t0, int64_t t1) {
     Mix<T> mix(d);
-    std::vector<T> dc1(H * m), dc2(H * m), dG1(S), dG2(S), ds1(H), ds2(H);
+    std::vector<T> dc1(H * m), dc2(H * m), dG1(S), dG2(S);
     for (int64_t t = t0; t < t1; ++t) {
-      const T *a1 = a + t * 2 * S * m, *a2 = a1 + S * m, *p1 = g1 + t * HS, *p2 = g2 + t * HS;
-      mix.compute(d, a1, a2, p1, p2);
+      const Token<T> k = token(d, a, g1, g2, t);
+      mix.compute(d, k);
       const T *dz0 = dz + t * W, *dz1 = dz + (d.tokens + t) * W;
       const T *dY11 = dz0, *dY12 = dz0 + S * m, *dY21 = dz1, *dY22 = dz1 + S * m;
-      T *da1 = da + t * 2 * S * m, *da2 = da1 + S * m, *q1 = dg1 + t * HS, *q2 = dg2 + t * HS;
+      T *da1 = da + t * 2 * S * m, *da2 = da1 + S * m, *q1 = dg1 + t * H * S, *q2 = dg2 + t * H * S;
       // Y11 = G1 a1, Y22 = G2 a2; and G1, G2 also enter Z directly.
-      for (int64_t i = 0; i < S; ++i) {
-        T e1 = dz0[2 * S * m + i], e2 = dz1[2 * S * m + i];
-        for (int64_t r = 0; r < m; ++r) {
-          da1[i * m + r] = mix.G1[i] * dY11[i * m + r];
-          da2[i * m + r] = mix.G2[i] * dY22[i * m + r];
-          e1 += dY11[i * m + r] * a1[i * m + r];
-          e2 += dY22[i * m + r] * a2[i * m + r];
+      std::copy(dz0 + 2 * S * m, dz0 + 2 * S * m + S, dG1.begin());
+      std::copy(dz1 + 2 * S * m, dz1 + 2 * S * m + S, dG2.begin());
+      for (int64_t r = 0; r < m; ++r) {
+        hadamard(mix.G1.data(), dY11 + r * S, da1 + r * S, S);
+        hadamard(mix.G2.data(), dY22 + r * S, da2 + r * S, S);
+#pragma omp simd
+        for (int64_t i = 0; i < S; ++i) {
+          dG1[i] += dY11[r * S + i] * k.a1[r * S + i];
+          dG2[i] += dY22[r * S + i] * k.a2[r * S + i];
         }
-        dG1[i] = e1, dG2[i] = e2;
       }
-      // Y12_i = Σ_h ĝ1_hi c2_h, Y21_j = Σ_h ĝ2_hj c1_h.
-      std::fill(dc1.begin(), dc1.end(), T(0));
-      std::fill(dc2.begin(), dc2.end(), T(0));
-      for (int64_t h = 0; h < H; ++h)
-        for (int64_t i = 0; i < S; ++i) {
-          T e1 = 0, e2 = 0;
-          const T w1 = p1[h * S + i], w2 = p2[h * S + i];
-          for (int64_t r = 0; r < m; ++r) {
-            e1 += dY12[i * m + r] * mix.c2[h * m + r];
-            e2 += dY21[i * m + r] * mix.c1[h * m + r];
-            dc2[h * m + r] += w1 * dY12[i * m + r];
-            dc1[h * m + r] += w2 * dY21[i * m + r];
-          }
-          q1[h * S + i] = e1, q2[h * S + i] = e2;
-        }
-      // c1_h = Σ_i ĝ1_hi a1_i, c2_h = Σ_j ĝ2_hj a2_j.
-      for (int64_t h = 0; h < H; ++h)
-        for (int64_t i = 0; i < S; ++i) {
-          T e1 = 0, e2 = 0;
-          const T w1 = p1[h * S + i], w2 = p2[h * S + i];
-          for (int64_t r = 0; r < m; ++r) {
-            e1 += dc1[h * m + r] * a1[i * m + r];
-            e2 += dc2[h * m + r] * a2[i * m + r];
-            da1[i * m + r] += w1 * dc1[h * m + r];
-            da2[i * m + r] += w2 * dc2[h * m + r];
-          }
-          q1[h * S + i] += e1, q2[h * S + i] += e2;
-        }
-      // G1_i = Σ_h ĝ1_hi s2_h, G2_j = Σ_h ĝ2_hj s1_h; then s1_h = Σ_i ĝ1_hi, s2_h = Σ_j ĝ2_hj.
+      std::fill(q1, q1 + H * S, T(0));
+      std::fill(q2, q2 + H * S, T(0));
       for (int64_t h = 0; h < H; ++h) {
-        T e2 = 0, e1 = 0;
-        for (int64_t i = 0; i < S; ++i) {
-          q1[h * S + i] += dG1[i] * mix.s2[h];
-          q2[h * S + i] += dG2[i] * mix.s1[h];
-          e2 += p1[h * S + i] * dG1[i];
-          e1 += p2[h * S + i] * dG2[i];
+        T *p1 = q1 + h * S, *p2 = q2 + h * S;
+        const T *w1 = k.g1 + h * S, *w2 = k.g2 + h * S;
+        for (int64_t r = 0; r < m; ++r) {
+          // Y12 = Σ_h ĝ1_h c2_h and Y21 = Σ_h ĝ2_h c1_h: into ĝ and into c.
+          axpy(mix.c2[h * m + r], dY12 + r * S, p1, S);
+          axpy(mix.c1[h * m + r], dY21 + r * S, p2, S);
+          dc2[h * m + r] = dot(w1, dY12 + r * S, S);
+          dc1[h * m + r] = dot(w2, dY21 + r * S, S);
+          // c1_h = Σ_i ĝ1_hi a1_i and c2_h = Σ_j ĝ2_hj a2_j: into ĝ and into a.
+          axpy(dc1[h * m + r], k.a1 + r * S, p1, S);
+          axpy(dc2[h * m + r], k.a2 + r * S, p2, S);
+          axpy(dc1[h * m + r], w1, da1 + r * S, S);
+          axpy(dc2[h * m + r], w2, da2 + r * S, S);
         }
-        ds2[h] = e2, ds1[h] = e1;
+        // G1_i = Σ_h ĝ1_hi s2_h, G2_j = Σ_h ĝ2_hj s1_h.
+        axpy(mix.s2[h], dG1.data(), p1, S);
+        axpy(mix.s1[h], dG2.data(), p2, S);
       }
-      for (int64_t h = 0; h < H; ++h)
-        for (int64_t i = 0; i < S; ++i) q1[h * S + i] += ds1[h], q2[h * S + i] += ds2[h];
+      // s1_h = Σ_i ĝ1_hi feeds G2 and s2_h = Σ_j ĝ2_hj feeds G1: ds1_h = Σ_j ĝ2_hj dG2_j, etc.
+      for (int64_t h = 0; h < H; ++h) {
+        const T ds1 = dot(k.g2 + h * S, dG2.data(), S), ds2 = dot(k.g1 + h * S, dG1.data(), S);
+#pragma omp simd
+        for (int64_t i = 0; i < S; ++i) q1[h * S + i] += ds1, q2[h * S + i] += ds2;
+      }
     }
   });
 }

@@ -8,14 +8,16 @@
 //   Y11_i = G1_i a1_i,  Y12_i = Σ_h ĝ1_hi c2_h,  Y21_j = Σ_h ĝ2_hj c1_h,  Y22_j = G2_j a2_j
 // Composed with separate ops these are a dozen small batched products, broadcasts and reductions
 // per layer, forward and backward; here they are one pass per token each way, and the backward is
-// the chain rule through the lines above, written out in vd_mix.cpp.
+// the chain rule through the lines above, written out in vd_mix.cpp. The activations and the Y
+// blocks are held transposed, [m, √N] (column i is sub-expert i), so every inner loop runs along
+// √N: monet_vd permutes the rows of U and the columns of V to match.
 #pragma once
 #include "core/tensor.h"
 
 namespace monet::moe {
 
-// a: [..., 2·√N·m] (a1 then a2, each √N rows of m), g1, g2: [..., H, √N] with the same leading
-// axes. Returns Z [2, tokens, 2·√N·m + √N]: Z[0] = [Y11 | Y12 | G1], Z[1] = [Y21 | Y22 | G2].
+// a: [..., 2·m·√N] (a1ᵀ then a2ᵀ, each [m, √N]), g1, g2: [..., H, √N] with the same leading
+// axes. Returns Z [2, tokens, 2·m·√N + √N]: Z[0] = [Y11ᵀ | Y12ᵀ | G1], Z[1] = [Y21ᵀ | Y22ᵀ | G2].
 // CPU only (monet_vd composes separate ops on other devices).
 Tensor vd_mix(const Tensor& a, const Tensor& g1, const Tensor& g2);
 
