@@ -54,22 +54,6 @@ void causal_row(const V* x, V* p, int64_t valid, int64_t n, V scale) {
   for (int64_t j = valid; j < n; ++j) p[j] = V(0);
 }
 
-Tensor causal_softmax_backward(const Tensor& p, const Tensor& gin, double scale) {
-  Tensor g = gin.contiguous(), dx = empty_like(p);
-  const int64_t Tk = p.size(-1), rows = p.numel() / std::max<int64_t>(Tk, 1);
-  flops::count(4 * p.numel());
-  MONET_DISPATCH_FLOAT(p.dtype(), "causal_softmax", [&] {
-    using T = scalar_t;
-    const T *pp = p.data<T>(), *pg = g.data<T>();
-    T* pd = dx.data<T>();
-    cpu::parallel_for(rows, cpu::kRowGrain / std::max<int64_t>(Tk, 1), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        cpu::softmax_backward_row(pp + r * Tk, pg + r * Tk, pd + r * Tk, Tk, scale);
-    });
-  });
-  return dx;
-}
-
 // ---- causal_attention's CPU kernels ----
 
 // Query rows per block. At T = 128 (the bench configs), BM_CausalAttention in
@@ -219,15 +203,9 @@ Tensor causal_softmax_cuda(const Tensor& s, double scale) {
   flops::count(5 * x.numel() / 2);
   cuda::causal_softmax(x.data<float>(), p.data<float>(), rows, T, Tk, scale);
   Tensor out = reshape(p, s.shape());
-  record(out, "causal_softmax", {s},
-         [pd = p.detach(), scale, rows, Tk, shape = s.shape()](const Tensor& gin) {
-           cuda::check_dtype("causal_softmax backward", gin);
-           Tensor g = gin.contiguous(), dx = empty_like(pd);
-           flops::count(4 * pd.numel());
-           cuda::causal_softmax_backward(pd.data<float>(), g.data<float>(), dx.data<float>(), rows,
-                                         Tk, scale);
-           return std::vector<Tensor>{reshape(dx, shape)};
-         });
+  record(out, "causal_softmax", {s}, [pd = p.detach(), scale, shape = s.shape()](const Tensor& g) {
+    return std::vector<Tensor>{reshape(softmax_rows_backward(pd, g, scale), shape)};
+  });
   return out;
 }
 #endif
@@ -314,7 +292,7 @@ Tensor causal_softmax(const Tensor& s, double scale) {
   });
   Tensor out = reshape(p, s.shape());
   record(out, "causal_softmax", {s}, [pd = p.detach(), scale, shape = s.shape()](const Tensor& g) {
-    return std::vector<Tensor>{reshape(causal_softmax_backward(pd, g, scale), shape)};
+    return std::vector<Tensor>{reshape(softmax_rows_backward(pd, g, scale), shape)};
   });
   return out;
 }

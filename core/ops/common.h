@@ -28,4 +28,9 @@ void check_backend(const char* op, const Tensor& t, bool allow_int = false);
 void check_same_device(const char* op, const Tensor& a, const Tensor& b);
 void check_dtype(const char* op, const Tensor& t, DType want);
 
+// Softmax's backward over the last axis of a contiguous y = softmax(scale·x), whose rows may hold
+// zeros (causal or masked entries): dx = scale · y ⊙ (g − Σ_j g_j y_j), one pass per row, on the
+// CPU or CUDA (ops/softmax.cpp). Shared by softmax, masked_softmax and causal_softmax.
+Tensor softmax_rows_backward(const Tensor& y, const Tensor& g, double scale = 1.0);
+
 }  // namespace monet::detail

@@ -72,15 +72,16 @@ Tensor softmax_kernel(const Tensor& a, int64_t axis, RowOp op) {
   return back_from_rows(y, axis, a.dim());
 }
 
-// dx = y ⊙ (g − Σ_j g_j y_j) over the last axis of a contiguous y: one pass per row.
-Tensor softmax_rows_backward(const Tensor& y, const Tensor& gin) {
+}  // namespace
+
+Tensor detail::softmax_rows_backward(const Tensor& y, const Tensor& gin, double scale) {
   Tensor g = gin.contiguous(), dx = empty_like(y);
   const int64_t n = y.numel() ? y.shape().back() : 0, m = n ? y.numel() / n : 0;
   flops::count(4 * y.numel());
 #ifdef MONET_WITH_CUDA
-  if (y.device().is_cuda()) {  // causal softmax's backward kernel: the same row formula
+  if (y.device().is_cuda()) {  // attention.cu's row kernel
     cuda::check_dtype("softmax backward", g);
-    cuda::causal_softmax_backward(y.data<float>(), g.data<float>(), dx.data<float>(), m, n, 1.0);
+    cuda::causal_softmax_backward(y.data<float>(), g.data<float>(), dx.data<float>(), m, n, scale);
     return dx;
   }
 #endif
@@ -90,13 +91,11 @@ Tensor softmax_rows_backward(const Tensor& y, const Tensor& gin) {
     T* pd = dx.data<T>();
     cpu::parallel_for(m, cpu::kRowGrain / std::max<int64_t>(n, 1), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
-        cpu::softmax_backward_row(py + r * n, pg + r * n, pd + r * n, n, 1.0);
+        cpu::softmax_backward_row(py + r * n, pg + r * n, pd + r * n, n, scale);
     });
   });
   return dx;
 }
-
-}  // namespace
 
 Tensor softmax(const Tensor& a, int64_t axis) {
   axis = norm_axis(axis, a.dim(), "softmax");
