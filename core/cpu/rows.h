@@ -14,14 +14,14 @@ template <class V>
 double exp_row(const V* x, V* y, int64_t n, V scale, V* mx) {
   V m = x[0];
   for (int64_t j = 1; j < n; ++j) m = std::max(m, x[j]);
-  double sum = 0;
+  double total = 0;
   for (int64_t j = 0; j < n; ++j) {
     const V e = std::exp(scale * (x[j] - m));
     if (y) y[j] = e;
-    sum += e;
+    total += e;
   }
   *mx = m;
-  return sum;
+  return total;
 }
 
 // Softmax's backward over a row of n with p = softmax(scale · x): dx = scale · p ⊙ (g − Σ_j g_j
