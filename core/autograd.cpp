@@ -12,9 +12,15 @@ namespace {
 thread_local bool g_grad_enabled = true;
 }
 
-bool grad_enabled() { return g_grad_enabled; }
-NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
-NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
+bool grad_enabled() {
+  return g_grad_enabled;
+}
+NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) {
+  g_grad_enabled = false;
+}
+NoGradGuard::~NoGradGuard() {
+  g_grad_enabled = prev_;
+}
 
 bool any_requires_grad(const std::vector<Tensor>& inputs) {
   if (!g_grad_enabled) return false;
@@ -81,16 +87,33 @@ void run_backward(const Tensor& root, const Tensor& grad_in) {
     accumulate_leaf(root, grad);
     return;
   }
-  std::unordered_map<Node*, Tensor> pending;
+  // The gradient waiting for each node. `owned`: the engine made this tensor (a sum or a buffer
+  // of Node::accumulate), so nothing else aliases it and it may be added into in place.
+  struct Pending {
+    Tensor g;
+    bool owned = false;
+  };
+  std::unordered_map<Node*, Pending> pending;
   Node* top = root.grad_fn().get();
-  pending[top] = grad;
+  pending[top] = {grad, false};
   for (Node* node : topological_order(top)) {
     auto it = pending.find(node);
     if (it == pending.end()) continue;
-    Tensor g = std::move(it->second);
+    Tensor g = std::move(it->second.g);
     pending.erase(it);
     std::optional<FlopScope> scope;
     if (!node->flop_category.empty()) scope.emplace(node->flop_category);
+    if (node->accumulate && node->needs(0) && !node->inputs[0].is_leaf()) {
+      Pending& slot = pending[node->inputs[0].grad_fn().get()];
+      if (slot.g.defined() && !slot.owned) {  // a gradient a closure returned: copy it first
+        Tensor own = empty(slot.g.shape(), slot.g.dtype(), slot.g.device());
+        copy_(own, slot.g);
+        slot.g = own;
+      }
+      node->accumulate(slot.g, g);
+      slot.owned = true;
+      continue;
+    }
     std::vector<Tensor> grads = node->backward(g);
     MONET_CHECK(grads.size() == node->inputs.size(),
                 "backward of {}: returned {} gradients for {} inputs", node->name, grads.size(),
@@ -106,8 +129,13 @@ void run_backward(const Tensor& root, const Tensor& grad_in) {
         accumulate_leaf(in, gi);
       } else {
         Node* child = in.grad_fn().get();
-        auto [slot, fresh] = pending.try_emplace(child, gi);
-        if (!fresh) slot->second = add(slot->second, gi);
+        auto [slot, fresh] = pending.try_emplace(child, Pending{gi, false});
+        if (fresh) continue;
+        if (slot->second.owned) {
+          add_(slot->second.g, gi);
+        } else {
+          slot->second = {add(slot->second.g, gi), true};
+        }
       }
     }
   }

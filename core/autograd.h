@@ -18,10 +18,14 @@ namespace monet {
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out)>;
 
 struct Node {
-  std::string name;             // the op, for error messages ("matmul", "softmax", ...)
-  std::vector<Tensor> inputs;   // edges to the tensors this node differentiates into
-  BackwardFn backward;          // grad_out -> one grad per input (undefined = no gradient)
-  std::string flop_category;    // the FlopScope active at forward time, reused by backward
+  std::string name;            // the op, for error messages ("matmul", "softmax", ...)
+  std::vector<Tensor> inputs;  // edges to the tensors this node differentiates into
+  BackwardFn backward;         // grad_out -> one grad per input (undefined = no gradient)
+  std::string flop_category;   // the FlopScope active at forward time, reused by backward
+  // Optional, for view ops with one input (slice): add this node's gradient into its input's
+  // gradient `slot` in place (creating it when undefined) instead of returning a full-size one.
+  // The engine calls it only with a slot it owns (no other tensor aliases it).
+  std::function<void(Tensor& slot, const Tensor& grad_out)> accumulate;
   // True when input i wants a gradient; closures use it to skip work.
   bool needs(size_t i) const { return inputs[i].defined() && inputs[i].requires_grad(); }
 };

@@ -23,6 +23,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis);
 std::vector<Tensor> split(const Tensor& a, const std::vector<int64_t>& sizes, int64_t axis);
 // In-place, never recorded: copy `src` (broadcast to dst's shape) into the view `dst`.
 void copy_(const Tensor& dst, const Tensor& src);
+void add_(const Tensor& dst, const Tensor& src);  // dst += src (broadcast), in place, not recorded
 void fill_(const Tensor& dst, double value);
 
 // ---- elementwise (ops/elementwise.cpp); binary ops broadcast numpy-style ----
@@ -52,16 +53,36 @@ Tensor greater(const Tensor& a, const Tensor& b);
 Tensor greater_equal(const Tensor& a, const Tensor& b);
 Tensor equal(const Tensor& a, const Tensor& b);
 
-inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
-inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
-inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
-inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
-inline Tensor operator-(const Tensor& a) { return neg(a); }
-inline Tensor operator+(const Tensor& a, double s) { return add(a, s); }
-inline Tensor operator-(const Tensor& a, double s) { return add(a, -s); }
-inline Tensor operator*(const Tensor& a, double s) { return mul(a, s); }
-inline Tensor operator*(double s, const Tensor& a) { return mul(a, s); }
-inline Tensor operator/(const Tensor& a, double s) { return mul(a, 1.0 / s); }
+inline Tensor operator+(const Tensor& a, const Tensor& b) {
+  return add(a, b);
+}
+inline Tensor operator-(const Tensor& a, const Tensor& b) {
+  return sub(a, b);
+}
+inline Tensor operator*(const Tensor& a, const Tensor& b) {
+  return mul(a, b);
+}
+inline Tensor operator/(const Tensor& a, const Tensor& b) {
+  return div(a, b);
+}
+inline Tensor operator-(const Tensor& a) {
+  return neg(a);
+}
+inline Tensor operator+(const Tensor& a, double s) {
+  return add(a, s);
+}
+inline Tensor operator-(const Tensor& a, double s) {
+  return add(a, -s);
+}
+inline Tensor operator*(const Tensor& a, double s) {
+  return mul(a, s);
+}
+inline Tensor operator*(double s, const Tensor& a) {
+  return mul(a, s);
+}
+inline Tensor operator/(const Tensor& a, double s) {
+  return mul(a, 1.0 / s);
+}
 
 // ---- reductions (ops/reduce.cpp) ----
 Tensor sum(const Tensor& a, std::vector<int64_t> axes, bool keepdim = false);
@@ -82,7 +103,8 @@ Tensor softmax(const Tensor& a, int64_t axis = -1);
 Tensor log_softmax(const Tensor& a, int64_t axis = -1);
 Tensor logsumexp(const Tensor& a, int64_t axis = -1, bool keepdim = false);
 // Softmax over the last axis taken over the entries where `keep` (x's shape, any dtype, non-zero =
-// kept) is set; the others are 0. Every row must keep at least one finite entry. No gradient to keep.
+// kept) is set; the others are 0. Every row must keep at least one finite entry. No gradient to
+// keep.
 Tensor masked_softmax(const Tensor& x, const Tensor& keep);
 // Mean over the rows whose target is not `ignore_index` of -log softmax(logits)[target].
 // logits [N, C] (or [..., C]), targets int32 [N] (or [...]).
@@ -99,9 +121,10 @@ Tensor batch_norm(const Tensor& x, int64_t axis, const Tensor& running_mean,
                   double eps = 1e-5);
 
 // ---- indexing (ops/index.cpp) ----
-Tensor embedding(const Tensor& weight, const Tensor& ids);                 // [V,d], int [...] -> [..., d]
+Tensor embedding(const Tensor& weight, const Tensor& ids);  // [V,d], int [...] -> [..., d]
 Tensor index_select(const Tensor& a, int64_t axis, const Tensor& index);  // index int32 1-D
-Tensor gather(const Tensor& a, int64_t axis, const Tensor& index);  // out[..i..] = a[..index[..i..]..]
+Tensor gather(const Tensor& a, int64_t axis,
+              const Tensor& index);  // out[..i..] = a[..index[..i..]..]
 // out = a, then out[..index[..i..]..] += src[..i..] along `axis` (index has src's shape).
 Tensor scatter_add(const Tensor& a, int64_t axis, const Tensor& index, const Tensor& src);
 // The k largest values along the last axis, sorted descending, and their int32 indices.

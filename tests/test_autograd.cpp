@@ -47,6 +47,44 @@ TEST(Autograd, ViewsOfALeafRouteGradientsBack) {
   EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{2, 1 + 3, 2, 5, 4 + 6, 5}));
 }
 
+// Slices of one non-leaf tensor add into its gradient in place (Node::accumulate). The engine must
+// copy a gradient it did not make before adding into it: here add's backward hands the same
+// tensor to p and to q, and the slice of p must not change q's.
+TEST(Autograd, SlicesOfANonLeafAccumulateInPlaceWithoutTouchingAliases) {
+  const std::vector<double> w{1, -1, 2, 0.5, -3, 4}, w1{10, 20}, w3{-1, -2, -3, -4};
+  for (bool slices_first : {true, false}) {  // both orders in which backward meets the consumers
+    Tensor x = from_vector<double>({1, 2, 3, 4, 5, 6}, {3, 2}).requires_grad_();
+    Tensor p = mul(x, 2.0), q = mul(x, 3.0);
+    Tensor whole = sum(add(p, q) * from_vector<double>(w, {3, 2}));
+    Tensor parts = add(sum(slice(p, 0, 0, 1) * from_vector<double>(w1, {1, 2})),
+                       sum(slice(p, 0, 1, 3) * from_vector<double>(w3, {2, 2})));
+    (slices_first ? add(parts, whole) : add(whole, parts)).backward();
+    // d loss / dx = 2·(w + [w1; w3]) + 3·w, the slices covering p's rows 0 and 1..2.
+    const std::vector<double> rows{10, 20, -1, -2, -3, -4};
+    std::vector<double> want(6);
+    for (size_t i = 0; i < 6; ++i) want[i] = 2 * (w[i] + rows[i]) + 3 * w[i];
+    EXPECT_EQ(x.grad().to_vector<double>(), want) << "slices first: " << slices_first;
+  }
+  // A gradient that a closure returns as is (here a tensor the test holds) must not be added into.
+  for (bool slices_first : {true, false}) {
+    Tensor held = from_vector<double>({1, 1, 1, 1, 1, 1}, {3, 2});
+    Tensor x = from_vector<double>({1, 2, 3, 4, 5, 6}, {3, 2}).requires_grad_();
+    Tensor p = mul(x, 2.0);
+    Tensor c = p.detach();
+    record(c, "returns_held", {p}, [held](const Tensor&) { return std::vector<Tensor>{held}; });
+    Tensor part = sum(slice(p, 0, 0, 2) * from_vector<double>({10, 20, 30, 40}, {2, 2}));
+    (slices_first ? add(part, sum(c)) : add(sum(c), part)).backward();
+    EXPECT_EQ(held.to_vector<double>(), std::vector<double>(6, 1.0)) << slices_first;
+    EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{22, 42, 62, 82, 2, 2}))
+        << "slices first: " << slices_first;
+  }
+  // Overlapping slices of one tensor, and that tensor also used whole.
+  Tensor y = from_vector<double>({1, 2, 3, 4}, {4}).requires_grad_();
+  Tensor b = mul(y, 1.0);
+  sum(add(add(sum(slice(b, 0, 0, 3)), sum(slice(b, 0, 1, 4))), sum(mul(b, 5.0)))).backward();
+  EXPECT_EQ(y.grad().to_vector<double>(), (std::vector<double>{6, 7, 7, 6}));
+}
+
 TEST(Autograd, BroadcastGradientsAreReducedToTheInputShape) {
   Tensor b = zeros({3}).requires_grad_();
   Tensor x = ones({4, 3});
@@ -85,9 +123,8 @@ TEST(Autograd, GradcheckHarnessCatchesAWrongBackward) {
       NoGradGuard ng;
       out = mul(x[0], x[0]);
     }
-    record(out, "wrong_square", {x[0]}, [x0 = x[0].detach()](const Tensor& g) {
-      return std::vector<Tensor>{mul(g, x0)};
-    });
+    record(out, "wrong_square", {x[0]},
+           [x0 = x[0].detach()](const Tensor& g) { return std::vector<Tensor>{mul(g, x0)}; });
     return out;
   };
   Generator g(3);

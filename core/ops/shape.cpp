@@ -5,6 +5,7 @@
 
 #include "core/cpu/loops.h"
 #include "core/cpu/parallel.h"
+#include "core/flops.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
 #include "core/cuda/dispatch.h"
@@ -110,6 +111,26 @@ void copy_(const Tensor& dst, const Tensor& src) {
   });
 }
 
+void add_(const Tensor& dst, const Tensor& src) {
+  check_same_device("add_", dst, src);
+  MONET_CHECK(dst.dtype() == src.dtype() && is_floating(dst.dtype()),
+              "add_: dtypes {} and {} must be one floating type", dtype_name(dst.dtype()),
+              dtype_name(src.dtype()));
+  Shape sst = broadcast_strides(src, dst.shape());
+  flops::count(dst.numel());
+  if (!dst.device().is_cpu()) {  // CUDA (and meta): out of place, on the existing kernels
+    if (!dst.device().is_meta()) copy_(dst, add(dst, src));
+    return;
+  }
+  MONET_DISPATCH_FLOAT(dst.dtype(), "add_", [&] {
+    auto* d = static_cast<scalar_t*>(dst.storage()->data());
+    const auto* a = static_cast<const scalar_t*>(src.storage()->data());
+    cpu::parallel_strided_loop<2>(dst.shape(), {dst.strides(), sst}, {dst.offset(), src.offset()},
+                                  cpu::kElementGrain,
+                                  [&](const std::array<int64_t, 2>& o) { d[o[0]] += a[o[1]]; });
+  });
+}
+
 void fill_(const Tensor& dst, double value) {
   if (dst.device().is_meta()) return;
 #ifdef MONET_WITH_CUDA
@@ -191,6 +212,14 @@ Tensor slice(const Tensor& a, int64_t axis, int64_t start, int64_t end) {
     copy_(slice(z, axis, start, end), g);
     return std::vector<Tensor>{z};
   });
+  // Several slices of one tensor (q, k, v of one projection) add into one gradient buffer in place,
+  // instead of one zero-filled full-size gradient each and their sum.
+  if (out.grad_fn())
+    out.grad_fn()->accumulate = [shape = a.shape(), axis, start, end](Tensor& slot,
+                                                                      const Tensor& g) {
+      if (!slot.defined()) slot = zeros(shape, g.dtype(), g.device());
+      add_(slice(slot, axis, start, end), g);
+    };
   return out;
 }
 
