@@ -63,12 +63,16 @@ struct BenchRow {
   std::map<std::string, double> step_flops_by_category;
   double gflops = 0;       // step_flops / median step time, in GFLOP/s
   int64_t peak_bytes = 0;  // tracking allocator, first round
+  // The sgemm peak measured just before each of this config's C++ rounds, and their median: the
+  // machine's speed drifts during a long run, so each row is compared with its own.
+  std::vector<double> sgemm_samples;
+  double sgemm_gflops = 0;
 };
 
 struct BenchResult {
   BenchOptions options;
   std::vector<BenchRow> rows;
-  double sgemm_gflops = 0;  // the peak measured in this run
+  double sgemm_gflops = 0;  // the median of every row's peak measurements in this run
   int blas_threads = 0;
 };
 
