@@ -13,8 +13,8 @@
 #include "monet/aux_loss.h"
 #include "monet/masking.h"
 #include "monet/monet_hd.h"
-#include "monet/monet_vd.h"
 #include "monet/monet_layer.h"
+#include "monet/monet_vd.h"
 #include "train/config.h"
 #include "train/model.h"
 
@@ -28,7 +28,9 @@ constexpr int64_t B = 2, T = 3, D = 6, H = 2, SQRT_N = 4, M = 4;
 Tensor rnd(const Shape& s, Generator& g, double scale = 0.5) {
   return mul(randn(s, g, DType::F64), scale);
 }
-Tensor leaf(Tensor t) { return t.requires_grad_(); }
+Tensor leaf(Tensor t) {
+  return t.requires_grad_();
+}
 
 // Router logits as leaves; the scores are their softmax over √N, as the router produces, so the
 // gradients checked include the router's path. (The efficient forms keep the factors Σ_i ĝ1_hi
@@ -41,17 +43,22 @@ struct Logits {
 Logits random_logits(Generator& g) {
   return {leaf(rnd({B, T, H, SQRT_N}, g, 1.5)), leaf(rnd({B, T, H, SQRT_N}, g, 1.5))};
 }
-Routing random_routing(Generator& g) { return random_logits(g).routing(); }
+Routing random_routing(Generator& g) {
+  return random_logits(g).routing();
+}
 
 // Block `i` of `n` equal blocks of rows (axis 0) or columns (axis 1).
 Tensor block(const Tensor& w, int64_t axis, int64_t i, int64_t size) {
   return slice(w, axis, i * size, (i + 1) * size);
 }
-Tensor lin(const Tensor& x, const Tensor& w) { return matmul(x, transpose(w, 0, 1)); }
+Tensor lin(const Tensor& x, const Tensor& w) {
+  return matmul(x, transpose(w, 0, 1));
+}
 
 // Σ_h ĝ1_hi ĝ2_hj for one expert as a [B, T, 1] weight.
 Tensor pair_score(const Routing& r, int64_t i, int64_t j) {
-  return unsqueeze(sum(mul(slice(r.g1, 3, i, i + 1), slice(r.g2, 3, j, j + 1)).reshape({B, T, H}), {2}), -1);
+  return unsqueeze(
+      sum(mul(slice(r.g1, 3, i, i + 1), slice(r.g2, 3, j, j + 1)).reshape({B, T, H}), {2}), -1);
 }
 
 bool dropped(const ExpertPairs& removed, int64_t i, int64_t j) {
@@ -60,7 +67,8 @@ bool dropped(const ExpertPairs& removed, int64_t i, int64_t j) {
   return false;
 }
 
-Tensor reference_hd(const Tensor& x, const HdWeights& w, const Routing& r, const ExpertPairs& removed = {}) {
+Tensor reference_hd(const Tensor& x, const HdWeights& w, const Routing& r,
+                    const ExpertPairs& removed = {}) {
   Tensor y = zeros({B, T, D}, DType::F64);
   for (int64_t i = 0; i < SQRT_N; ++i)
     for (int64_t j = 0; j < SQRT_N; ++j) {
@@ -73,7 +81,8 @@ Tensor reference_hd(const Tensor& x, const HdWeights& w, const Routing& r, const
   return y;
 }
 
-Tensor reference_vd(const Tensor& x, const VdWeights& w, const Routing& r, const ExpertPairs& removed = {}) {
+Tensor reference_vd(const Tensor& x, const VdWeights& w, const Routing& r,
+                    const ExpertPairs& removed = {}) {
   const int64_t hm = M / 2;
   Tensor y = zeros({B, T, D}, DType::F64);
   for (int64_t i = 0; i < SQRT_N; ++i)
@@ -97,9 +106,11 @@ HdWeights random_hd(Generator& g) {
 }
 VdWeights random_vd(Generator& g) {
   const int64_t f = SQRT_N * M / 2;
-  return {leaf(rnd({f, D}, g)), leaf(rnd({f}, g)), leaf(rnd({f, D}, g)), leaf(rnd({f}, g)),
-          leaf(rnd({D / 2, f}, g)), leaf(rnd({D / 2, f}, g)), leaf(rnd({D / 2, f}, g)),
-          leaf(rnd({D / 2, f}, g)), leaf(rnd({SQRT_N, D / 2}, g)), leaf(rnd({SQRT_N, D / 2}, g))};
+  return {leaf(rnd({f, D}, g)),          leaf(rnd({f}, g)),
+          leaf(rnd({f, D}, g)),          leaf(rnd({f}, g)),
+          leaf(rnd({D / 2, f}, g)),      leaf(rnd({D / 2, f}, g)),
+          leaf(rnd({D / 2, f}, g)),      leaf(rnd({D / 2, f}, g)),
+          leaf(rnd({SQRT_N, D / 2}, g)), leaf(rnd({SQRT_N, D / 2}, g))};
 }
 
 // Output and gradients of every leaf in `params` agree between the efficient and reference forms.
@@ -109,18 +120,22 @@ void expect_same_function(const std::function<Tensor()>& efficient,
   Tensor y1 = efficient(), y2 = reference();
   Tensor w = randn(y1.shape(), g, DType::F64);
   std::vector<double> a = y1.to_vector<double>(), b = y2.to_vector<double>();
-  for (size_t k = 0; k < a.size(); ++k) ASSERT_NEAR(a[k], b[k], 1e-10 * (1 + std::abs(b[k]))) << "output " << k;
+  for (size_t k = 0; k < a.size(); ++k)
+    ASSERT_NEAR(a[k], b[k], 1e-10 * (1 + std::abs(b[k]))) << "output " << k;
   auto grads = [&](const Tensor& y) {
     for (Tensor& p : params) p.set_grad(Tensor());
     sum(mul(y, w)).backward();
     std::vector<std::vector<double>> gs;
-    for (Tensor& p : params) gs.push_back(p.grad().defined() ? p.grad().to_vector<double>() : std::vector<double>(p.numel(), 0.0));
+    for (Tensor& p : params)
+      gs.push_back(p.grad().defined() ? p.grad().to_vector<double>()
+                                      : std::vector<double>(p.numel(), 0.0));
     return gs;
   };
   auto g1 = grads(y1), g2 = grads(y2);
   for (size_t p = 0; p < params.size(); ++p)
     for (size_t k = 0; k < g1[p].size(); ++k)
-      ASSERT_NEAR(g1[p][k], g2[p][k], 1e-9 * (1 + std::abs(g2[p][k]))) << "param " << p << " element " << k;
+      ASSERT_NEAR(g1[p][k], g2[p][k], 1e-9 * (1 + std::abs(g2[p][k])))
+          << "param " << p << " element " << k;
 }
 
 }  // namespace
@@ -223,7 +238,20 @@ TEST(MonetRouter, FusedPassEqualsTheComposedRule) {
       std::vector<double> a = p.to(DType::F64).to_vector<double>(),
                           b = ref.to(DType::F64).to_vector<double>();
       ASSERT_EQ(a.size(), b.size());
-      for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], tol) << "entry " << i;
+      // The two compute the statistics with different rounding, so a logit within rounding of σ
+      // may be kept by one and not the other: such rows are skipped.
+      const std::vector<double> nv = n.to(DType::F64).to_vector<double>();
+      const size_t S = 32;
+      std::vector<bool> boundary(a.size() / S, false);
+      for (size_t i = 0; i < nv.size(); ++i)
+        if (std::abs(nv[i] - sigma) < 1e-4) boundary[i / S] = true;
+      int64_t compared = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        if (boundary[i / S]) continue;
+        ++compared;
+        ASSERT_NEAR(a[i], b[i], tol) << "entry " << i;
+      }
+      EXPECT_GT(compared, static_cast<int64_t>(a.size() * 9 / 10));
       std::vector<double> m1 = rm.to(DType::F64).to_vector<double>(),
                           m2 = rm_ref.to(DType::F64).to_vector<double>(),
                           v1 = rv.to(DType::F64).to_vector<double>(),
@@ -238,7 +266,8 @@ TEST(MonetRouter, FusedPassEqualsTheComposedRule) {
       sum(mul(ref, w)).backward();
       std::vector<double> ga = zl.grad().to(DType::F64).to_vector<double>(),
                           gb = zr.grad().to(DType::F64).to_vector<double>();
-      for (size_t i = 0; i < ga.size(); ++i) ASSERT_NEAR(ga[i], gb[i], 10 * tol) << "grad " << i;
+      for (size_t i = 0; i < ga.size(); ++i)
+        if (!boundary[i / S]) ASSERT_NEAR(ga[i], gb[i], 10 * tol) << "grad " << i;
     }
   }
 }
@@ -284,15 +313,17 @@ TEST(MonetLayers, NeverAllocateATokenTimesNBuffer) {
   Tensor x = randn({b, t, d}, g).requires_grad_();
   auto leafs = [&](const Shape& s) { return mul(randn(s, g), 0.02).detach().requires_grad_(); };
   HdWeights hd{leafs({sn * m, d}), leafs({sn * m}), leafs({d, sn * m}), leafs({sn, d})};
-  VdWeights vd{leafs({sn * m / 2, d}), leafs({sn * m / 2}), leafs({sn * m / 2, d}), leafs({sn * m / 2}),
-               leafs({d / 2, sn * m / 2}), leafs({d / 2, sn * m / 2}), leafs({d / 2, sn * m / 2}),
-               leafs({d / 2, sn * m / 2}), leafs({sn, d / 2}), leafs({sn, d / 2})};
+  VdWeights vd{leafs({sn * m / 2, d}),     leafs({sn * m / 2}),        leafs({sn * m / 2, d}),
+               leafs({sn * m / 2}),        leafs({d / 2, sn * m / 2}), leafs({d / 2, sn * m / 2}),
+               leafs({d / 2, sn * m / 2}), leafs({d / 2, sn * m / 2}), leafs({sn, d / 2}),
+               leafs({sn, d / 2})};
   Tensor w1 = leafs({h * sn, d}), w2 = leafs({h * sn, d});
   Tensor rm = zeros({h}), rv = ones({h});
   memory::reset_peak(DeviceType::CPU);
   const double sigma = routing_threshold(8, sn);
-  Routing r{adaptive_routing(matmul(x, transpose(w1, 0, 1)).reshape({b, t, h, sn}), rm, rv, true, sigma),
-            adaptive_routing(matmul(x, transpose(w2, 0, 1)).reshape({b, t, h, sn}), rm, rv, true, sigma)};
+  Routing r{
+      adaptive_routing(matmul(x, transpose(w1, 0, 1)).reshape({b, t, h, sn}), rm, rv, true, sigma),
+      adaptive_routing(matmul(x, transpose(w2, 0, 1)).reshape({b, t, h, sn}), rm, rv, true, sigma)};
   Tensor loss = add(sum(add(monet_hd(x, hd, r), monet_vd(x, vd, r))),
                     add(uniformity_loss(r), ambiguity_loss(r)));
   loss.backward();
@@ -326,8 +357,10 @@ TEST(MonetMasking, RemovingPairsEqualsTheReferenceWithoutThem) {
     std::vector<double> u = a.to_vector<double>(), v = b.to_vector<double>();
     for (size_t k = 0; k < u.size(); ++k) ASSERT_NEAR(u[k], v[k], 1e-10 * (1 + std::abs(v[k])));
   };
-  same(sub(monet_hd(x, hd, r), hd_contribution(x, hd, r, removed)), reference_hd(x, hd, r, removed));
-  same(sub(monet_vd(x, vd, r), vd_contribution(x, vd, r, removed)), reference_vd(x, vd, r, removed));
+  same(sub(monet_hd(x, hd, r), hd_contribution(x, hd, r, removed)),
+       reference_hd(x, hd, r, removed));
+  same(sub(monet_vd(x, vd, r), vd_contribution(x, vd, r, removed)),
+       reference_vd(x, vd, r, removed));
   // All pairs removed: nothing is left.
   ExpertPairs all;
   for (int64_t i = 0; i < SQRT_N; ++i)
