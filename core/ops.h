@@ -116,9 +116,15 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 // BatchNorm without affine parameters: one mean/variance per index of `axis`, pooled over every
 // other axis. In training, batch statistics are used and the running buffers (shape [size(axis)])
 // are updated in place with `momentum`; in eval, the running statistics are used.
+inline constexpr double kBatchNormMomentum = 0.1, kBatchNormEps = 1e-5;  // torch's defaults
 Tensor batch_norm(const Tensor& x, int64_t axis, const Tensor& running_mean,
-                  const Tensor& running_var, bool training, double momentum = 0.1,
-                  double eps = 1e-5);
+                  const Tensor& running_var, bool training, double momentum = kBatchNormMomentum,
+                  double eps = kBatchNormEps);
+// batch_norm's update of the running statistics (shape [C]) from a batch's mean and biased
+// variance over `count` values: r ← (1 − momentum)·r + momentum·batch, the variance made unbiased
+// as PyTorch does. In place, not recorded.
+void update_running_stats(const Tensor& running_mean, const Tensor& running_var, const Tensor& mean,
+                          const Tensor& var, int64_t count, double momentum);
 
 // ---- indexing (ops/index.cpp) ----
 Tensor embedding(const Tensor& weight, const Tensor& ids);  // [V,d], int [...] -> [..., d]

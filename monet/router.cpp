@@ -39,7 +39,8 @@ Tensor keep_mask_composed(const Tensor& z, const Tensor& running_mean, const Ten
 // The same mask in two passes over z on the CPU: the per-head statistics (training only), then per
 // (token, head) row the normalised maximum, τ, and the comparison, never storing n.
 Tensor keep_mask_cpu(const Tensor& zin, const Tensor& running_mean, const Tensor& running_var,
-                     bool training, double sigma, double momentum = 0.1, double eps = 1e-5) {
+                     bool training, double sigma, double momentum = kBatchNormMomentum,
+                     double eps = kBatchNormEps) {
   Tensor z = zin.contiguous(), keep = empty_like(z);
   const int64_t H = z.size(2), S = z.size(3), rows = z.numel() / S, count = rows / H * S;
   MONET_CHECK(!training || count > 1,
@@ -80,14 +81,11 @@ Tensor keep_mask_cpu(const Tensor& zin, const Tensor& running_mean, const Tensor
         var[h] = ss[h] / static_cast<double>(count);
         inv[h] = static_cast<T>(1.0 / std::sqrt(static_cast<T>(var[h]) + static_cast<T>(eps)));
       }
-      // Running statistics: the unbiased variance, as torch.nn.BatchNorm1d (and batch_norm).
-      const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
-      Tensor m = from_vector(mean, {H}), v = empty({H}, z.dtype());
+      Tensor v = empty({H}, z.dtype());
       for (int64_t h = 0; h < H; ++h) v.data<T>()[h] = static_cast<T>(var[h]);
-      NoGradGuard ng;
-      m = m.to(running_mean.dtype()), v = v.to(running_var.dtype());
-      copy_(running_mean, add(mul(running_mean, 1.0 - momentum), mul(m, momentum)));
-      copy_(running_var, add(mul(running_var, 1.0 - momentum), mul(v, momentum * unbias)));
+      update_running_stats(running_mean, running_var,
+                           from_vector(mean, {H}).to(running_mean.dtype()),
+                           v.to(running_var.dtype()), count, momentum);
     } else {
       Tensor rm = running_mean.to(z.dtype()).contiguous(),
              rv = running_var.to(z.dtype()).contiguous();

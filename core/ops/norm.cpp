@@ -187,14 +187,17 @@ Tensor batch_norm(const Tensor& x, int64_t axis, const Tensor& running_mean,
   Tensor mu = mean(x, others, true);
   Tensor centred = sub(x, mu);
   Tensor var = mean(mul(centred, centred), others, true);  // biased, as used to normalise
-  {
-    NoGradGuard ng;  // running statistics use the unbiased variance, as PyTorch does
-    const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
-    copy_(running_mean, add(mul(running_mean, 1.0 - momentum), mul(reshape(mu, {C}), momentum)));
-    copy_(running_var,
-          add(mul(running_var, 1.0 - momentum), mul(reshape(var, {C}), momentum * unbias)));
-  }
+  update_running_stats(running_mean, running_var, reshape(mu, {C}), reshape(var, {C}), count,
+                       momentum);
   return mul(centred, rsqrt(add(var, eps)));
+}
+
+void update_running_stats(const Tensor& running_mean, const Tensor& running_var, const Tensor& mean,
+                          const Tensor& var, int64_t count, double momentum) {
+  NoGradGuard ng;  // running statistics use the unbiased variance, as PyTorch does
+  const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
+  copy_(running_mean, add(mul(running_mean, 1.0 - momentum), mul(mean.detach(), momentum)));
+  copy_(running_var, add(mul(running_var, 1.0 - momentum), mul(var.detach(), momentum * unbias)));
 }
 
 }  // namespace monet
