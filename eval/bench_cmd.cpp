@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/flops.h"
 #include "core/memory.h"
+#include "eval/timing.h"
 #include "train/corpus.h"
 #include "train/fileio.h"
 #include "train/model.h"
@@ -41,17 +42,6 @@ void BenchOptions::validate() const {
 }
 
 namespace {
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // A shell word: 'text' with every ' written as '\''.
 std::string quoted(const std::string& s) {

@@ -9,6 +9,7 @@
 #include "eval/experts.h"
 #include "eval/mask.h"
 #include "eval/purge.h"
+#include "eval/timing.h"
 #include "train/checkpoint.h"
 #include "train/fileio.h"
 #include "train/model.h"
@@ -40,10 +41,6 @@ Loaded load(const CommonArgs& a) {
 
 fs::path out_dir(const CommonArgs& a, const Loaded& l, const std::string& name) {
   return a.out.empty() ? l.run_dir / name : fs::path(a.out);
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "core/memory.h"
 #include "core/ops.h"
 #include "core/random.h"
+#include "eval/timing.h"
 #include "nn/ffn.h"
 #include "train/config.h"
 #include "train/fileio.h"
@@ -111,16 +112,6 @@ double available_bytes(Device device) {
     in.ignore(256, '\n');
   }
   return 8.0 * (1 << 30);  // no /proc: assume a small machine
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
 TableRow measure(const TableOptions& o, const std::string& kind, int64_t sqrt_n, double budget) {
