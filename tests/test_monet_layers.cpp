@@ -266,8 +266,11 @@ TEST(MonetRouter, FusedPassEqualsTheComposedRule) {
       sum(mul(ref, w)).backward();
       std::vector<double> ga = zl.grad().to(DType::F64).to_vector<double>(),
                           gb = zr.grad().to(DType::F64).to_vector<double>();
-      for (size_t i = 0; i < ga.size(); ++i)
-        if (!boundary[i / S]) ASSERT_NEAR(ga[i], gb[i], 10 * tol) << "grad " << i;
+      for (size_t i = 0; i < ga.size(); ++i) {
+        if (!boundary[i / S]) {
+          ASSERT_NEAR(ga[i], gb[i], 10 * tol) << "grad " << i;
+        }
+      }
     }
   }
 }

@@ -78,6 +78,7 @@ Tensor detail::softmax_rows_backward(const Tensor& y, const Tensor& gin, double 
   Tensor g = gin.contiguous(), dx = empty_like(y);
   const int64_t n = y.numel() ? y.shape().back() : 0, m = n ? y.numel() / n : 0;
   flops::count(4 * y.numel());
+  if (y.device().is_meta()) return dx;  // shapes only
 #ifdef MONET_WITH_CUDA
   if (y.device().is_cuda()) {  // attention.cu's row kernel
     cuda::check_dtype("softmax backward", g);
@@ -102,7 +103,7 @@ Tensor softmax(const Tensor& a, int64_t axis) {
   Tensor out = softmax_kernel(a, axis, RowOp::Softmax);
   // dx = y ⊙ (g − Σ_j g_j y_j): one row pass over the last axis, composed ops over another.
   record(out, "softmax", {a}, [y = out.detach(), axis](const Tensor& g) {
-    if (axis == y.dim() - 1 && y.is_contiguous() && !y.device().is_meta())
+    if (axis == y.dim() - 1 && y.is_contiguous())
       return std::vector<Tensor>{softmax_rows_backward(y, g)};
     return std::vector<Tensor>{mul(y, sub(g, sum(mul(g, y), {axis}, true)))};
   });
@@ -158,8 +159,6 @@ Tensor masked_softmax(const Tensor& x, const Tensor& keep) {
     out = reshape(out, x.shape());
   }
   record(out, "masked_softmax", {x}, [y = out.detach()](const Tensor& g) {
-    if (y.device().is_meta())
-      return std::vector<Tensor>{mul(y, sub(g, sum(mul(g, y), {-1}, true)))};
     return std::vector<Tensor>{softmax_rows_backward(y.contiguous(), g)};
   });
   return out;
