@@ -13,11 +13,9 @@
 #include "core/error.h"
 #include "eval/experts_html.h"
 #include "eval/mask.h"
-#include "monet/monet_layer.h"
-#include "monet/peer.h"
-#include "monet/smoe.h"
-#include "train/fileio.h"
-#include "train/plot.h"
+#include "moe/registry.h"
+#include "util/fileio.h"
+#include "util/plot.h"
 
 namespace monet::interp {
 
@@ -29,175 +27,66 @@ std::string ExpertSite::label(int64_t e) const {
 
 // ---- the expert view of a model ----
 
-ExpertModel::ExpertModel(nn::Transformer& model) : model_(model) {
+ExpertModel::ExpertModel(nn::Transformer& model, std::string kind)
+    : model_(model), kind_(std::move(kind)) {
   const auto& blocks = model.blocks();
+  std::vector<const void*> keys;  // the routing key of each site
   for (size_t l = 0; l < blocks.size(); ++l) {
-    nn::FeedForward* f = &blocks[l]->ffn();
-    const int layer = static_cast<int>(l);
-    std::string kind;
-    if (auto* m = dynamic_cast<moe::MonetFeedForward*>(f)) {
-      kind = m->options().vertical ? "monet_vd" : "monet_hd";
-      if (m->owns_router()) {
-        const int64_t s = m->options().sqrt_n;
-        sites_.push_back({"", {}, s * s, s});
-      }
-      MONET_CHECK(!sites_.empty(), "experts: MONET layer {} reuses a router no earlier layer owns",
-                  l);
-      sites_.back().layers.push_back(layer);
-    } else if (auto* s = dynamic_cast<moe::SmoeFeedForward*>(f)) {
-      kind = "smoe";
-      sites_.push_back({fmt::format("layer {}", l), {layer}, s->options().experts, 0});
-    } else if (auto* p = dynamic_cast<moe::PeerFeedForward*>(f)) {
-      kind = "peer";
-      sites_.push_back(
-          {fmt::format("layer {}", l), {layer}, p->options().num_experts(), p->options().sqrt_n});
-    } else {
-      throw Error(fmt::format(
-          "experts: layer {} has a dense feed-forward layer; expert analysis needs model.ffn.kind "
-          "monet_hd, monet_vd, smoe or peer",
-          l));
+    auto* layer = dynamic_cast<moe::ExpertLayer*>(&blocks[l]->ffn());
+    if (!layer) {
+      std::vector<std::string> with;
+      for (const moe::FfnKind* k : moe::ffn_kinds())
+        if (k->has_experts) with.push_back(k->name);
+      throw Error(
+          fmt::format("experts: layer {} of this {} model has no experts; expert analysis needs "
+                      "model.ffn.kind {}",
+                      l, kind_, fmt::join(with, ", ")));
     }
-    MONET_CHECK(kind_.empty() || kind_ == kind, "experts: layer {} is {} but earlier layers are {}",
-                l, kind, kind_);
-    kind_ = kind;
+    layers_.push_back(layer);
+    const int li = static_cast<int>(l);
+    const void* key = layer->routing_key();
+    if (keys.empty() || keys.back() != key) {
+      const bool shared = key != static_cast<const void*>(layer);
+      sites_.push_back(
+          {shared ? fmt::format("group {}", sites_.size()) : fmt::format("layer {}", l),
+           {},
+           layer->num_experts(),
+           layer->expert_grid()});
+      keys.push_back(key);
+    } else {
+      MONET_CHECK(sites_.back().experts == layer->num_experts(),
+                  "experts: layer {} shares a routing with layer {} but has {} experts, not {}", l,
+                  sites_.back().layers.front(), layer->num_experts(), sites_.back().experts);
+    }
+    sites_.back().layers.push_back(li);
   }
   MONET_CHECK(!sites_.empty(), "experts: the model has no layers");
-  if (kind_ == "monet_hd" || kind_ == "monet_vd") {
-    for (size_t g = 0; g < sites_.size(); ++g) {
-      const auto& ls = sites_[g].layers;
-      sites_[g].name = ls.size() == 1
-                           ? fmt::format("group {} (layer {})", g, ls.front())
-                           : fmt::format("group {} (layers {}-{})", g, ls.front(), ls.back());
-    }
+  for (ExpertSite& site : sites_) {  // "group 0 (layers 0-3)"
+    if (site.name.rfind("group", 0) != 0) continue;
+    const auto& ls = site.layers;
+    site.name += ls.size() == 1 ? fmt::format(" (layer {})", ls.front())
+                                : fmt::format(" (layers {}-{})", ls.front(), ls.back());
   }
 }
-
-namespace {
-
-template <class Layer>
-Layer& layer_as(nn::Transformer& model, int layer) {
-  return dynamic_cast<Layer&>(model.blocks()[static_cast<size_t>(layer)]->ffn());
-}
-
-// Sums (expert, score) contributions of one token into a dense scratch row, remembering which
-// entries were touched, so that emitting and clearing cost O(touched), never O(N).
-class SparseRow {
- public:
-  explicit SparseRow(int64_t n)
-      : acc_(static_cast<size_t>(n), 0.0f), seen_(static_cast<size_t>(n), 0) {}
-  void add(int32_t e, float v) {
-    if (!seen_[e]) seen_[e] = 1, touched_.push_back(e);
-    acc_[e] += v;
-  }
-  void emit(TokenScores& out) {
-    std::sort(touched_.begin(), touched_.end());
-    for (int32_t e : touched_) {
-      if (acc_[e] > 0) out.expert.push_back(e), out.score.push_back(acc_[e]);
-      acc_[e] = 0, seen_[e] = 0;
-    }
-    touched_.clear();
-    out.begin.push_back(static_cast<int64_t>(out.expert.size()));
-  }
-
- private:
-  std::vector<float> acc_;
-  std::vector<uint8_t> seen_;
-  std::vector<int32_t> touched_;
-};
-
-}  // namespace
 
 TokenScores ExpertModel::scores(size_t s) const {
   MONET_CHECK(s < sites_.size(), "experts: site {} of {}", s, sites_.size());
-  const ExpertSite& site = sites_[s];
-  TokenScores out;
-  out.begin.push_back(0);
-  SparseRow row(site.experts);
-  if (kind_ == "monet_hd" || kind_ == "monet_vd") {
-    // Σ_h ĝ1_hi ĝ2_hj over the non-zero entries only: the router's softmax gives exactly 0 to
-    // the sub-experts it did not keep.
-    const moe::Routing& r =
-        layer_as<moe::MonetFeedForward>(model_, site.layers.front()).last_routing();
-    MONET_CHECK(r.g1.defined(), "experts: {} has no routing yet (run a forward pass first)",
-                site.name);
-    const int64_t n = r.g1.size(0) * r.g1.size(1), H = r.g1.size(2), S = r.g1.size(3);
-    const std::vector<float> g1 = r.g1.to_vector<float>(), g2 = r.g2.to_vector<float>();
-    std::vector<std::pair<int32_t, float>> a, b;
-    for (int64_t t = 0; t < n; ++t) {
-      for (int64_t h = 0; h < H; ++h) {
-        const float* p1 = g1.data() + (t * H + h) * S;
-        const float* p2 = g2.data() + (t * H + h) * S;
-        a.clear(), b.clear();
-        for (int32_t i = 0; i < S; ++i) {
-          if (p1[i] > 0) a.emplace_back(i, p1[i]);
-          if (p2[i] > 0) b.emplace_back(i, p2[i]);
-        }
-        for (const auto& [i, gi] : a)
-          for (const auto& [j, gj] : b) row.add(static_cast<int32_t>(i * S + j), gi * gj);
-      }
-      row.emit(out);
-    }
-  } else if (kind_ == "smoe") {
-    const moe::Route& r = layer_as<moe::SmoeFeedForward>(model_, site.layers.front()).last_route();
-    MONET_CHECK(r.idx.defined(), "experts: {} has no routing yet (run a forward pass first)",
-                site.name);
-    const int64_t n = r.idx.size(0), k = r.idx.size(1);
-    const std::vector<int32_t> idx = r.idx.to_vector<int32_t>();
-    const std::vector<float> g = r.gates.to_vector<float>();
-    for (int64_t t = 0; t < n; ++t) {
-      for (int64_t c = 0; c < k; ++c) row.add(idx[t * k + c], g[t * k + c]);
-      row.emit(out);
-    }
-  } else {  // peer: Σ over the heads that retrieved the singleton
-    const auto& last = layer_as<moe::PeerFeedForward>(model_, site.layers.front()).last_retrieval();
-    MONET_CHECK(last.indices.defined(),
-                "experts: {} has no retrieval yet (run a forward pass first)", site.name);
-    const int64_t hk = last.indices.size(2) * last.indices.size(3);
-    const int64_t n = last.indices.numel() / hk;
-    const std::vector<int32_t> idx = last.indices.to_vector<int32_t>();
-    const std::vector<float> g = last.gates.to_vector<float>();
-    for (int64_t t = 0; t < n; ++t) {
-      for (int64_t c = 0; c < hk; ++c) row.add(idx[t * hk + c], g[t * hk + c]);
-      row.emit(out);
-    }
-  }
-  return out;
+  return layers_[static_cast<size_t>(sites_[s].layers.front())]->expert_scores();
 }
 
 // Removal is "drop exactly this expert's weighted term from the layer output, change nothing
-// else", the same definition for the three kinds, so their numbers compare:
-//   MONET  MonetFeedForward::set_removed_experts subtracts Σ_h ĝ1_hi ĝ2_hj E_ij(x) for each pair
-//          (monet/masking.h), in every layer of the routing group (they share the scores).
-//   SMoE   SmoeFeedForward::set_expert_mask: routing and gates unchanged, pairs routed to a
-//          removed expert contribute 0, the other gate of the token is not renormalised.
-//   PEER   PeerFeedForward::set_expert_mask: the removed singleton is NOT excluded from retrieval;
-//          retrieval and the softmax gates are computed as if nothing were removed, and its term
-//          g_he e(x) is then multiplied by 0. Excluding it from the top-k would let the next
-//          expert take its slot and renormalise the softmax over a different set, i.e. change
-//          the other experts' contributions too; zeroing its output removes that expert alone,
-//          as the MONET subtraction does.
+// else", the same definition for every kind (moe/expert_layer.h), so their numbers compare. In a
+// MONET routing group the G layers share the scores, and the expert is removed from each of them.
+// PEER's removed singleton is NOT excluded from retrieval: excluding it from the top-k would let
+// the next expert take its slot and renormalise the softmax over a different set, i.e. change the
+// other experts' contributions too.
 void ExpertModel::remove(size_t s, const std::vector<int64_t>& experts) {
   MONET_CHECK(s < sites_.size(), "experts: site {} of {}", s, sites_.size());
   const ExpertSite& site = sites_[s];
   for (int64_t e : experts)
     MONET_CHECK(e >= 0 && e < site.experts, "experts: expert {} outside [0, {}) in {}", e,
                 site.experts, site.name);
-  for (int layer : site.layers) {
-    if (kind_ == "monet_hd" || kind_ == "monet_vd") {
-      moe::ExpertPairs pairs;
-      for (int64_t e : experts) pairs.emplace_back(e / site.sqrt_n, e % site.sqrt_n);
-      layer_as<moe::MonetFeedForward>(model_, layer).set_removed_experts(std::move(pairs));
-    } else if (kind_ == "smoe") {
-      std::vector<bool> mask;
-      if (!experts.empty()) {
-        mask.assign(static_cast<size_t>(site.experts), false);
-        for (int64_t e : experts) mask[static_cast<size_t>(e)] = true;
-      }
-      layer_as<moe::SmoeFeedForward>(model_, layer).set_expert_mask(std::move(mask));
-    } else {
-      layer_as<moe::PeerFeedForward>(model_, layer).set_expert_mask(experts);
-    }
-  }
+  for (int layer : site.layers) layers_[static_cast<size_t>(layer)]->remove_experts(experts);
 }
 
 void ExpertModel::restore() {

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "moe/expert_layer.h"
 #include "nn/transformer.h"
 #include "train/corpus.h"
 
@@ -40,21 +41,16 @@ struct ExpertSite {
   std::string label(int64_t e) const;  // "(3, 17)" or "5"
 };
 
-// Sparse scores of the tokens of one forward pass, row-major over [B, T]: token t's experts are
-// expert[begin[t] .. begin[t+1]) with their scores, every score > 0, experts increasing.
-struct TokenScores {
-  std::vector<int64_t> begin;  // tokens + 1
-  std::vector<int32_t> expert;
-  std::vector<float> score;
-  int64_t tokens() const { return static_cast<int64_t>(begin.size()) - 1; }
-};
+// Sparse per-token scores, as every expert layer reports them (moe/expert_layer.h).
+using moe::TokenScores;
 
-// The expert view of a trained transformer whose FFN layers are all MONET, all SMoE or all PEER.
+// The expert view of a trained transformer whose feed-forward layers have experts (every layer
+// implements moe::ExpertLayer); consecutive layers that share a routing form one site.
 class ExpertModel {
  public:
-  // Errors when the model's feed-forward layers have no experts (dense) or mix kinds.
-  explicit ExpertModel(nn::Transformer& model);
-  const std::string& kind() const { return kind_; }  // monet_hd | monet_vd | smoe | peer
+  // `kind` is the model's model.ffn.kind, for reports. Errors when a layer has no experts.
+  ExpertModel(nn::Transformer& model, std::string kind);
+  const std::string& kind() const { return kind_; }
   const std::vector<ExpertSite>& sites() const { return sites_; }
   nn::Transformer& model() const { return model_; }
 
@@ -68,6 +64,7 @@ class ExpertModel {
  private:
   nn::Transformer& model_;
   std::string kind_;
+  std::vector<moe::ExpertLayer*> layers_;  // [layer]
   std::vector<ExpertSite> sites_;
 };
 

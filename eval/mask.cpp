@@ -8,8 +8,8 @@
 
 #include "core/error.h"
 #include "core/random.h"
-#include "train/fileio.h"
-#include "train/plot.h"
+#include "util/fileio.h"
+#include "util/plot.h"
 
 namespace monet::interp {
 

@@ -11,7 +11,7 @@
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
-#include "train/fileio.h"
+#include "util/fileio.h"
 
 namespace monet::interp {
 

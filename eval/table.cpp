@@ -13,12 +13,13 @@
 #include "core/memory.h"
 #include "core/ops.h"
 #include "core/random.h"
-#include "eval/timing.h"
+#include "moe/registry.h"
 #include "nn/ffn.h"
 #include "train/config.h"
-#include "train/fileio.h"
 #include "train/model.h"
-#include "train/plot.h"
+#include "util/fileio.h"
+#include "util/plot.h"
+#include "util/timing.h"
 #ifdef MONET_WITH_CUDA
 #include "core/cuda/device.h"
 #endif
@@ -44,33 +45,18 @@ double TableRow::flops(const std::string& category) const {
 }
 
 json layer_settings(const TableOptions& o, const std::string& kind, int64_t sqrt_n) {
-  json f;
-  if (kind == "dense") {
-    f = {{"kind", kind}, {"activation", "relu2"}, {"hidden", 4 * o.d}};
-  } else if (kind == "smoe") {
-    f = {{"kind", kind},
-         {"experts", sqrt_n * sqrt_n},
-         {"dim", 64},
-         {"gating", "gshard"},
-         {"capacity_factor", 0}};
-  } else if (kind == "peer") {
-    f = {{"kind", kind}, {"sqrt_n", sqrt_n}, {"heads", 8}, {"topk", 16}, {"d_query", 128}};
-  } else if (kind == "monet_hd" || kind == "monet_vd") {
-    f = {{"kind", kind}, {"heads", 4}, {"sqrt_n", sqrt_n}, {"dim", 16}, {"topk", 8}, {"group", 1}};
-  } else {
-    throw Error(fmt::format(
-        "table: unknown layer kind '{}' (dense, smoe, peer, monet_hd, monet_vd)", kind));
-  }
+  const moe::FfnKind& row = moe::ffn_kind(kind, "table --kinds");
+  json f = row.sweep ? row.sweep(sqrt_n) : json::object();
+  f["kind"] = kind;
   for (const std::string& s : o.sets) {  // "smoe.dim=32"
     const size_t dot = s.find('.'), eq = s.find('=');
     MONET_CHECK(dot != std::string::npos && eq != std::string::npos && dot < eq,
                 "table --set '{}': want KIND.KEY=VALUE, e.g. smoe.dim=32", s);
     const std::string k = s.substr(0, dot), key = s.substr(dot + 1, eq - dot - 1),
                       value = s.substr(eq + 1);
-    MONET_CHECK(k == "dense" || k == "smoe" || k == "peer" || k == "monet_hd" || k == "monet_vd",
-                "table --set '{}': unknown layer kind '{}'", s, k);
-    MONET_CHECK(key != "kind" && key != "experts" && key != "sqrt_n",
-                "table --set '{}': the sweep sets {} itself", s, key);
+    const moe::FfnKind& target = moe::ffn_kind(k, fmt::format("table --set '{}': the kind", s));
+    MONET_CHECK(key != "kind" && key != target.n_key, "table --set '{}': the sweep sets {} itself",
+                s, key);
     if (k != kind) continue;
     json v = json::parse(value, nullptr, false);
     f[key] = v.is_discarded() ? json(value) : v;
@@ -90,13 +76,14 @@ std::shared_ptr<nn::FeedForward> build_layer(const TableOptions& o, const std::s
   return ffn_factory(c.model, nn::ParamOptions{DType::F32, device, 0.02}, gen)(0);
 }
 
-// Table 1's "expert parameters": what the experts themselves hold, without the router, the
-// product keys or PEER's query network.
-bool is_expert_param(const std::string& kind, const std::string& name) {
-  if (kind == "smoe") return name == "w1" || name == "w2";
-  if (kind == "peer") return name == "u" || name == "v";
-  if (kind == "monet_hd" || kind == "monet_vd") return name.rfind("router.", 0) != 0;
-  return true;  // dense: the MLP is one always-on expert
+// Table 1's "expert parameters" (the row's is_expert_param): what the experts themselves hold,
+// without the router, the product keys or PEER's query network; dense: the MLP is one always-on
+// expert.
+int64_t expert_parameters(const std::string& kind, const nn::Module& layer) {
+  int64_t n = 0;
+  for (const auto& [name, p] : layer.named_parameters())
+    if (moe::ffn_kind(kind).is_expert_param(name)) n += p.numel();
+  return n;
 }
 
 double available_bytes(Device device) {
@@ -117,7 +104,7 @@ double available_bytes(Device device) {
 TableRow measure(const TableOptions& o, const std::string& kind, int64_t sqrt_n, double budget) {
   TableRow r;
   r.kind = kind;
-  r.sqrt_n = kind == "dense" ? 0 : sqrt_n;
+  r.sqrt_n = moe::ffn_kind(kind).sweep ? sqrt_n : 0;
   r.n = r.sqrt_n * r.sqrt_n;
   {  // shapes first, on the meta device: exact counts, and the predicted size
     Generator gen(o.seed);
@@ -125,8 +112,8 @@ TableRow measure(const TableOptions& o, const std::string& kind, int64_t sqrt_n,
     for (const auto& [name, p] : meta->named_parameters()) {
       r.params += p.numel();
       r.param_bytes += p.numel() * static_cast<int64_t>(dtype_size(p.dtype()));
-      if (is_expert_param(kind, name)) r.expert_params += p.numel();
     }
+    r.expert_params = expert_parameters(kind, *meta);
   }
   r.predicted_bytes = 2.0 * static_cast<double>(r.param_bytes);  // weights + their gradients
   if (r.predicted_bytes > budget) {
@@ -321,9 +308,7 @@ std::vector<PaperCount> paper_param_counts() {
   o.d = 2048;
   Generator gen(0);
   auto peer = build_layer(o, "peer", 1024, Device::meta(), gen);
-  int64_t experts = 0;
-  for (const auto& [name, p] : peer->named_parameters())
-    if (is_expert_param("peer", name)) experts += p.numel();
+  const int64_t experts = expert_parameters("peer", *peer);
   out.push_back({"PEER 1M experts, d 2048: expert params of one layer", experts, 0.0});
   out.push_back({"PEER 1M experts, d 2048: expert params of 24 layers", 24 * experts, 103.0});
   return out;
@@ -349,7 +334,7 @@ TableResult run_table(const TableOptions& o, const TableProgress& progress) {
 
   std::vector<std::pair<std::string, int64_t>> plan;
   for (const std::string& kind : o.kinds) {
-    if (kind == "dense") {
+    if (!moe::ffn_kind(kind, "table --kinds").sweep) {  // no N: measured once
       plan.emplace_back(kind, 0);
       continue;
     }
@@ -362,7 +347,7 @@ TableResult run_table(const TableOptions& o, const TableProgress& progress) {
     const auto& [kind, s] = plan[i];
     if (progress)
       progress(static_cast<int>(i), static_cast<int>(plan.size()),
-               kind == "dense" ? kind : fmt::format("{} N = {}²", kind, s));
+               s == 0 ? kind : fmt::format("{} N = {}²", kind, s));
     res.rows.push_back(measure(o, kind, s, budget));
   }
   if (progress) progress(static_cast<int>(plan.size()), static_cast<int>(plan.size()), "done");

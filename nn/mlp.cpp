@@ -6,6 +6,8 @@ namespace monet::nn {
 
 std::string activation_name(Activation a) {
   switch (a) {
+    case Activation::ReLU:
+      return "relu";
     case Activation::ReLU2:
       return "relu2";
     case Activation::GELU:
@@ -17,10 +19,24 @@ std::string activation_name(Activation a) {
 }
 
 Activation parse_activation(const std::string& s) {
-  for (Activation a : {Activation::ReLU2, Activation::GELU, Activation::SwiGLU})
+  for (Activation a : {Activation::ReLU, Activation::ReLU2, Activation::GELU, Activation::SwiGLU})
     if (activation_name(a) == s) return a;
-  MONET_CHECK(false, "MLP: unknown activation '{}' (expected relu2, gelu or swiglu)", s);
+  MONET_CHECK(false, "unknown activation '{}' (expected relu, relu2, gelu or swiglu)", s);
   return Activation::ReLU2;
+}
+
+Tensor activate(const Tensor& u, Activation a) {
+  switch (a) {
+    case Activation::ReLU:
+      return relu(u);
+    case Activation::ReLU2:
+      return relu2(u);
+    case Activation::GELU:
+      return gelu(u);
+    case Activation::SwiGLU:
+      break;
+  }
+  throw Error("activate: swiglu is not pointwise (it gates a second projection)");
 }
 
 MLP::MLP(int64_t d_model, int64_t hidden, Activation act, Generator& gen, const ParamOptions& opt)
@@ -36,15 +52,8 @@ MLP::MLP(int64_t d_model, int64_t hidden, Activation act, Generator& gen, const 
 Tensor MLP::forward(const Tensor& x) {
   FlopScope scope(kFlopsExperts);
   Tensor u = w1_->forward(x);  // W₁x
-  switch (act_) {
-    case Activation::ReLU2:
-      return w2_->forward(relu2(u));
-    case Activation::GELU:
-      return w2_->forward(gelu(u));
-    case Activation::SwiGLU:
-      return w2_->forward(mul(silu(u), w3_->forward(x)));
-  }
-  return Tensor();
+  if (act_ == Activation::SwiGLU) return w2_->forward(mul(silu(u), w3_->forward(x)));
+  return w2_->forward(activate(u, act_));
 }
 
 }  // namespace monet::nn

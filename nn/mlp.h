@@ -1,4 +1,5 @@
-// The dense feed-forward network, d → hidden → d, no biases (LLaMA):
+// The dense feed-forward network, d → hidden → d, no biases (LLaMA; docs/math/transformer.md):
+//   relu:   y = W₂ · relu(W₁x)
 //   relu2:  y = W₂ · relu²(W₁x),  relu²(u) = max(u, 0)²  (MONET's choice)
 //   gelu:   y = W₂ · gelu(W₁x)                            (GPT-2, tanh approximation)
 //   swiglu: y = W₂ · (silu(W₁x) ⊙ W₃x)                    (LLaMA; W₃ is the gate's partner)
@@ -12,9 +13,13 @@
 
 namespace monet::nn {
 
-enum class Activation { ReLU2, GELU, SwiGLU };
-std::string activation_name(Activation a);          // "relu2", "gelu", "swiglu"
+// The activations of the feed-forward layers; each kind's options say which it accepts.
+enum class Activation { ReLU, ReLU2, GELU, SwiGLU };
+std::string activation_name(Activation a);          // "relu", "relu2", "gelu", "swiglu"
 Activation parse_activation(const std::string& s);  // inverse; monet::Error on anything else
+// σ(u) of a pointwise activation (relu, relu2, gelu); SwiGLU, which needs a second projection,
+// is an error.
+Tensor activate(const Tensor& u, Activation a);
 
 class MLP : public FeedForward {
  public:

@@ -5,6 +5,7 @@
 
 #include "core/autograd.h"
 #include "core/cpu/parallel.h"
+#include "core/kernel_path.h"
 #include "core/ops.h"
 
 namespace monet::nn {
@@ -98,7 +99,7 @@ void AdamW::step() {
     const double decay = decay_[i] ? 1.0 - lr * opt_.weight_decay : 1.0;
     const double step_size = lr / (1.0 - std::pow(b1, t));     // lr / (1 − β₁ᵗ)
     const double sqrt_bc2 = std::sqrt(1.0 - std::pow(b2, t));  // √(1 − β₂ᵗ)
-    if (!p.device().is_cpu()) {  // the same update written with ops, for any other backend
+    if (!use_fused_kernel(p.device())) {  // the same update written with ops (core/kernel_path.h)
       Tensor& m = exp_avg_[i];
       Tensor& v = exp_avg_sq_[i];
       copy_(m, add(mul(m, b1), mul(g, 1.0 - b1)));
@@ -153,7 +154,7 @@ void SGD::step() {
     if (!g.defined()) continue;
     const double lr = opt_.lr, mu = opt_.momentum, wd = opt_.weight_decay;
     const bool has_buf = momentum_[i].defined();
-    if (!p.device().is_cpu()) {  // the same update written with ops, for any other backend
+    if (!use_fused_kernel(p.device())) {  // the same update written with ops (core/kernel_path.h)
       Tensor d = add(g, mul(p, wd));
       if (has_buf) {
         copy_(momentum_[i], add(mul(momentum_[i], mu), d));
@@ -194,7 +195,7 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    if (!g.device().is_cpu()) {  // one reduction on the device, one number back
+    if (!use_fused_kernel(g.device())) {  // one reduction with ops, one number back
       ss += sum(mul(g, g)).item();
       continue;
     }

@@ -7,7 +7,7 @@
 #include <memory>
 
 #include "test_train_util.h"
-#include "train/fileio.h"
+#include "util/fileio.h"
 
 using monet::testing::TempDir;
 namespace fs = std::filesystem;

@@ -8,8 +8,8 @@
 #include "eval/table.h"
 #include "test_train_util.h"
 #include "train/config.h"
-#include "train/fileio.h"
 #include "train/model.h"
+#include "util/fileio.h"
 
 using namespace monet;
 using monet::testing::TempDir;
@@ -117,7 +117,8 @@ TEST(Table, LayerSettingsOverridesAreChecked) {
   EXPECT_EQ(layer_settings(o, "peer", 16)["score"], "sigmoid");
   EXPECT_FALSE(layer_settings(o, "monet_vd", 16).contains("score"));
   o.sets = {"foo.dim=3"};
-  EXPECT_TRUE(ThrowsWith([&] { layer_settings(o, "smoe", 16); }, {"unknown layer kind", "foo"}));
+  EXPECT_TRUE(ThrowsWith([&] { layer_settings(o, "smoe", 16); },
+                         {"foo.dim=3", "must be one of", "got 'foo'"}));
   o.sets = {"smoe.experts=3"};
   EXPECT_TRUE(ThrowsWith([&] { layer_settings(o, "smoe", 16); }, {"sweep sets experts"}));
   o.sets = {"smoe.bogus=1"};

@@ -15,15 +15,15 @@
 #include "eval/experts.h"
 #include "eval/mask.h"
 #include "eval/purge.h"
-#include "monet/monet_layer.h"
-#include "monet/peer.h"
-#include "monet/smoe.h"
+#include "moe/monet_layer.h"
+#include "moe/peer.h"
+#include "moe/smoe.h"
 #include "test_train_util.h"
 #include "train/config.h"
-#include "train/fileio.h"
 #include "train/model.h"
-#include "train/plot.h"
 #include "train/tokenizer.h"
+#include "util/fileio.h"
+#include "util/plot.h"
 
 using namespace monet;
 using namespace monet::interp;
@@ -40,6 +40,11 @@ const char* kMonetHd =
     R"({"kind": "monet_hd", "heads": 2, "sqrt_n": 4, "dim": 4, "topk": 2, "group": 2})";
 const char* kSmoe = R"({"kind": "smoe", "experts": 4, "gating": "gshard"})";
 const char* kPeer = R"({"kind": "peer", "sqrt_n": 4, "heads": 2, "topk": 2, "d_query": 8})";
+
+// model.ffn.kind of an ffn object.
+std::string kind_of(const std::string& ffn) {
+  return nlohmann::json::parse(ffn).at("kind").get<std::string>();
+}
 
 std::shared_ptr<nn::Transformer> tiny_model(const std::string& ffn, uint64_t seed = 3) {
   const Config cfg = parse_config(nlohmann::json::parse(
@@ -200,7 +205,7 @@ TEST(InterpTopK, StreamingHeapsEqualAFullSort) {
 
 TEST(InterpScores, MonetScoreIsTheSumOverHeadsOfG1TimesG2) {
   auto model = tiny_model(kMonet);
-  ExpertModel em(*model);
+  ExpertModel em(*model, kind_of(kMonet));
   ASSERT_EQ(em.kind(), "monet_vd");
   ASSERT_EQ(em.sites().size(), 1u);
   EXPECT_EQ(em.sites()[0].layers, (std::vector<int>{0, 1}));
@@ -224,7 +229,7 @@ TEST(InterpScores, SmoeAndPeerScoresAreTheirGatesSummedOverHeads) {
   NoGradGuard ng;
   {
     auto model = tiny_model(kSmoe);
-    ExpertModel em(*model);
+    ExpertModel em(*model, kind_of(kSmoe));
     ASSERT_EQ(em.kind(), "smoe");
     ASSERT_EQ(em.sites().size(), 2u);
     EXPECT_EQ(em.sites()[1].name, "layer 1");
@@ -249,7 +254,7 @@ TEST(InterpScores, SmoeAndPeerScoresAreTheirGatesSummedOverHeads) {
   }
   {
     auto model = tiny_model(kPeer);
-    ExpertModel em(*model);
+    ExpertModel em(*model, kind_of(kPeer));
     ASSERT_EQ(em.kind(), "peer");
     EXPECT_EQ(em.sites()[0].experts, 16);
     model->forward(random_ids(2, 8, 3));
@@ -271,23 +276,30 @@ TEST(InterpScores, SmoeAndPeerScoresAreTheirGatesSummedOverHeads) {
   }
 }
 
-TEST(InterpScores, RemovalReachesTheLayersMasks) {
-  auto smoe = tiny_model(kSmoe);
-  ExpertModel es(*smoe);
-  es.remove(1, {2});
-  auto& s1 = dynamic_cast<moe::SmoeFeedForward&>(smoe->blocks()[1]->ffn());
-  EXPECT_EQ(s1.expert_mask(), (std::vector<bool>{false, false, true, false}));
-  EXPECT_TRUE(dynamic_cast<moe::SmoeFeedForward&>(smoe->blocks()[0]->ffn()).expert_mask().empty());
-  es.restore();
-  EXPECT_TRUE(s1.expert_mask().empty());
-  auto peer = tiny_model(kPeer);
-  ExpertModel ep(*peer);
-  ep.remove(0, {3, 15});
-  EXPECT_EQ(dynamic_cast<moe::PeerFeedForward&>(peer->blocks()[0]->ffn()).expert_mask(),
-            (std::vector<int64_t>{3, 15}));
-  EXPECT_TRUE(ThrowsWith([&] { ep.remove(0, {16}); }, {"expert 16", "layer 0"}));
+TEST(InterpScores, RemovalReachesTheLayersOfTheSiteAndRestoreUndoesIt) {
+  NoGradGuard ng;
+  const Tensor x = random_ids(2, 8, 4);
+  for (const auto& [ffn, site, expert] :
+       {std::tuple{kSmoe, 1, 2}, std::tuple{kPeer, 0, 3}, std::tuple{kMonet, 0, 5}}) {
+    SCOPED_TRACE(ffn);
+    auto model = tiny_model(ffn);
+    ExpertModel em(*model, kind_of(ffn));
+    const std::vector<float> before = model->forward(x).to_vector<float>();
+    // Remove every expert some token of x used: the output must change.
+    const TokenScores sc = em.scores(static_cast<size_t>(site));
+    std::vector<int64_t> used(sc.expert.begin(), sc.expert.end());
+    std::sort(used.begin(), used.end());
+    used.erase(std::unique(used.begin(), used.end()), used.end());
+    ASSERT_FALSE(used.empty());
+    em.remove(static_cast<size_t>(site), used);
+    EXPECT_NE(model->forward(x).to_vector<float>(), before);
+    em.restore();
+    EXPECT_EQ(model->forward(x).to_vector<float>(), before) << "restore() is exact";
+    EXPECT_TRUE(ThrowsWith([&] { em.remove(static_cast<size_t>(site), {expert + 1000}); },
+                           {std::to_string(expert + 1000)}));
+  }
   auto dense_model = tiny_model(R"({"kind": "dense"})");
-  EXPECT_TRUE(ThrowsWith([&] { ExpertModel x(*dense_model); }, {"dense", "layer 0"}));
+  EXPECT_TRUE(ThrowsWith([&] { ExpertModel x(*dense_model, "dense"); }, {"dense", "layer 0"}));
 }
 
 // ---- collecting ----
@@ -298,7 +310,7 @@ TEST(InterpCollect, EveryTokenOnceAndScoresSumToTheHeads) {
                                        std::pair{kSmoe, 1.0}, std::pair{kPeer, 2.0}}) {
     SCOPED_TRACE(ffn);
     auto model = tiny_model(ffn);
-    ExpertModel em(*model);
+    ExpertModel em(*model, kind_of(ffn));
     CollectOptions co;
     co.batch = 3;
     co.top_k = 4;
@@ -329,7 +341,7 @@ TEST(InterpCollect, EveryTokenOnceAndScoresSumToTheHeads) {
   }
   // The site of one layer only.
   auto model = tiny_model(kPeer);
-  ExpertModel em(*model);
+  ExpertModel em(*model, kind_of(kPeer));
   CollectOptions co;
   co.layer = 1;
   const ExpertStats st = collect_expert_stats(em, domains, co);
@@ -384,7 +396,7 @@ TEST(InterpContext, WidensTheTokenToItsUtf8CharacterAndTrimsTheEnds) {
 TEST(InterpMask, RemovesTheRuleSelectionAndRestoresTheModel) {
   const std::vector<Domain> domains = tiny_domains();
   auto model = tiny_model(kMonet);
-  ExpertModel em(*model);
+  ExpertModel em(*model, kind_of(kMonet));
   MaskOptions mo;
   mo.domain = "all";
   mo.select_windows = 0;
@@ -438,7 +450,7 @@ TEST(InterpMask, RemovesTheRuleSelectionAndRestoresTheModel) {
 TEST(InterpPurge, ScoreIsAlignedWithTheTokensAndThresholdsRemoveWhatTheySay) {
   const std::vector<Domain> domains = tiny_domains();
   auto model = tiny_model(kMonet);
-  ExpertModel em(*model);
+  ExpertModel em(*model, kind_of(kMonet));
   const std::vector<int32_t>& text = domains[0].val;
   PurgeOptions po;
   po.batch = 4;
@@ -499,7 +511,7 @@ TEST(InterpReport, HtmlRendersInHeadlessChromium) {
   TempDir t("interp_html");
   const std::vector<Domain> domains = tiny_domains();
   auto model = tiny_model(kMonet);
-  ExpertModel em(*model);
+  ExpertModel em(*model, kind_of(kMonet));
   CollectOptions co;
   co.batch = 4;
   co.top_k = 3;

@@ -10,16 +10,18 @@
 #include "core/memory.h"
 #include "eval/experts.h"
 #include "gradcheck.h"
-#include "monet/aux_loss.h"
-#include "monet/masking.h"
-#include "monet/monet_hd.h"
-#include "monet/monet_layer.h"
-#include "monet/monet_vd.h"
+#include "kernel_paths.h"
+#include "moe/aux_loss.h"
+#include "moe/masking.h"
+#include "moe/monet_hd.h"
+#include "moe/monet_layer.h"
+#include "moe/monet_vd.h"
 #include "train/config.h"
 #include "train/model.h"
 
 using namespace monet;
 using namespace monet::moe;
+using monet::testing::for_each_kernel_path;
 
 namespace {
 
@@ -141,76 +143,89 @@ void expect_same_function(const std::function<Tensor()>& efficient,
 }  // namespace
 
 TEST(MonetHd, MatchesEveryExpertMaterialised) {
-  Generator g(1);
-  Tensor x = leaf(rnd({B, T, D}, g, 1.0));
-  HdWeights w = random_hd(g);
-  Logits z = random_logits(g);
-  expect_same_function([&] { return monet_hd(x, w, z.routing()); },
-                       [&] { return reference_hd(x, w, z.routing()); },
-                       {x, w.u_weight, w.u_bias, w.v_weight, w.b, z.z1, z.z2});
+  for_each_kernel_path([&] {
+    Generator g(1);
+    Tensor x = leaf(rnd({B, T, D}, g, 1.0));
+    HdWeights w = random_hd(g);
+    Logits z = random_logits(g);
+    expect_same_function([&] { return monet_hd(x, w, z.routing()); },
+                         [&] { return reference_hd(x, w, z.routing()); },
+                         {x, w.u_weight, w.u_bias, w.v_weight, w.b, z.z1, z.z2});
+  });
 }
 
 TEST(MonetVd, MatchesEveryExpertMaterialised) {
-  Generator g(2);
-  Tensor x = leaf(rnd({B, T, D}, g, 1.0));
-  VdWeights w = random_vd(g);
-  Logits z = random_logits(g);
-  const std::vector<Tensor> wrt{x,     w.u1_weight, w.u1_bias, w.u2_weight, w.u2_bias, w.v11, w.v12,
-                                w.v21, w.v22,       w.b1,      w.b2,        z.z1,      z.z2};
-  // The CPU path (vd_mix, one product per half) and the composed terms (the CUDA path).
-  expect_same_function([&] { return monet_vd(x, w, z.routing()); },
-                       [&] { return reference_vd(x, w, z.routing()); }, wrt);
-  expect_same_function([&] { return monet_vd_composed(x, w, z.routing()); },
-                       [&] { return reference_vd(x, w, z.routing()); }, wrt);
+  for_each_kernel_path([&] {
+    Generator g(2);
+    Tensor x = leaf(rnd({B, T, D}, g, 1.0));
+    VdWeights w = random_vd(g);
+    Logits z = random_logits(g);
+    const std::vector<Tensor> wrt{x,     w.u1_weight, w.u1_bias, w.u2_weight, w.u2_bias,
+                                  w.v11, w.v12,       w.v21,     w.v22,       w.b1,
+                                  w.b2,  z.z1,        z.z2};
+    // The CPU path (vd_mix, one product per half) and the composed terms (the CUDA path).
+    expect_same_function([&] { return monet_vd(x, w, z.routing()); },
+                         [&] { return reference_vd(x, w, z.routing()); }, wrt);
+    expect_same_function([&] { return monet_vd_composed(x, w, z.routing()); },
+                         [&] { return reference_vd(x, w, z.routing()); }, wrt);
+  });
 }
 
 TEST(MonetHd, GradcheckWithRoutingHeldFixed) {
-  Generator g(3);
-  Routing r = random_routing(g);
-  HdWeights w0 = random_hd(g);  // scores are inputs here: the layer is checked off the simplex too
-  monet::testing::expect_gradcheck(
-      "monet_hd",
-      [](const std::vector<Tensor>& p) {
-        return monet_hd(p[0], {p[1], p[2], p[3], p[4]}, {p[5], p[6]});
-      },
-      {rnd({B, T, D}, g, 1.0), w0.u_weight, w0.u_bias, w0.v_weight, w0.b, r.g1, r.g2});
+  for_each_kernel_path([&] {
+    Generator g(3);
+    Routing r = random_routing(g);
+    HdWeights w0 =
+        random_hd(g);  // scores are inputs here: the layer is checked off the simplex too
+    monet::testing::expect_gradcheck(
+        "monet_hd",
+        [](const std::vector<Tensor>& p) {
+          return monet_hd(p[0], {p[1], p[2], p[3], p[4]}, {p[5], p[6]});
+        },
+        {rnd({B, T, D}, g, 1.0), w0.u_weight, w0.u_bias, w0.v_weight, w0.b, r.g1, r.g2});
+  });
 }
 
 TEST(MonetVd, GradcheckWithRoutingHeldFixed) {
-  Generator g(4);
-  Routing r = random_routing(g);
-  VdWeights w = random_vd(g);
-  monet::testing::expect_gradcheck(
-      "monet_vd",
-      [](const std::vector<Tensor>& p) {
-        return monet_vd(p[0], {p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]},
-                        {p[11], p[12]});
-      },
-      {rnd({B, T, D}, g, 1.0), w.u1_weight, w.u1_bias, w.u2_weight, w.u2_bias, w.v11, w.v12, w.v21,
-       w.v22, w.b1, w.b2, r.g1, r.g2});
+  for_each_kernel_path([&] {
+    Generator g(4);
+    Routing r = random_routing(g);
+    VdWeights w = random_vd(g);
+    monet::testing::expect_gradcheck(
+        "monet_vd",
+        [](const std::vector<Tensor>& p) {
+          return monet_vd(p[0], {p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]},
+                          {p[11], p[12]});
+        },
+        {rnd({B, T, D}, g, 1.0), w.u1_weight, w.u1_bias, w.u2_weight, w.u2_bias, w.v11, w.v12,
+         w.v21, w.v22, w.b1, w.b2, r.g1, r.g2});
+  });
 }
 
 TEST(MonetRouter, KeepsAboutKOfSqrtNAndAlwaysOne) {
-  const int64_t sqrt_n = 64, k = 8, tokens = 4096;
-  Generator g(5);
-  Tensor z = randn({8, tokens / 8, 4, sqrt_n}, g);
-  Tensor rm = zeros({4}), rv = ones({4});
-  Tensor p = adaptive_routing(z, rm, rv, true, routing_threshold(k, sqrt_n));
-  std::vector<float> v = p.to_vector<float>();
-  int64_t kept = 0, rows = static_cast<int64_t>(v.size()) / sqrt_n, min_row = sqrt_n;
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t row_kept = 0;
-    double s = 0;
-    for (int64_t i = 0; i < sqrt_n; ++i) row_kept += v[r * sqrt_n + i] > 0, s += v[r * sqrt_n + i];
-    kept += row_kept;
-    min_row = std::min(min_row, row_kept);
-    ASSERT_NEAR(s, 1.0, 1e-5);
-  }
-  // On Gaussian logits, P(n ≥ σ) = k/√N exactly, so the mean kept per (token, head) is k plus the
-  // rows where no logit passes σ and the maximum alone is kept (P = (1 − k/√N)^√N ≈ 2e-4). The
-  // batch estimate of the statistics adds noise: ±0.3 is several standard errors at 16k rows.
-  EXPECT_NEAR(static_cast<double>(kept) / static_cast<double>(rows), 8.0, 0.3);
-  EXPECT_GE(min_row, 1);
+  for_each_kernel_path([&] {
+    const int64_t sqrt_n = 64, k = 8, tokens = 4096;
+    Generator g(5);
+    Tensor z = randn({8, tokens / 8, 4, sqrt_n}, g);
+    Tensor rm = zeros({4}), rv = ones({4});
+    Tensor p = adaptive_routing(z, rm, rv, true, routing_threshold(k, sqrt_n));
+    std::vector<float> v = p.to_vector<float>();
+    int64_t kept = 0, rows = static_cast<int64_t>(v.size()) / sqrt_n, min_row = sqrt_n;
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t row_kept = 0;
+      double s = 0;
+      for (int64_t i = 0; i < sqrt_n; ++i)
+        row_kept += v[r * sqrt_n + i] > 0, s += v[r * sqrt_n + i];
+      kept += row_kept;
+      min_row = std::min(min_row, row_kept);
+      ASSERT_NEAR(s, 1.0, 1e-5);
+    }
+    // On Gaussian logits, P(n ≥ σ) = k/√N exactly, so the mean kept per (token, head) is k plus the
+    // rows where no logit passes σ and the maximum alone is kept (P = (1 − k/√N)^√N ≈ 2e-4). The
+    // batch estimate of the statistics adds noise: ±0.3 is several standard errors at 16k rows.
+    EXPECT_NEAR(static_cast<double>(kept) / static_cast<double>(rows), 8.0, 0.3);
+    EXPECT_GE(min_row, 1);
+  });
 }
 
 // The router's fused CPU pass against the rule written out with separate ops: BatchNorm, the
@@ -276,36 +291,40 @@ TEST(MonetRouter, FusedPassEqualsTheComposedRule) {
 }
 
 TEST(MaskedSoftmax, RefusesARowThatKeepsNothing) {
-  Tensor x = zeros({2, 3}), keep = from_vector<float>({1, 0, 0, 0, 0, 0}, {2, 3});
-  try {
-    masked_softmax(x, keep);
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("row 1"), std::string::npos) << e.what();
-  }
-  EXPECT_THROW(masked_softmax(x, zeros({3, 2})), Error);
+  for_each_kernel_path([&] {
+    Tensor x = zeros({2, 3}), keep = from_vector<float>({1, 0, 0, 0, 0, 0}, {2, 3});
+    try {
+      masked_softmax(x, keep);
+      FAIL() << "no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("row 1"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(masked_softmax(x, zeros({3, 2})), Error);
+  });
 }
 
 TEST(MonetRouter, TrainUsesBatchStatisticsEvalUsesRunningOnes) {
-  Generator g(6);
-  Tensor z = add(mul(randn({2, 64, 2, 16}, g), 3.0), 5.0);  // far from N(0, 1)
-  Tensor rm = zeros({2}), rv = ones({2});
-  const double sigma = routing_threshold(4, 16);
-  adaptive_routing(z, rm, rv, true, sigma);
-  std::vector<float> m = rm.to_vector<float>();
-  EXPECT_NEAR(m[0], 0.5, 0.1);  // 0.9·0 + 0.1·≈5: the running mean moved towards the batch mean
-  // In eval with the initial statistics (mean 0, var 1) every logit ≈ 5 > σ: the mask keeps
-  // everything the max does not exclude — with τ = min(max n, σ) = σ, all logits above σ stay.
-  Tensor rm0 = zeros({2}), rv0 = ones({2});
-  std::vector<float> e = adaptive_routing(z, rm0, rv0, false, sigma).to_vector<float>();
-  int64_t zeros_in_eval = 0;
-  for (float x : e) zeros_in_eval += x == 0.0f;
-  std::vector<float> t = adaptive_routing(z, rm0, rv0, true, sigma).to_vector<float>();
-  int64_t zeros_in_train = 0;
-  for (float x : t) zeros_in_train += x == 0.0f;
-  EXPECT_LT(zeros_in_eval, zeros_in_train);
-  // Eval did not touch the statistics; the one training call on them moved them as the first did.
-  EXPECT_EQ(rm0.to_vector<float>(), m);
+  for_each_kernel_path([&] {
+    Generator g(6);
+    Tensor z = add(mul(randn({2, 64, 2, 16}, g), 3.0), 5.0);  // far from N(0, 1)
+    Tensor rm = zeros({2}), rv = ones({2});
+    const double sigma = routing_threshold(4, 16);
+    adaptive_routing(z, rm, rv, true, sigma);
+    std::vector<float> m = rm.to_vector<float>();
+    EXPECT_NEAR(m[0], 0.5, 0.1);  // 0.9·0 + 0.1·≈5: the running mean moved towards the batch mean
+    // In eval with the initial statistics (mean 0, var 1) every logit ≈ 5 > σ: the mask keeps
+    // everything the max does not exclude — with τ = min(max n, σ) = σ, all logits above σ stay.
+    Tensor rm0 = zeros({2}), rv0 = ones({2});
+    std::vector<float> e = adaptive_routing(z, rm0, rv0, false, sigma).to_vector<float>();
+    int64_t zeros_in_eval = 0;
+    for (float x : e) zeros_in_eval += x == 0.0f;
+    std::vector<float> t = adaptive_routing(z, rm0, rv0, true, sigma).to_vector<float>();
+    int64_t zeros_in_train = 0;
+    for (float x : t) zeros_in_train += x == 0.0f;
+    EXPECT_LT(zeros_in_eval, zeros_in_train);
+    // Eval did not touch the statistics; the one training call on them moved them as the first did.
+    EXPECT_EQ(rm0.to_vector<float>(), m);
+  });
 }
 
 TEST(MonetLayers, NeverAllocateATokenTimesNBuffer) {
@@ -391,51 +410,53 @@ TEST(MonetMasking, SubexpertMaskRemovesItsRowOfExperts) {
 // the FFN output equals the reference without the removed pairs; the next group is untouched;
 // restore() gives the full layers back.
 TEST(MonetMasking, ExpertModelRemovesThePairsFromEveryLayerOfTheGroup) {
-  for (const char* kind : {"monet_hd", "monet_vd"}) {
-    SCOPED_TRACE(kind);
-    const Config cfg = parse_config(nlohmann::json::parse(fmt::format(
-        R"({{"model": {{"d": {}, "layers": 3, "heads": 1, "context": 8, "ffn": {{"kind": "{}",
-            "heads": {}, "sqrt_n": {}, "dim": {}, "topk": 2, "group": 2}}}}}})",
-        D, kind, H, SQRT_N, M)));
-    Generator g(21);
-    auto model = build_model(cfg.model, g, DType::F64);
-    model->eval();
-    interp::ExpertModel em(*model);
-    ASSERT_EQ(em.sites().size(), 2u);
-    EXPECT_EQ(em.sites()[0].layers, (std::vector<int>{0, 1}));
-    EXPECT_EQ(em.sites()[1].layers, (std::vector<int>{2}));
+  for_each_kernel_path([&] {
+    for (const char* kind : {"monet_hd", "monet_vd"}) {
+      SCOPED_TRACE(kind);
+      const Config cfg = parse_config(nlohmann::json::parse(fmt::format(
+          R"({{"model": {{"d": {}, "layers": 3, "heads": 1, "context": 8, "ffn": {{"kind": "{}",
+              "heads": {}, "sqrt_n": {}, "dim": {}, "topk": 2, "group": 2}}}}}})",
+          D, kind, H, SQRT_N, M)));
+      Generator g(21);
+      auto model = build_model(cfg.model, g, DType::F64);
+      model->eval();
+      interp::ExpertModel em(*model, kind);
+      ASSERT_EQ(em.sites().size(), 2u);
+      EXPECT_EQ(em.sites()[0].layers, (std::vector<int>{0, 1}));
+      EXPECT_EQ(em.sites()[1].layers, (std::vector<int>{2}));
 
-    // Layer `layer`'s output on a fresh x against the reference without `gone`. Layer 1 uses the
-    // scores the last forward of layer 0 left in the group.
-    auto expect_reference = [&](int layer, const ExpertPairs& gone) {
-      auto& ffn = dynamic_cast<MonetFeedForward&>(model->blocks()[layer]->ffn());
-      std::map<std::string, Tensor> p;
-      for (const auto& [name, t] : ffn.named_parameters()) p[name] = t;
-      const Tensor x = rnd({B, T, D}, g, 1.0);
-      const std::vector<double> y = ffn.forward(x).to_vector<double>();
-      const Routing r = ffn.last_routing();
-      const Tensor ref =
-          ffn.options().vertical
-              ? reference_vd(
-                    x,
-                    {p["u1.weight"], p["u1.bias"], p["u2.weight"], p["u2.bias"], p["v11.weight"],
-                     p["v12.weight"], p["v21.weight"], p["v22.weight"], p["b1"], p["b2"]},
-                    r, gone)
-              : reference_hd(x, {p["u.weight"], p["u.bias"], p["v.weight"], p["b"]}, r, gone);
-      const std::vector<double> want = ref.to_vector<double>();
-      for (size_t k = 0; k < y.size(); ++k)
-        ASSERT_NEAR(y[k], want[k], 1e-10 * (1 + std::abs(want[k])))
-            << "layer " << layer << " element " << k;
-    };
-    const ExpertPairs removed{{0, 1}, {2, 2}, {3, 0}, {1, 3}};
-    std::vector<int64_t> flat;
-    for (const auto& [i, j] : removed) flat.push_back(i * SQRT_N + j);
-    em.remove(0, flat);
-    expect_reference(0, removed);
-    expect_reference(1, removed);
-    expect_reference(2, {});
-    em.restore();
-    expect_reference(0, {});
-    expect_reference(1, {});
-  }
+      // Layer `layer`'s output on a fresh x against the reference without `gone`. Layer 1 uses the
+      // scores the last forward of layer 0 left in the group.
+      auto expect_reference = [&](int layer, const ExpertPairs& gone) {
+        auto& ffn = dynamic_cast<MonetFeedForward&>(model->blocks()[layer]->ffn());
+        std::map<std::string, Tensor> p;
+        for (const auto& [name, t] : ffn.named_parameters()) p[name] = t;
+        const Tensor x = rnd({B, T, D}, g, 1.0);
+        const std::vector<double> y = ffn.forward(x).to_vector<double>();
+        const Routing r = ffn.last_routing();
+        const Tensor ref =
+            ffn.options().vertical
+                ? reference_vd(
+                      x,
+                      {p["u1.weight"], p["u1.bias"], p["u2.weight"], p["u2.bias"], p["v11.weight"],
+                       p["v12.weight"], p["v21.weight"], p["v22.weight"], p["b1"], p["b2"]},
+                      r, gone)
+                : reference_hd(x, {p["u.weight"], p["u.bias"], p["v.weight"], p["b"]}, r, gone);
+        const std::vector<double> want = ref.to_vector<double>();
+        for (size_t k = 0; k < y.size(); ++k)
+          ASSERT_NEAR(y[k], want[k], 1e-10 * (1 + std::abs(want[k])))
+              << "layer " << layer << " element " << k;
+      };
+      const ExpertPairs removed{{0, 1}, {2, 2}, {3, 0}, {1, 3}};
+      std::vector<int64_t> flat;
+      for (const auto& [i, j] : removed) flat.push_back(i * SQRT_N + j);
+      em.remove(0, flat);
+      expect_reference(0, removed);
+      expect_reference(1, removed);
+      expect_reference(2, {});
+      em.restore();
+      expect_reference(0, {});
+      expect_reference(1, {});
+    }
+  });
 }

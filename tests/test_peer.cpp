@@ -12,11 +12,13 @@
 
 #include "core/memory.h"
 #include "gradcheck.h"
-#include "monet/peer.h"
+#include "kernel_paths.h"
+#include "moe/peer.h"
 #include "nn/transformer.h"
 
 using namespace monet;
 using namespace monet::moe;
+using monet::testing::for_each_kernel_path;
 
 namespace {
 
@@ -24,14 +26,13 @@ constexpr int64_t B = 2, T = 3, D = 6, H = 2, SQRT_N = 4, K = 3, DQ = 4;
 
 PeerOptions small_options(const std::string& activation = "gelu",
                           const std::string& score = "softmax", bool bn = true) {
-  PeerOptions o;
-  o.d = D;
+  PeerOptions o = PeerOptions::defaults(D);
   o.sqrt_n = SQRT_N;
   o.heads = H;
   o.topk = K;
   o.d_query = DQ;
-  o.activation = activation;
-  o.score = score;
+  o.activation = nn::parse_activation(activation);
+  o.score = score == "softmax" ? PeerScore::Softmax : PeerScore::Sigmoid;
   o.query_batchnorm = bn;
   return o;
 }
@@ -109,8 +110,8 @@ Tensor reference_layer(const PeerOptions& o, const Tensor& x, const Params& p, c
   if (o.query_batchnorm) q = batch_norm(q, 2, rm, rv, training);
   PeerRetrieval r = brute_force_topk(q.reshape({b_n, t_n, o.heads, o.d_query}), p.c1, p.c2, o.topk);
   if (indices) *indices = r.indices;
-  Tensor g = o.score == "softmax" ? softmax(r.scores, -1) : sigmoid(r.scores);
-  return reference_experts(x, p.u, p.v, r.indices, g, o.activation, removed);
+  Tensor g = o.score == PeerScore::Softmax ? softmax(r.scores, -1) : sigmoid(r.scores);
+  return reference_experts(x, p.u, p.v, r.indices, g, nn::activation_name(o.activation), removed);
 }
 
 std::vector<double> grad_of(const Tensor& p) {
@@ -170,38 +171,44 @@ TEST(PeerProductKeys, SameTopKAsScoringAllExperts) {
 }
 
 TEST(PeerLayer, MatchesBruteForceReferenceSoftmaxGelu) {
-  expect_layer_matches_reference(small_options("gelu", "softmax", true), 2);
+  for_each_kernel_path(
+      [&] { expect_layer_matches_reference(small_options("gelu", "softmax", true), 2); });
 }
 
 TEST(PeerLayer, MatchesBruteForceReferenceSigmoidRelu) {
-  expect_layer_matches_reference(small_options("relu", "sigmoid", true), 3);
+  for_each_kernel_path(
+      [&] { expect_layer_matches_reference(small_options("relu", "sigmoid", true), 3); });
 }
 
 TEST(PeerLayer, MatchesBruteForceReferenceWithoutQueryBatchNorm) {
-  expect_layer_matches_reference(small_options("gelu", "softmax", false), 4);
+  for_each_kernel_path(
+      [&] { expect_layer_matches_reference(small_options("gelu", "softmax", false), 4); });
 }
 
 TEST(PeerLayer, GradcheckWithRetrievalHeldFixed) {
-  for (const PeerOptions& o :
-       {small_options("gelu", "softmax", true), small_options("relu", "sigmoid", false)}) {
-    Generator g(5);
-    PeerFeedForward layer(o, g, f64());
-    const Params p = params_of(layer);
-    Tensor fixed;  // the retrieval at the unperturbed point; every evaluation must reproduce it
-    auto f = [&](const std::vector<Tensor>& in) {
-      Tensor q = matmul(in[0], transpose(in[1], 0, 1));
-      if (o.query_batchnorm)  // training mode: batch statistics (fresh buffers, not read)
-        q = batch_norm(q, 2, zeros({H * DQ}, DType::F64), ones({H * DQ}, DType::F64), true);
-      PeerRetrieval r = product_key_topk(q.reshape({B, T, H, DQ}), in[2], in[3], K);
-      if (!fixed.defined()) fixed = r.indices;
-      EXPECT_EQ(r.indices.to_vector<int32_t>(), fixed.to_vector<int32_t>())
-          << "a perturbation changed the retrieval";
-      return peer_experts(in[0], in[4], in[5], r.indices, peer_gates(r.scores, o.score),
-                          o.activation);
-    };
-    monet::testing::expect_gradcheck("peer " + o.activation + "/" + o.score, f,
-                                     {rnd({B, T, D}, g), p.wq, p.c1, p.c2, p.u, p.v});
-  }
+  for_each_kernel_path([&] {
+    for (const PeerOptions& o :
+         {small_options("gelu", "softmax", true), small_options("relu", "sigmoid", false)}) {
+      Generator g(5);
+      PeerFeedForward layer(o, g, f64());
+      const Params p = params_of(layer);
+      Tensor fixed;  // the retrieval at the unperturbed point; every evaluation must reproduce it
+      auto f = [&](const std::vector<Tensor>& in) {
+        Tensor q = matmul(in[0], transpose(in[1], 0, 1));
+        if (o.query_batchnorm)  // training mode: batch statistics (fresh buffers, not read)
+          q = batch_norm(q, 2, zeros({H * DQ}, DType::F64), ones({H * DQ}, DType::F64), true);
+        PeerRetrieval r = product_key_topk(q.reshape({B, T, H, DQ}), in[2], in[3], K);
+        if (!fixed.defined()) fixed = r.indices;
+        EXPECT_EQ(r.indices.to_vector<int32_t>(), fixed.to_vector<int32_t>())
+            << "a perturbation changed the retrieval";
+        return peer_experts(in[0], in[4], in[5], r.indices, peer_gates(r.scores, o.score),
+                            o.activation);
+      };
+      monet::testing::expect_gradcheck(
+          "peer " + nn::activation_name(o.activation) + "/" + peer_score_name(o.score), f,
+          {rnd({B, T, D}, g), p.wq, p.c1, p.c2, p.u, p.v});
+    }
+  });
 }
 
 TEST(PeerExperts, FusedMatchesGatherAndFiniteDifferences) {
@@ -224,8 +231,8 @@ TEST(PeerExperts, FusedMatchesGatherAndFiniteDifferences) {
     return gs;
   };
   for (const std::string a : {"gelu", "relu"}) {
-    auto fused = run(peer_experts_fused(x, u, v, indices, gates, a));
-    auto gather = run(peer_experts_gather(x, u, v, indices, gates, a));
+    auto fused = run(peer_experts_fused(x, u, v, indices, gates, nn::parse_activation(a)));
+    auto gather = run(peer_experts_gather(x, u, v, indices, gates, nn::parse_activation(a)));
     auto ref = run(reference_experts(x, u, v, indices, gates, a));
     const char* what[] = {"output", "dx", "du", "dv", "dgates"};
     for (size_t i = 0; i < fused.size(); ++i) {
@@ -234,12 +241,16 @@ TEST(PeerExperts, FusedMatchesGatherAndFiniteDifferences) {
     }
   }
   for (auto* f : {&peer_experts_fused, &peer_experts_gather})
-    monet::testing::expect_gradcheck(
-        "peer_experts",
-        [&](const std::vector<Tensor>& p) { return (*f)(p[0], p[1], p[2], indices, p[3], "gelu"); },
-        {x, u, v, gates});
+    monet::testing::expect_gradcheck("peer_experts",
+                                     [&](const std::vector<Tensor>& p) {
+                                       return (*f)(p[0], p[1], p[2], indices, p[3],
+                                                   nn::Activation::GELU);
+                                     },
+                                     {x, u, v, gates});
   ids[0] = n;  // outside [0, N)
-  EXPECT_THROW(peer_experts_fused(x, u, v, from_vector(ids, {B, T, H, K}), gates, "gelu"), Error);
+  EXPECT_THROW(
+      peer_experts_fused(x, u, v, from_vector(ids, {B, T, H, K}), gates, nn::Activation::GELU),
+      Error);
 }
 
 TEST(PeerLayer, BatchNormTrainUsesBatchStatisticsEvalUsesRunningOnes) {
@@ -341,39 +352,41 @@ TEST(PeerLayer, ExpertGradientTouchesOnlyRetrievedRows) {
 }
 
 TEST(PeerLayer, MaskedExpertsContributeExactlyNothing) {
-  Generator g(9);
-  const PeerOptions o = small_options();
-  PeerFeedForward layer(o, g, f64());
-  layer.eval();  // fixed statistics: every forward retrieves the same experts
-  Tensor x = rnd({B, T, D}, g);
-  Tensor y_full = layer.forward(x);
-  const std::vector<int32_t> ids = layer.last_retrieval().indices.to_vector<int32_t>();
-  // Two retrieved experts and one that may or may not be.
-  const std::set<int64_t> removed = {ids[0], ids[5], 15};
-  layer.set_expert_mask({removed.begin(), removed.end()});
-  Tensor y = layer.forward(x);
-  EXPECT_EQ(layer.last_retrieval().indices.to_vector<int32_t>(), ids) << "retrieval changed";
-  Tensor ref = reference_layer(o, x, params_of(layer), layer.named_buffers()[0].second,
-                               layer.named_buffers()[1].second, false, removed);
-  expect_near(y.to_vector<double>(), ref.to_vector<double>(), 1e-10, "masked output");
-  double diff = 0;
-  for (double v : sub(y_full, y).to_vector<double>()) diff = std::max(diff, std::abs(v));
-  EXPECT_GT(diff, 1e-6);
+  for_each_kernel_path([&] {
+    Generator g(9);
+    const PeerOptions o = small_options();
+    PeerFeedForward layer(o, g, f64());
+    layer.eval();  // fixed statistics: every forward retrieves the same experts
+    Tensor x = rnd({B, T, D}, g);
+    Tensor y_full = layer.forward(x);
+    const std::vector<int32_t> ids = layer.last_retrieval().indices.to_vector<int32_t>();
+    // Two retrieved experts and one that may or may not be.
+    const std::set<int64_t> removed = {ids[0], ids[5], 15};
+    layer.remove_experts({removed.begin(), removed.end()});
+    Tensor y = layer.forward(x);
+    EXPECT_EQ(layer.last_retrieval().indices.to_vector<int32_t>(), ids) << "retrieval changed";
+    Tensor ref = reference_layer(o, x, params_of(layer), layer.named_buffers()[0].second,
+                                 layer.named_buffers()[1].second, false, removed);
+    expect_near(y.to_vector<double>(), ref.to_vector<double>(), 1e-10, "masked output");
+    double diff = 0;
+    for (double v : sub(y_full, y).to_vector<double>()) diff = std::max(diff, std::abs(v));
+    EXPECT_GT(diff, 1e-6);
 
-  // Removed rows get no gradient.
-  sum(y).backward();
-  const std::vector<double> gu = layer.u().grad().to_vector<double>();
-  for (int64_t e : removed)
-    for (int64_t c = 0; c < D; ++c) EXPECT_EQ(gu[e * D + c], 0.0);
+    // Removed rows get no gradient.
+    sum(y).backward();
+    const std::vector<double> gu = layer.u().grad().to_vector<double>();
+    for (int64_t e : removed)
+      for (int64_t c = 0; c < D; ++c) EXPECT_EQ(gu[e * D + c], 0.0);
 
-  // Every expert removed: exactly zero. Empty mask: the full layer again, bit for bit.
-  std::vector<int64_t> all(SQRT_N * SQRT_N);
-  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
-  layer.set_expert_mask(all);
-  for (double v : layer.forward(x).to_vector<double>()) EXPECT_EQ(v, 0.0);
-  layer.set_expert_mask({});
-  EXPECT_EQ(layer.forward(x).to_vector<double>(), y_full.to_vector<double>());
-  EXPECT_THROW(layer.set_expert_mask({16}), Error);
+    // Every expert removed: exactly zero. Empty mask: the full layer again, bit for bit.
+    std::vector<int64_t> all(SQRT_N * SQRT_N);
+    for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+    layer.remove_experts(all);
+    for (double v : layer.forward(x).to_vector<double>()) EXPECT_EQ(v, 0.0);
+    layer.remove_experts({});
+    EXPECT_EQ(layer.forward(x).to_vector<double>(), y_full.to_vector<double>());
+    EXPECT_THROW(layer.remove_experts({16}), Error);
+  });
 }
 
 TEST(PeerLayer, ExposesRetrievalAndUsageMetrics) {
@@ -405,7 +418,7 @@ TEST(PeerLayer, ExposesRetrievalAndUsageMetrics) {
   EXPECT_EQ(m[1].first, "expert_unevenness");
   EXPECT_GE(m[1].second, 0.0);
   // A masked F32 forward and backward run too.
-  layer.set_expert_mask({0, 1, 2});
+  layer.remove_experts({0, 1, 2});
   sum(layer.forward(x)).backward();
   EXPECT_EQ(layer.u().grad().dtype(), DType::F32);
 }
@@ -447,11 +460,8 @@ TEST(PeerOptions, ValidateNamesTheBadField) {
   o.d_query = 5;
   fails_with(o, "d_query");
   o = small_options();
-  o.activation = "relu2";
+  o.activation = nn::Activation::ReLU2;
   fails_with(o, "activation");
-  o = small_options();
-  o.score = "sparsemax";
-  fails_with(o, "score");
   o = small_options();
   o.sqrt_n = 1;
   fails_with(o, "sqrt_n");

@@ -10,6 +10,7 @@
 //   F32: rtol 1e-5 (float32 rounding; the largest seen is ≈ 5e-7 of the tensor's largest value)
 // The router's kept sets are compared exactly (the generator made sure every |n − σ| > 1e-4, so
 // rounding cannot flip one). No PyTorch is needed here: only the committed files are read.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,17 +18,16 @@
 #include <set>
 #include <string>
 
-#include <fmt/format.h>
-
 #include "core/autograd.h"
 #include "core/ops.h"
-#include "monet/aux_loss.h"
-#include "monet/monet_hd.h"
-#include "monet/monet_layer.h"
-#include "monet/monet_vd.h"
-#include "monet/peer.h"
-#include "monet/router.h"
-#include "monet/smoe.h"
+#include "kernel_paths.h"
+#include "moe/aux_loss.h"
+#include "moe/monet_hd.h"
+#include "moe/monet_layer.h"
+#include "moe/monet_vd.h"
+#include "moe/peer.h"
+#include "moe/router.h"
+#include "moe/smoe.h"
 #include "nn/linear.h"
 #include "nn/transformer.h"
 #include "train/model.h"
@@ -35,6 +35,7 @@
 
 using namespace monet;
 using namespace monet::moe;
+using monet::testing::for_each_kernel_path;
 
 namespace {
 
@@ -163,8 +164,7 @@ void expect_kept_set(const std::string& what, const Tensor& g, const Tensor& kee
 }
 
 MonetOptions monet_options(const Golden& g, bool vertical) {
-  MonetOptions o;
-  o.d = g.integer("d");
+  MonetOptions o = MonetOptions::defaults(g.integer("d"), vertical);
   o.heads = g.integer("heads");
   o.sqrt_n = g.integer("sqrt_n");
   o.dim = g.integer("dim");
@@ -396,18 +396,17 @@ void expect_equal_ints(const std::string& what, const Tensor& got, const Tensor&
 // ---- sparse MoE -----------------------------------------------------------------------------
 
 SmoeOptions smoe_options(const Golden& g) {
-  SmoeOptions o;
-  o.d = g.integer("d");
+  SmoeOptions o = SmoeOptions::defaults(g.integer("d"));
   o.experts = g.integer("experts");
   o.dim = g.integer("dim");
   o.topk = g.integer("topk");
-  o.gating = g.meta("gating");
+  o.gating = parse_gating(g.meta("gating"));
   o.capacity_factor = g.number("capacity_factor");
   o.balance_weight = g.number("balance_weight");
   o.z_weight = g.number("z_weight");
   o.importance_weight = g.number("importance_weight");
   o.load_weight = g.number("load_weight");
-  o.activation = g.meta("activation");
+  o.activation = nn::parse_activation(g.meta("activation"));
   o.validate();
   return o;
 }
@@ -429,7 +428,7 @@ void run_smoe_function(const std::string& name, DType dtype) {
   std::map<std::string, Tensor> w;
   for (const char* n : {"gate.weight", "noise.weight", "w1", "w2"})
     if (g.has(n)) w[n] = g.get(n, dtype, true);
-  EXPECT_EQ(g.has("noise.weight"), o.kind() == Gating::NoisyTopK);
+  EXPECT_EQ(g.has("noise.weight"), o.gating == Gating::NoisyTopK);
   const GateWeights gw{w["gate.weight"], w.count("noise.weight") ? w["noise.weight"] : Tensor()};
   const Tensor eps = g.has("eps") ? g.get("eps", dtype) : Tensor();
   SmoeResult r = smoe(reshape(x, {B * T, d}), gw, {w["w1"], w["w2"]}, o, true, nullptr, {}, eps);
@@ -481,7 +480,7 @@ void run_smoe_module(const std::string& name, DType dtype) {
   const Tol tol = tol_for(dtype);
   fmt::print("smoe {} (SmoeFeedForward), {}:\n", name, dtype_name(dtype));
   const SmoeOptions o = smoe_options(g);
-  ASSERT_NE(o.kind(), Gating::NoisyTopK);
+  ASSERT_NE(o.gating, Gating::NoisyTopK);
   Generator gen(1);
   SmoeFeedForward layer(o, gen, {dtype, Device::cpu(), 0.02});
   load_into(layer, g);
@@ -514,14 +513,13 @@ void run_smoe_module(const std::string& name, DType dtype) {
 // ---- PEER -----------------------------------------------------------------------------------
 
 PeerOptions peer_options(const Golden& g) {
-  PeerOptions o;
-  o.d = g.integer("d");
+  PeerOptions o = PeerOptions::defaults(g.integer("d"));
   o.sqrt_n = g.integer("sqrt_n");
   o.heads = g.integer("heads");
   o.topk = g.integer("topk");
   o.d_query = g.integer("d_query");
-  o.activation = g.meta("activation");
-  o.score = g.meta("score");
+  o.activation = nn::parse_activation(g.meta("activation"));
+  o.score = g.meta("score") == "softmax" ? PeerScore::Softmax : PeerScore::Sigmoid;
   o.query_batchnorm = g.integer("query_batchnorm") != 0;
   o.validate();
   return o;
@@ -586,124 +584,156 @@ void run_peer_module(const std::string& name, DType dtype) {
 
 }  // namespace
 
-TEST(ReferenceRouter, TrainModeF64) { run_router("train", DType::F64); }
-TEST(ReferenceRouter, TrainModeF32) { run_router("train", DType::F32); }
-TEST(ReferenceRouter, EvalModeF64) { run_router("eval", DType::F64); }
-TEST(ReferenceRouter, EvalModeF32) { run_router("eval", DType::F32); }
+TEST(ReferenceRouter, TrainModeF64) {
+  for_each_kernel_path([] { run_router("train", DType::F64); });
+}
+TEST(ReferenceRouter, TrainModeF32) {
+  for_each_kernel_path([] { run_router("train", DType::F32); });
+}
+TEST(ReferenceRouter, EvalModeF64) {
+  for_each_kernel_path([] { run_router("eval", DType::F64); });
+}
+TEST(ReferenceRouter, EvalModeF32) {
+  for_each_kernel_path([] { run_router("eval", DType::F32); });
+}
 
-TEST(ReferenceAuxLoss, F64) { run_aux(DType::F64); }
-TEST(ReferenceAuxLoss, F32) { run_aux(DType::F32); }
+TEST(ReferenceAuxLoss, F64) {
+  for_each_kernel_path([] { run_aux(DType::F64); });
+}
+TEST(ReferenceAuxLoss, F32) {
+  for_each_kernel_path([] { run_aux(DType::F32); });
+}
 
-TEST(ReferenceMonetHd, FunctionsF64) { run_layer_functions(false, DType::F64); }
-TEST(ReferenceMonetHd, FunctionsF32) { run_layer_functions(false, DType::F32); }
-TEST(ReferenceMonetHd, ModuleF64) { run_layer_module(false, DType::F64); }
-TEST(ReferenceMonetHd, ModuleF32) { run_layer_module(false, DType::F32); }
+TEST(ReferenceMonetHd, FunctionsF64) {
+  for_each_kernel_path([] { run_layer_functions(false, DType::F64); });
+}
+TEST(ReferenceMonetHd, FunctionsF32) {
+  for_each_kernel_path([] { run_layer_functions(false, DType::F32); });
+}
+TEST(ReferenceMonetHd, ModuleF64) {
+  for_each_kernel_path([] { run_layer_module(false, DType::F64); });
+}
+TEST(ReferenceMonetHd, ModuleF32) {
+  for_each_kernel_path([] { run_layer_module(false, DType::F32); });
+}
 
-TEST(ReferenceMonetVd, FunctionsF64) { run_layer_functions(true, DType::F64); }
-TEST(ReferenceMonetVd, FunctionsF32) { run_layer_functions(true, DType::F32); }
-TEST(ReferenceMonetVd, ModuleF64) { run_layer_module(true, DType::F64); }
-TEST(ReferenceMonetVd, ModuleF32) { run_layer_module(true, DType::F32); }
+TEST(ReferenceMonetVd, FunctionsF64) {
+  for_each_kernel_path([] { run_layer_functions(true, DType::F64); });
+}
+TEST(ReferenceMonetVd, FunctionsF32) {
+  for_each_kernel_path([] { run_layer_functions(true, DType::F32); });
+}
+TEST(ReferenceMonetVd, ModuleF64) {
+  for_each_kernel_path([] { run_layer_module(true, DType::F64); });
+}
+TEST(ReferenceMonetVd, ModuleF32) {
+  for_each_kernel_path([] { run_layer_module(true, DType::F32); });
+}
 
-TEST(ReferenceTransformer, DenseF64) { run_transformer("ref_transformer.safetensors", DType::F64); }
-TEST(ReferenceTransformer, DenseF32) { run_transformer("ref_transformer.safetensors", DType::F32); }
+TEST(ReferenceTransformer, DenseF64) {
+  for_each_kernel_path([] { run_transformer("ref_transformer.safetensors", DType::F64); });
+}
+TEST(ReferenceTransformer, DenseF32) {
+  for_each_kernel_path([] { run_transformer("ref_transformer.safetensors", DType::F32); });
+}
 TEST(ReferenceTransformer, MonetVdF64) {
-  run_transformer("ref_monet_transformer.safetensors", DType::F64);
+  for_each_kernel_path([] { run_transformer("ref_monet_transformer.safetensors", DType::F64); });
 }
 TEST(ReferenceTransformer, MonetVdF32) {
-  run_transformer("ref_monet_transformer.safetensors", DType::F32);
+  for_each_kernel_path([] { run_transformer("ref_monet_transformer.safetensors", DType::F32); });
 }
 
 // Sparse MoE: Switch top-1 with capacity dropping, GShard top-2 dropless, noisy top-2 (the twin's
 // ε injected) with slot-major capacity dropping, dense softmax gating.
 TEST(ReferenceSmoe, SwitchCapacityFunctionF64) {
-  run_smoe_function("switch", DType::F64);
+  for_each_kernel_path([] { run_smoe_function("switch", DType::F64); });
 }
 TEST(ReferenceSmoe, SwitchCapacityFunctionF32) {
-  run_smoe_function("switch", DType::F32);
+  for_each_kernel_path([] { run_smoe_function("switch", DType::F32); });
 }
 TEST(ReferenceSmoe, SwitchCapacityModuleF64) {
-  run_smoe_module("switch", DType::F64);
+  for_each_kernel_path([] { run_smoe_module("switch", DType::F64); });
 }
 TEST(ReferenceSmoe, SwitchCapacityModuleF32) {
-  run_smoe_module("switch", DType::F32);
+  for_each_kernel_path([] { run_smoe_module("switch", DType::F32); });
 }
 TEST(ReferenceSmoe, GShardDroplessFunctionF64) {
-  run_smoe_function("gshard", DType::F64);
+  for_each_kernel_path([] { run_smoe_function("gshard", DType::F64); });
 }
 TEST(ReferenceSmoe, GShardDroplessFunctionF32) {
-  run_smoe_function("gshard", DType::F32);
+  for_each_kernel_path([] { run_smoe_function("gshard", DType::F32); });
 }
 TEST(ReferenceSmoe, GShardDroplessModuleF64) {
-  run_smoe_module("gshard", DType::F64);
+  for_each_kernel_path([] { run_smoe_module("gshard", DType::F64); });
 }
 TEST(ReferenceSmoe, GShardDroplessModuleF32) {
-  run_smoe_module("gshard", DType::F32);
+  for_each_kernel_path([] { run_smoe_module("gshard", DType::F32); });
 }
 TEST(ReferenceSmoe, NoisyTopKFunctionF64) {
-  run_smoe_function("noisy_topk", DType::F64);
+  for_each_kernel_path([] { run_smoe_function("noisy_topk", DType::F64); });
 }
 TEST(ReferenceSmoe, NoisyTopKFunctionF32) {
-  run_smoe_function("noisy_topk", DType::F32);
+  for_each_kernel_path([] { run_smoe_function("noisy_topk", DType::F32); });
 }
 TEST(ReferenceSmoe, SoftmaxFunctionF64) {
-  run_smoe_function("softmax", DType::F64);
+  for_each_kernel_path([] { run_smoe_function("softmax", DType::F64); });
 }
 TEST(ReferenceSmoe, SoftmaxFunctionF32) {
-  run_smoe_function("softmax", DType::F32);
+  for_each_kernel_path([] { run_smoe_function("softmax", DType::F32); });
 }
 TEST(ReferenceSmoe, SoftmaxModuleF64) {
-  run_smoe_module("softmax", DType::F64);
+  for_each_kernel_path([] { run_smoe_module("softmax", DType::F64); });
 }
 TEST(ReferenceSmoe, SoftmaxModuleF32) {
-  run_smoe_module("softmax", DType::F32);
+  for_each_kernel_path([] { run_smoe_module("softmax", DType::F32); });
 }
 
 // PEER: softmax and sigmoid scores, with and without query BatchNorm (training mode).
 TEST(ReferencePeer, SoftmaxBatchNormFunctionsF64) {
-  run_peer_functions("softmax_bn", DType::F64);
+  for_each_kernel_path([] { run_peer_functions("softmax_bn", DType::F64); });
 }
 TEST(ReferencePeer, SoftmaxBatchNormFunctionsF32) {
-  run_peer_functions("softmax_bn", DType::F32);
+  for_each_kernel_path([] { run_peer_functions("softmax_bn", DType::F32); });
 }
 TEST(ReferencePeer, SoftmaxBatchNormModuleF64) {
-  run_peer_module("softmax_bn", DType::F64);
+  for_each_kernel_path([] { run_peer_module("softmax_bn", DType::F64); });
 }
 TEST(ReferencePeer, SoftmaxBatchNormModuleF32) {
-  run_peer_module("softmax_bn", DType::F32);
+  for_each_kernel_path([] { run_peer_module("softmax_bn", DType::F32); });
 }
 TEST(ReferencePeer, SigmoidBatchNormFunctionsF64) {
-  run_peer_functions("sigmoid_bn", DType::F64);
+  for_each_kernel_path([] { run_peer_functions("sigmoid_bn", DType::F64); });
 }
 TEST(ReferencePeer, SigmoidBatchNormFunctionsF32) {
-  run_peer_functions("sigmoid_bn", DType::F32);
+  for_each_kernel_path([] { run_peer_functions("sigmoid_bn", DType::F32); });
 }
 TEST(ReferencePeer, SigmoidBatchNormModuleF64) {
-  run_peer_module("sigmoid_bn", DType::F64);
+  for_each_kernel_path([] { run_peer_module("sigmoid_bn", DType::F64); });
 }
 TEST(ReferencePeer, SigmoidBatchNormModuleF32) {
-  run_peer_module("sigmoid_bn", DType::F32);
+  for_each_kernel_path([] { run_peer_module("sigmoid_bn", DType::F32); });
 }
 TEST(ReferencePeer, SoftmaxFunctionsF64) {
-  run_peer_functions("softmax", DType::F64);
+  for_each_kernel_path([] { run_peer_functions("softmax", DType::F64); });
 }
 TEST(ReferencePeer, SoftmaxFunctionsF32) {
-  run_peer_functions("softmax", DType::F32);
+  for_each_kernel_path([] { run_peer_functions("softmax", DType::F32); });
 }
 TEST(ReferencePeer, SoftmaxModuleF64) {
-  run_peer_module("softmax", DType::F64);
+  for_each_kernel_path([] { run_peer_module("softmax", DType::F64); });
 }
 TEST(ReferencePeer, SoftmaxModuleF32) {
-  run_peer_module("softmax", DType::F32);
+  for_each_kernel_path([] { run_peer_module("softmax", DType::F32); });
 }
 TEST(ReferencePeer, SigmoidFunctionsF64) {
-  run_peer_functions("sigmoid", DType::F64);
+  for_each_kernel_path([] { run_peer_functions("sigmoid", DType::F64); });
 }
 TEST(ReferencePeer, SigmoidFunctionsF32) {
-  run_peer_functions("sigmoid", DType::F32);
+  for_each_kernel_path([] { run_peer_functions("sigmoid", DType::F32); });
 }
 TEST(ReferencePeer, SigmoidModuleF64) {
-  run_peer_module("sigmoid", DType::F64);
+  for_each_kernel_path([] { run_peer_module("sigmoid", DType::F64); });
 }
 TEST(ReferencePeer, SigmoidModuleF32) {
-  run_peer_module("sigmoid", DType::F32);
+  for_each_kernel_path([] { run_peer_module("sigmoid", DType::F32); });
 }

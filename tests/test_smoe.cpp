@@ -11,7 +11,7 @@
 #include <numeric>
 
 #include "gradcheck.h"
-#include "monet/smoe.h"
+#include "moe/smoe.h"
 #ifdef MONET_WITH_CUDA
 #include "core/cuda/device.h"
 #endif
@@ -101,11 +101,10 @@ std::vector<int32_t> host_topk(const std::vector<double>& v, int64_t k) {
 }
 
 SmoeOptions small_options(const std::string& gating) {
-  SmoeOptions o;
-  o.d = D;
+  SmoeOptions o = SmoeOptions::defaults(D);
   o.experts = E;
   o.dim = M;
-  o.gating = gating;
+  o.gating = parse_gating(gating);
   return o;
 }
 
@@ -114,7 +113,7 @@ SmoeOptions small_options(const std::string& gating) {
 Tensor reference_layer(const Tensor& x, const GateWeights& gw, const ExpertWeights& w,
                        const SmoeOptions& o, bool training, Generator noise_copy) {
   const int64_t n = x.size(0);
-  const Gating kind = o.kind();
+  const Gating kind = o.gating;
   Tensor xr = x, eps;
   if (training && o.jitter > 0)
     xr = mul(x, uniform(x.shape(), 1 - o.jitter, 1 + o.jitter, noise_copy, DType::F64));
@@ -149,14 +148,14 @@ Tensor reference_layer(const Tensor& x, const GateWeights& gw, const ExpertWeigh
     idx.insert(idx.end(), chosen.begin(), chosen.end());
     gate_rows.push_back(g);
   }
-  return reference_moe(x, idx, concat(gate_rows, 0), w, nn::parse_activation(o.activation));
+  return reference_moe(x, idx, concat(gate_rows, 0), w, o.activation);
 }
 
 void expect_gating_matches_reference(SmoeOptions o, bool training, uint64_t seed) {
   Generator g(seed);
   Tensor x = leaf(rnd({N, D}, g, 1.0));
   GateWeights gw{leaf(rnd({E, D}, g, 1.0)),
-                 o.kind() == Gating::NoisyTopK ? leaf(rnd({E, D}, g)) : Tensor()};
+                 o.gating == Gating::NoisyTopK ? leaf(rnd({E, D}, g)) : Tensor()};
   ExpertWeights w = random_experts(g);
   std::vector<Tensor> params{x, gw.gate, w.w1, w.w2};
   if (gw.noise.defined()) params.push_back(gw.noise);
@@ -328,7 +327,7 @@ TEST(SmoeGating, SwitchMatchesPerTokenReference) {
   SmoeOptions o = small_options("switch");
   expect_gating_matches_reference(o, true, 13);
   o.jitter = 0.1;
-  o.activation = "gelu";
+  o.activation = nn::Activation::GELU;
   expect_gating_matches_reference(o, true, 14);
 }
 TEST(SmoeGating, GShardMatchesPerTokenReference) {
@@ -348,7 +347,7 @@ TEST(SmoeGating, GradcheckOfOutputAndAuxLoss) {
         std::string("smoe ") + kind,
         [&](const std::vector<Tensor>& p) {
           Generator noise(21);  // the same ε on every call
-          GateWeights gw{p[1], o.kind() == Gating::NoisyTopK ? p[2] : Tensor()};
+          GateWeights gw{p[1], o.gating == Gating::NoisyTopK ? p[2] : Tensor()};
           SmoeResult r = smoe(p[0], gw, {p[3], p[4]}, o, true, &noise);
           Tensor aux = weighted_aux_loss(r.route, o);
           Tensor y = reshape(r.y, {-1});
@@ -436,10 +435,9 @@ TEST(SmoeAux, NormalCdfOpValuesAndGradient) {
 
 TEST(SmoeLayer, ParameterNamesShapesAndInit) {
   Generator gen(40);
-  SmoeOptions o;
-  o.d = 16;
+  SmoeOptions o = SmoeOptions::defaults(16);
   o.experts = 4;
-  o.gating = "noisy_topk";
+  o.gating = parse_gating("noisy_topk");
   SmoeFeedForward layer(o, gen);
   EXPECT_EQ(o.k(), 2);
   EXPECT_EQ(o.hidden(), 32);  // 4·d / k: a 4d MLP's active width
@@ -457,7 +455,7 @@ TEST(SmoeLayer, ParameterNamesShapesAndInit) {
   double ss = 0;
   for (float v : params[2].second.to_vector<float>()) ss += v * v;
   EXPECT_NEAR(std::sqrt(ss / 2048), 0.02, 0.002);
-  o.gating = "switch";
+  o.gating = parse_gating("switch");
   o.topk = 0;
   SmoeFeedForward sw(o, gen);
   EXPECT_EQ(sw.named_parameters().size(), 3u);
@@ -466,8 +464,7 @@ TEST(SmoeLayer, ParameterNamesShapesAndInit) {
   o.topk = 2;
   EXPECT_THROW(SmoeFeedForward(o, gen), Error);
   o.topk = 0;
-  o.gating = "top3";
-  EXPECT_THROW(SmoeFeedForward(o, gen), Error);
+  EXPECT_THROW(parse_gating("top3"), Error);
 }
 
 TEST(SmoeLayer, NoisyTopKNoiseOnlyInTrainingAndReproducible) {
@@ -513,10 +510,10 @@ TEST(SmoeLayer, ExpertMaskRemovesExactlyThatContribution) {
   for (size_t p = 0; p < idx.size(); ++p) keep[p] = idx[p] != 2;
   Tensor want = reference_moe(reshape(x, {N, D}), idx, r.gates, layer.expert_weights(),
                               nn::Activation::ReLU2, keep);
-  layer.set_expert_mask({false, false, true, false});
+  layer.remove_experts({2});
   std::vector<double> got = layer.forward(x).to_vector<double>(), w = want.to_vector<double>();
   for (size_t i = 0; i < w.size(); ++i) EXPECT_NEAR(got[i], w[i], 1e-12);
-  layer.set_expert_mask({});
+  layer.remove_experts({});
   std::vector<double> full_y = layer.forward(x).to_vector<double>();
   EXPECT_NE(full_y, got);
 }
@@ -543,10 +540,9 @@ TEST(SmoeLayer, ReportsDroppedFraction) {
 
 TEST(SmoeLayer, BackwardReachesEveryParameter) {
   for (const char* kind : {"softmax", "noisy_topk", "switch", "gshard"}) {
-    SmoeOptions o;
-    o.d = 16;
+    SmoeOptions o = SmoeOptions::defaults(16);
     o.experts = 4;
-    o.gating = kind;
+    o.gating = parse_gating(kind);
     o.capacity_factor = std::string(kind) == "switch" ? 1.25 : 0.0;
     Generator gen(46), noise(47);
     SmoeFeedForward layer(o, gen, {}, &noise);
@@ -568,16 +564,15 @@ TEST(SmoeCuda, LayerMatchesCpuForEveryGatingAndDispatch) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device: " << cuda::unavailable_reason();
   for (const char* kind : {"softmax", "noisy_topk", "switch", "gshard"})
     for (double cf : {0.0, 1.0}) {
-      SmoeOptions o;
-      o.d = 16;
+      SmoeOptions o = SmoeOptions::defaults(16);
       o.experts = 4;
-      o.gating = kind;
+      o.gating = parse_gating(kind);
       o.capacity_factor = cf;
       o.jitter = std::string(kind) == "switch" ? 0.01 : 0.0;
       auto run = [&](Device dev) {
         Generator init(50), noise(51), data(52);
         SmoeFeedForward layer(o, init, {DType::F32, dev}, &noise);
-        if (o.kind() == Gating::NoisyTopK) {  // off zero so the routing is not all ties
+        if (o.gating == Gating::NoisyTopK) {  // off zero so the routing is not all ties
           copy_(layer.gate_weights().gate, randn({4, 16}, data).to(dev));
           copy_(layer.gate_weights().noise, randn({4, 16}, data).to(dev));
         }

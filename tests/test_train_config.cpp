@@ -2,7 +2,7 @@
 
 #include "test_train_util.h"
 #include "train/config.h"
-#include "train/fileio.h"
+#include "util/fileio.h"
 
 namespace monet {
 namespace {
@@ -20,14 +20,18 @@ TEST(TrainConfig, DefaultsFromAnEmptyObject) {
   EXPECT_EQ(c.model.vocab, 256);
   EXPECT_EQ(c.model.d, 128);
   EXPECT_EQ(c.model.ffn.kind, "dense");
-  EXPECT_EQ(c.model.ffn.get_string("activation"), "relu2");
-  EXPECT_EQ(c.model.ffn.get_int("hidden"), 4 * 128);
+  EXPECT_EQ(c.model.ffn.params.at("activation").get<std::string>(), "relu2");
+  EXPECT_EQ(c.model.ffn.params.at("hidden").get<int64_t>(), 4 * 128);
   EXPECT_EQ(c.optim.name, "adamw");
   EXPECT_EQ(c.run.device, "cpu");
   EXPECT_EQ(c.run.data, "third_party/corpora/toy4");
   // hidden follows d unless given
-  EXPECT_EQ(parse_config(json::parse(R"({"model": {"d": 64}})")).model.ffn.get_int("hidden"), 256);
-  EXPECT_TRUE(ThrowsWith([&] { c.model.ffn.get_int("experts"); }, {"'experts'", "dense"}));
+  EXPECT_EQ(parse_config(json::parse(R"({"model": {"d": 64}})"))
+                .model.ffn.params.at("hidden")
+                .get<int64_t>(),
+            256);
+  EXPECT_EQ(c.model.ffn.params.size(), 2u)
+      << c.model.ffn.params.dump();  // dense: activation, hidden
 }
 
 TEST(TrainConfig, RoundTripsExactly) {
@@ -108,10 +112,10 @@ TEST(TrainConfig, Overrides) {
   EXPECT_EQ(c.run.steps, 100);
   EXPECT_EQ(c.optim.lr, 2e-3);
   EXPECT_EQ(c.run.device, "cuda");
-  EXPECT_EQ(c.model.ffn.get_string("activation"), "gelu");
+  EXPECT_EQ(c.model.ffn.params.at("activation").get<std::string>(), "gelu");
   EXPECT_EQ(c.run.data, "some/folder");
   apply_override(j, R"(model.ffn={"kind": "dense", "hidden": 64})");
-  EXPECT_EQ(parse_config(j).model.ffn.get_int("hidden"), 64);
+  EXPECT_EQ(parse_config(j).model.ffn.params.at("hidden").get<int64_t>(), 64);
 
   EXPECT_TRUE(
       ThrowsWith([&] { apply_override(j, "model.dd=3"); }, {"unknown config key 'model.dd'"}));
@@ -128,7 +132,7 @@ TEST(TrainConfig, ShippedConfigsLoad) {
   const std::string root = MONET_SOURCE_DIR;
   Config tiny = load_config(root + "/configs/tiny.json");
   EXPECT_EQ(tiny.model.d, 128);
-  EXPECT_EQ(tiny.model.ffn.get_int("hidden"), 512);
+  EXPECT_EQ(tiny.model.ffn.params.at("hidden").get<int64_t>(), 512);
   EXPECT_EQ(tiny.run.data, "third_party/corpora/toy4");
   Config small = load_config(root + "/configs/small.json", {"run.steps=3", "optim.warmup_steps=1"});
   EXPECT_EQ(small.model.d, 256);

@@ -5,7 +5,7 @@
 
 #include "test_train_util.h"
 #include "train/corpus.h"
-#include "train/fileio.h"
+#include "util/fileio.h"
 
 namespace monet {
 namespace {

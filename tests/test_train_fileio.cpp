@@ -1,8 +1,8 @@
 #include <gtest/gtest.h>
 
 #include "test_train_util.h"
-#include "train/fileio.h"
 #include "train/tokenizer.h"
+#include "util/fileio.h"
 
 namespace monet {
 namespace {

@@ -10,10 +10,10 @@
 #include "core/ops.h"
 #include "test_train_util.h"
 #include "train/checkpoint.h"
-#include "train/fileio.h"
 #include "train/model.h"
 #include "train/sample.h"
 #include "train/trainer.h"
+#include "util/fileio.h"
 
 using namespace monet;
 using monet::testing::TempDir;

@@ -7,8 +7,8 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "test_train_util.h"
-#include "train/fileio.h"
 #include "train/safetensors.h"
+#include "util/fileio.h"
 
 namespace monet {
 namespace {

@@ -5,9 +5,9 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
-#include "train/fileio.h"
 #include "train/model.h"
 #include "train/safetensors.h"
+#include "util/fileio.h"
 
 namespace monet {
 

@@ -4,16 +4,8 @@
 // Schema (every key optional; defaults in brackets):
 //   model: vocab [256], d [128], layers [4], heads [4] (must divide d), context [128],
 //          norm_eps [1e-5],
-//          ffn: {kind ["dense"], ...keys of that kind}; for "dense": activation ["relu2"] one of
-//               relu2|gelu|swiglu, hidden [4·d];
-//               "monet_hd"/"monet_vd": heads [4], sqrt_n [d/2], dim [8], topk [8], group [4],
-//               aux_weight [1e-3];
-//               "peer": sqrt_n [d/2], heads [8], topk [16], d_query [d/2], activation ["gelu"]
-//               gelu|relu, score ["softmax"] softmax|sigmoid, query_batchnorm [1] (0|1);
-//               "smoe": experts [8], dim [0 = 4d/k], topk [0 = the gating's], gating ["switch"]
-//               softmax|noisy_topk|switch|gshard, capacity_factor [0 = dropless],
-//               balance_weight [1e-2], z_weight [1e-3], importance_weight [1e-2],
-//               load_weight [1e-2], jitter [0], activation ["relu2"] relu2|gelu
+//          ffn: {kind ["dense"], ...the keys of that kind}: each kind's keys, types, defaults
+//               and rules are its registry row (moe/registry.h; `monet help config` lists them)
 //   optim: name ["adamw"] adamw|sgd, lr [1e-3], min_lr [0] (cosine floor, <= lr),
 //          weight_decay [0.1], beta1 [0.9], beta2 [0.95], eps [1e-8] (adamw only),
 //          warmup_steps [0], grad_clip [1.0] (0 = off)
@@ -26,8 +18,8 @@
 // Errors name the full dotted key: "unknown config key 'model.dd'", "config key 'run.steps' must
 // be an integer, got string", "config key 'model.heads' must divide model.d ...".
 //
-// The FFN is the part later issues extend: each kind lists its own keys in one table
-// (ffn_kinds() in config.cpp), with a type, a default and a check; adding a kind is adding a row.
+// The FFN keys are not listed here: each kind declares its own in its registry row, with a type,
+// a default and a rule, and this file reads them from there.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -40,13 +32,8 @@ namespace monet {
 
 struct FfnConfig {
   std::string kind = "dense";
-  // The kind's own keys, validated, with defaults filled in (for dense: activation, hidden).
+  // Every key of the kind, checked, defaults filled in, as the row's parse wrote them.
   nlohmann::json params = nlohmann::json::object();
-
-  // Typed access to params; errors name the key if it is absent (not a key of this kind).
-  int64_t get_int(const std::string& key) const;
-  double get_number(const std::string& key) const;
-  std::string get_string(const std::string& key) const;
   bool operator==(const FfnConfig&) const = default;
 };
 

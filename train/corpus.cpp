@@ -4,7 +4,7 @@
 #include <map>
 
 #include "core/error.h"
-#include "train/fileio.h"
+#include "util/fileio.h"
 
 namespace monet {
 namespace {

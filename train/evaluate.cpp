@@ -1,5 +1,7 @@
 #include "train/evaluate.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
 
 #include "core/autograd.h"
@@ -40,6 +42,14 @@ std::vector<DomainEval> evaluate(nn::Transformer& model, const std::vector<Domai
   all.bpb = all.loss / std::log(2.0);
   out.push_back(all);
   return out;
+}
+
+std::string eval_markdown(const std::vector<DomainEval>& ev) {
+  std::string s =
+      "| domain | val loss (nats/token) | bits per byte | tokens |\n|---|---:|---:|---:|\n";
+  for (const DomainEval& e : ev)
+    s += fmt::format("| {} | {:.4f} | {:.4f} | {} |\n", e.domain, e.loss, e.bpb, e.tokens);
+  return s;
 }
 
 }  // namespace monet

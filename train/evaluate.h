@@ -28,4 +28,7 @@ DomainEval evaluate_tokens(nn::Transformer& model, const std::string& name,
                            const std::vector<int32_t>& tokens, int64_t batch, int64_t context,
                            int64_t max_windows);
 
+// The results as a Markdown table: domain, val loss (nats/token), bits per byte, tokens.
+std::string eval_markdown(const std::vector<DomainEval>& ev);
+
 }  // namespace monet

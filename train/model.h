@@ -3,6 +3,7 @@
 #pragma once
 #include <memory>
 
+#include "moe/registry.h"
 #include "nn/transformer.h"
 #include "train/config.h"
 
@@ -14,8 +15,9 @@ Device parse_device(const std::string& name);
 nn::TransformerConfig transformer_config(const ModelConfig& m, DType dtype = DType::F32,
                                          Device device = Device::cpu());
 
-// The feed-forward layer of the config's kind, one per call (`layer` decides, for MONET, whether
-// the layer owns its routing group's router). The factory keeps references to `gen` and `noise`.
+// The feed-forward layers of the config's kind (its registry row builds them), one per call
+// (`layer` decides, for MONET, whether the layer owns its routing group's router). The factory
+// keeps references to `gen` and `noise`.
 nn::FeedForwardFactory ffn_factory(const ModelConfig& m, const nn::ParamOptions& popt,
                                    Generator& gen, Generator* noise = nullptr);
 

@@ -8,7 +8,7 @@
 #include <set>
 
 #include "core/error.h"
-#include "train/fileio.h"
+#include "util/fileio.h"
 
 namespace monet {
 namespace {

@@ -34,7 +34,7 @@ std::string encode_safetensors(const NamedTensors& tensors, const Metadata& meta
 // Parses and validates `bytes`; errors say what is wrong and start with "safetensors '<source>'".
 Safetensors decode_safetensors(std::string_view bytes, const std::string& source = "<memory>");
 
-// Written atomically (train/fileio.h): a crash leaves the previous file intact.
+// Written atomically (util/fileio.h): a crash leaves the previous file intact.
 void save_safetensors(const std::filesystem::path& path, const NamedTensors& tensors,
                       const Metadata& metadata = {});
 Safetensors load_safetensors(const std::filesystem::path& path);

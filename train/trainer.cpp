@@ -8,11 +8,11 @@
 #include "core/ops.h"
 #include "nn/optim.h"
 #include "train/checkpoint.h"
-#include "train/fileio.h"
 #include "train/model.h"
-#include "train/plot.h"
-#include "train/progress.h"
 #include "train/tokenizer.h"
+#include "util/fileio.h"
+#include "util/plot.h"
+#include "util/progress.h"
 
 namespace monet {
 

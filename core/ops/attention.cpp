@@ -34,6 +34,7 @@
 #include "core/cpu/parallel.h"
 #include "core/cpu/rows.h"
 #include "core/flops.h"
+#include "core/kernel_path.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
 #include "core/cuda/dispatch.h"
@@ -311,7 +312,7 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
               dtype_name(k.dtype()), dtype_name(v.dtype()));
   check_same_device("causal_attention", q, k);
   check_same_device("causal_attention", q, v);
-  if (q.device().is_cuda() || q.numel() == 0) return attention_composition(q, k, v, scale);
+  if (!use_fused_kernel(q.device()) || q.numel() == 0) return attention_composition(q, k, v, scale);
   check_cpu("causal_attention", q);
   const AttnPlan pl = plan_attention(q, k, scale);
   const Mats mq = mats(q), mk = mats(k), mv = mats(v);

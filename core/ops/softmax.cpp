@@ -15,6 +15,7 @@
 #include "core/cpu/parallel.h"
 #include "core/cpu/rows.h"
 #include "core/flops.h"
+#include "core/kernel_path.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
 #include "core/cuda/dispatch.h"
@@ -117,8 +118,14 @@ Tensor masked_softmax(const Tensor& x, const Tensor& keep) {
   check_same_device("masked_softmax", x, keep);
   check_backend("masked_softmax", x);
   Tensor out;
-  if (!x.device().is_cpu()) {  // CUDA and meta: the composition, on existing kernels
+  if (!use_fused_kernel(x.device())) {  // the composition, on existing kernels (core/kernel_path.h)
     NoGradGuard ng;
+    if (!x.device().is_meta() && x.numel() > 0) {            // the fused kernel's check, with ops
+      const Tensor kept = sum(cast(keep, x.dtype()), {-1});  // entries kept per row
+      const auto [fewest, row] = max(neg(reshape(kept, {-1})), 0);
+      MONET_CHECK(fewest.item() < 0, "masked_softmax: row {} of {} keeps no finite entry",
+                  static_cast<int64_t>(row.to(DType::F64).item()), shape_str(x.shape()));
+    }
     out = softmax(where(keep, x.detach(), full({}, -1e30, x.dtype(), x.device())), -1);
   } else {
     Tensor xc = x.detach().contiguous(), k = keep.to(x.dtype()).contiguous();

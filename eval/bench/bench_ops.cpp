@@ -26,9 +26,9 @@
 #include "core/flops.h"
 #include "core/ops.h"
 #include "core/random.h"
-#include "monet/monet_layer.h"
-#include "monet/monet_vd.h"
-#include "monet/router.h"
+#include "moe/monet_layer.h"
+#include "moe/monet_vd.h"
+#include "moe/router.h"
 #include "nn/linear.h"
 
 using namespace monet;
@@ -129,15 +129,7 @@ BENCHMARK(BM_RmsNorm)->ArgName("d")->Arg(128)->Arg(256)->UseRealTime();
 // ---- MONET: the router, and the VD experts with their mixing ----
 
 moe::MonetOptions monet_options(int64_t d) {
-  moe::MonetOptions o;
-  o.d = d;
-  o.heads = 4;
-  o.sqrt_n = d / 2;
-  o.dim = 8;
-  o.topk = 8;
-  o.group = 4;
-  o.vertical = true;
-  return o;
+  return moe::MonetOptions::defaults(d, /*vertical=*/true);  // H 4, √N d/2, m 8, k 8, G 4
 }
 
 void BM_MonetRouter(benchmark::State& st) {

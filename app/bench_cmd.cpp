@@ -1,0 +1,39 @@
+// `monet bench`: the training step of `monet train`, timed; --vs-torch against the PyTorch twin
+// (eval/bench.h).
+#include <fmt/format.h>
+
+#include "app/command.h"
+#include "eval/bench.h"
+
+namespace monet::app {
+
+Command add_bench_command(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench",
+      "time the training step (tokens/s, GFLOP/s, memory); --vs-torch against the PyTorch twin");
+  cmd->add_option("--config", o->configs,
+                  "run configuration(s) (configs/bench_*.json), one row each")
+      ->required();
+  cmd->add_option("--set", o->sets,
+                  "override a key of every config: --set model.d=256 (repeatable)");
+  cmd->add_option("--steps", o->steps, "timed steps per round")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--warmup", o->warmup, "untimed steps first, each round")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--rounds", o->rounds, "rounds per side (C++ and PyTorch alternate)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--vs-torch", o->vs_torch, "also run the PyTorch twin and print the ratio");
+  cmd->add_option("--python", o->python, "the interpreter with torch")->capture_default_str();
+  cmd->add_option("--torch-script", o->torch_script, "the PyTorch twin")->capture_default_str();
+  return {cmd, [o] {
+            const BenchResult r = run_bench(*o, stderr);
+            fmt::print("{}", bench_markdown(r));
+            return 0;
+          }};
+}
+
+}  // namespace monet::app

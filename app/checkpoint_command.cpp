@@ -1,0 +1,37 @@
+#include "app/checkpoint_command.h"
+
+#include "app/command.h"
+#include "train/checkpoint.h"
+#include "train/model.h"
+#include "train/tokenizer.h"
+
+namespace monet::app {
+
+namespace fs = std::filesystem;
+
+void add_checkpoint_options(CLI::App* cmd, CheckpointArgs& a, const std::string& default_out) {
+  cmd->add_option("--ckpt", a.ckpt, "run or checkpoint folder")->required();
+  cmd->add_option("--data", a.data, "corpus folder")->default_str("run.data");
+  cmd->add_option("--out", a.out, "output folder")->default_str(default_out);
+  cmd->add_option("--batch", a.batch, "windows per forward pass")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  add_device_option(cmd, a.device);
+}
+
+fs::path LoadedRun::out_dir(const CheckpointArgs& a, const std::string& name) const {
+  return a.out.empty() ? run_dir / name : fs::path(a.out);
+}
+
+LoadedRun load_run(const CheckpointArgs& a) {
+  LoadedRun l;
+  l.model = load_model(a.ckpt, &l.cfg, parse_device(a.device));
+  const fs::path ckpt = resolve_checkpoint(a.ckpt);
+  const std::string name = ckpt.filename().string();
+  l.run_dir = name == "checkpoint" || name == "checkpoint.prev" ? ckpt.parent_path() : ckpt;
+  l.experts = std::make_unique<interp::ExpertModel>(*l.model, l.cfg.model.ffn.kind);
+  l.corpus = Corpus::load(a.data.empty() ? l.cfg.run.data : a.data, ByteTokenizer());
+  return l;
+}
+
+}  // namespace monet::app

@@ -1,0 +1,39 @@
+// `monet sample`: text generated from a checkpoint (KV cache).
+#include <fmt/format.h>
+
+#include "app/command.h"
+#include "train/checkpoint.h"
+#include "train/model.h"
+#include "train/sample.h"
+#include "train/tokenizer.h"
+
+namespace monet::app {
+
+Command add_sample_command(CLI::App& app) {
+  struct Args {
+    std::string ckpt, prompt, device = "cpu";
+    SampleOptions so;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("sample", "generate text from a checkpoint (KV cache)");
+  cmd->add_option("--ckpt", a->ckpt, "run or checkpoint folder")->required();
+  cmd->add_option("--prompt", a->prompt, "the text to continue")->required();
+  cmd->add_option("--tokens", a->so.tokens, "tokens to generate")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--temperature", a->so.temperature, "0 for greedy")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--top-k", a->so.top_k, "sample among the k most likely (0: all)")
+      ->capture_default_str();
+  cmd->add_option("--seed", a->so.seed, "random seed")->capture_default_str();
+  add_device_option(cmd, a->device);
+  return {cmd, [a] {
+            auto model = load_model(a->ckpt, nullptr, parse_device(a->device));
+            ByteTokenizer tok;
+            fmt::print("{}\n", tok.decode(sample(*model, tok.encode(a->prompt), a->so)));
+            return 0;
+          }};
+}
+
+}  // namespace monet::app

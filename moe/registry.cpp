@@ -1,0 +1,36 @@
+#include "moe/registry.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace monet::moe {
+
+// Each row is defined at the end of its layer's file.
+const FfnKind& dense_kind();
+const FfnKind& smoe_kind();
+const FfnKind& peer_kind();
+const FfnKind& monet_hd_kind();
+const FfnKind& monet_vd_kind();
+
+const std::vector<const FfnKind*>& ffn_kinds() {
+  static const std::vector<const FfnKind*> kinds = {
+      &dense_kind(), &smoe_kind(), &peer_kind(), &monet_hd_kind(), &monet_vd_kind(),
+  };
+  return kinds;
+}
+
+std::vector<std::string> ffn_kind_names() {
+  std::vector<std::string> names;
+  for (const FfnKind* k : ffn_kinds()) names.push_back(k->name);
+  return names;
+}
+
+const FfnKind& ffn_kind(std::string_view name, std::string_view what) {
+  for (const FfnKind* k : ffn_kinds())
+    if (k->name == name) return *k;
+  throw Error(
+      fmt::format("{} must be one of {}, got '{}'", what, fmt::join(ffn_kind_names(), "|"), name));
+}
+
+}  // namespace monet::moe

@@ -1,0 +1,91 @@
+// The feed-forward kinds, one registry row each: the value of model.ffn.kind, its option fields
+// (moe/options.h), how to build its layers, which of its parameters are expert parameters, and
+// how `monet table` sweeps its expert count N. Config parsing (train/config.cpp), model building
+// (train/model.cpp), `monet table` (eval/table.cpp), the interpretability commands and `--help`
+// read these rows and nothing else.
+//
+// Adding a kind: one file (the layer, ending in its row, `const FfnKind& foo_kind()`) and one line
+// in ffn_kinds() (moe/registry.cpp).
+#pragma once
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/random.h"
+#include "moe/options.h"
+#include "nn/ffn.h"
+#include "nn/transformer.h"
+
+namespace monet::moe {
+
+// The layers of one model, in order: layer i of the model is factory(i) (nn/transformer.h).
+using nn::FeedForwardFactory;
+
+// What building needs besides the options: where and how parameters are made, the generator
+// they are drawn from (in registration order), and the generator of the routing noise drawn in
+// training (null when nothing is drawn; the trainer passes its saved one so a resumed run draws
+// the same noise). The factory keeps the two pointers.
+struct BuildContext {
+  nn::ParamOptions param;
+  Generator* init = nullptr;
+  Generator* noise = nullptr;
+};
+
+struct FfnKind {
+  std::string name;          // model.ffn.kind
+  std::string summary;       // one line for --help and error messages
+  bool has_experts = false;  // the layers implement moe::ExpertLayer (moe/expert_layer.h)
+
+  // The options as JSON, type-erased over the kind's Options struct (see make_kind):
+  //   parse: the checked options of `given` at width d, every key written, defaults filled in;
+  //   fields: each key's type, default, rule and help.
+  std::function<nlohmann::json(const nlohmann::json& given, int64_t d, const std::string& path)>
+      parse;
+  std::vector<FieldInfo> fields;
+  // The layers of a model of width d, from options that `parse` returned.
+  std::function<FeedForwardFactory(const nlohmann::json& params, int64_t d, const BuildContext&)>
+      build;
+  // Whether a parameter (its name inside one layer) belongs to the experts themselves: Table 1's
+  // "expert parameters", without routers, product keys or query networks.
+  std::function<bool(std::string_view name)> is_expert_param;
+  // `monet table`: the settings of this kind at N = √N² experts (Table 1's configuration, merged
+  // over the defaults), and the key among them that sets N; null for a kind without experts,
+  // measured once.
+  std::function<nlohmann::json(int64_t sqrt_n)> sweep;
+  std::string n_key;
+};
+
+// A row from the kind's typed pieces: `fields` declare the options of O (which has a member
+// int64_t d, the model width, and a validate() for cross-field rules); `build` makes the factory;
+// `base` holds the members that are not config keys (MONET's vertical, which the row decides).
+template <class O>
+FfnKind make_kind(std::string name, std::string summary, std::vector<Field<O>> fields,
+                  std::function<FeedForwardFactory(const O&, const BuildContext&)> build,
+                  O base = O{}) {
+  FfnKind k;
+  k.name = std::move(name);
+  k.summary = std::move(summary);
+  for (const Field<O>& f : fields) k.fields.push_back(f.info);
+  k.parse = [fields, base](const nlohmann::json& given, int64_t d, const std::string& path) {
+    return write_options(fields, read_options(fields, given, d, path, base));
+  };
+  k.build = [fields, build, base](const nlohmann::json& params, int64_t d,
+                                  const BuildContext& ctx) {
+    return build(read_options(fields, params, d, "model.ffn", base), ctx);
+  };
+  k.is_expert_param = [](std::string_view) { return true; };
+  return k;
+}
+
+// Every kind, in the order --help and `monet table` list them.
+const std::vector<const FfnKind*>& ffn_kinds();
+// The row named `name`; an error naming the known kinds otherwise (and `what`, the config key or
+// option the name came from).
+const FfnKind& ffn_kind(std::string_view name,
+                        std::string_view what = "config key 'model.ffn.kind'");
+std::vector<std::string> ffn_kind_names();
+
+}  // namespace monet::moe

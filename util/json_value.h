@@ -1,0 +1,48 @@
+// Typed reading of one JSON value of a configuration, with errors that name the dotted key:
+//   config key 'run.steps' must be an integer, got string
+// Shared by the run configuration (train/config.cpp) and the option tables of the feed-forward
+// kinds (moe/options.h), so every config key reads and complains the same way.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/error.h"
+
+namespace monet {
+
+// "integer" for whole numbers, JSON's own type name otherwise ("number", "string", "array", ...).
+inline std::string json_kind(const nlohmann::json& v) {
+  return v.is_number_integer() ? "integer" : v.type_name();
+}
+
+inline void read_json_value(const nlohmann::json& v, const std::string& key, int64_t& out) {
+  MONET_CHECK(v.is_number_integer(), "config key '{}' must be an integer, got {}", key,
+              json_kind(v));
+  MONET_CHECK(!v.is_number_unsigned() || v.get<uint64_t>() <= INT64_MAX,
+              "config key '{}' is out of range, got {}", key, v.dump());
+  out = v.get<int64_t>();
+}
+inline void read_json_value(const nlohmann::json& v, const std::string& key, uint64_t& out) {
+  MONET_CHECK(v.is_number_integer(), "config key '{}' must be an integer, got {}", key,
+              json_kind(v));
+  MONET_CHECK(v.is_number_unsigned(), "config key '{}' must be non-negative, got {}", key,
+              v.dump());
+  out = v.get<uint64_t>();
+}
+inline void read_json_value(const nlohmann::json& v, const std::string& key, double& out) {
+  MONET_CHECK(v.is_number(), "config key '{}' must be a number, got {}", key, json_kind(v));
+  out = v.get<double>();
+}
+inline void read_json_value(const nlohmann::json& v, const std::string& key, std::string& out) {
+  MONET_CHECK(v.is_string(), "config key '{}' must be a string, got {}", key, json_kind(v));
+  out = v.get<std::string>();
+}
+
+// The rule a value broke: "config key 'model.ffn.topk' must be positive, got 0".
+template <class T>
+void require_config(bool ok, std::string_view key, std::string_view rule, const T& got) {
+  MONET_CHECK(ok, "config key '{}' must be {}, got {}", key, rule, got);
+}
+
+}  // namespace monet
