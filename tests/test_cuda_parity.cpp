@@ -1,13 +1,9 @@
-// The CUDA backend checked against the CPU backend, in the style of ggml's test-backend-ops: every
-// op of the core from one table of cases (random F32 inputs, broadcast and non-contiguous views
-// included) runs forward and backward on both devices, and the outputs and input gradients must
-// agree in normalised mean squared error,
+// The CUDA backend checked against the CPU backend, in the style of ggml's test-backend-ops: the
+// parity cases of the op table (tests/op_cases.h, shared with the gradient checks; random F32
+// inputs, broadcast and non-contiguous views included) run forward and backward on both devices,
+// and the outputs and input gradients must agree in normalised mean squared error,
 //   nmse(cuda, cpu) = Σ (cuda − cpu)² / Σ cpu²,
-// below the case's threshold. Thresholds (float32 on both sides; the backends differ only in
-// summation order and in the libm of each side, so a correct kernel lands near 1e-13):
-//   1e-7  default: arithmetic, matmul, reductions, norms, indexing, shape ops
-//   1e-6  exp/log/tanh-heavy ops (exp, gelu, silu, sigmoid, softplus, softmax family, loss)
-//   0     index outputs (max / top-k indices, comparisons): they must be identical
+// below the case's threshold (kDefault 1e-7, kTranscendental 1e-6, kExact 0: see op_cases.h);
 // plus the caching allocator (reuse, bins, the memory counters), the device probe and the errors.
 //
 // Without a device every test that needs one calls GTEST_SKIP() with the reason (CTest reports
@@ -15,7 +11,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,13 +18,16 @@
 #include "core/memory.h"
 #include "core/ops.h"
 #include "core/random.h"
+#include "op_cases.h"
 #ifdef MONET_WITH_CUDA
 #include "core/cuda/allocator.h"
 #include "core/cuda/device.h"
 #endif
 
 using namespace monet;
-using X = std::vector<Tensor>;
+using monet::testing::kTranscendental;
+using monet::testing::OpCase;
+using monet::testing::random_ids;
 
 namespace {
 
@@ -63,370 +61,19 @@ double nmse(const Tensor& a, const Tensor& b) {
   return ref > 0 ? err / ref : err;
 }
 
-// ---- the case table ----
-
-constexpr double kDefault = 1e-7, kTranscendental = 1e-6, kExact = 0.0;
-
-struct Case {
-  std::string name;
-  std::function<Tensor(const X&)> f;  // builds on the device of its inputs
-  std::vector<Shape> shapes;
-  double lo = -1.0, hi = 1.0;  // input range, away from kinks and poles where the op has them
-  double threshold = kDefault;
-  bool grad = true;  // also compare the input gradients of Σ f(x) ⊙ w
-};
-
-Device dev(const X& x) {
-  return x[0].device();
-}
-Tensor ids(const std::vector<int32_t>& v, const Shape& s, Device d) {
-  return from_vector(v, s).to(d);
-}
-// Random indices in [0, n), fixed by the seed: the same on both devices.
-Tensor random_ids(const Shape& s, int64_t n, uint64_t seed, Device d, int32_t every_ignored = 0) {
-  Generator g(seed);
-  std::vector<int32_t> v(static_cast<size_t>(shape_numel(s)));
-  for (size_t i = 0; i < v.size(); ++i)
-    v[i] = every_ignored && i % every_ignored == 1 ? -100 : static_cast<int32_t>(g.randint(n));
-  return ids(v, s, d);
-}
-Tensor zero_like_scalar(const X& x) {
-  return zeros({}, DType::F32, dev(x));
-}
-
-std::vector<Case> cases() {
-  const double T = kTranscendental;
-  return {
-      // elementwise, binary with broadcasting
-      {"add_same", [](const X& x) { return add(x[0], x[1]); }, {{64, 33}, {64, 33}}},
-      {"add_broadcast", [](const X& x) { return add(x[0], x[1]); }, {{3, 1, 4}, {2, 1}}},
-      {"add_broadcast_large", [](const X& x) { return add(x[0], x[1]); }, {{17, 300, 3}, {300, 1}}},
-      {"sub_broadcast", [](const X& x) { return sub(x[0], x[1]); }, {{4}, {3, 1}}},
-      {"mul_broadcast", [](const X& x) { return mul(x[0], x[1]); }, {{2, 1, 3}, {1, 4, 1}}},
-      {"mul_self", [](const X& x) { return mul(x[0], x[0]); }, {{5}}},
-      {"div_broadcast", [](const X& x) { return div(x[0], x[1]); }, {{2, 3}, {3}}, 0.5, 2.0},
-      {"add_transposed",
-       [](const X& x) { return add(transpose(x[0], 0, 1), x[1]); },
-       {{3, 2}, {2, 3}}},
-      {"mul_expanded",
-       [](const X& x) {
-         return mul(expand(x[0], {3, 4}), x[1]);
-       },
-       {{1, 4}, {3, 4}}},
-      {"sub_sliced_permuted",
-       [](const X& x) {
-         return sub(slice(permute(x[0], {2, 0, 1}), 1, 1, 4), x[1]);
-       },
-       {{5, 3, 6}, {6, 3, 1}}},
-      // scalar and unary
-      {"add_scalar", [](const X& x) { return add(x[0], 2.5); }, {{2, 3}}},
-      {"mul_scalar", [](const X& x) { return mul(x[0], -1.5); }, {{2, 3}}},
-      {"neg", [](const X& x) { return neg(x[0]); }, {{3, 2}}},
-      {"exp_transposed", [](const X& x) { return exp(transpose(x[0], 0, 1)); }, {{3, 2}}, -1, 1, T},
-      {"log", [](const X& x) { return log(x[0]); }, {{2, 3}}, 0.3, 2.0, T},
-      {"sqrt", [](const X& x) { return sqrt(x[0]); }, {{2, 3}}, 0.3, 2.0},
-      {"rsqrt", [](const X& x) { return rsqrt(x[0]); }, {{2, 3}}, 0.3, 2.0},
-      {"pow_2_5", [](const X& x) { return pow(x[0], 2.5); }, {{2, 3}}, 0.3, 2.0, T},
-      {"pow_3_signed", [](const X& x) { return pow(x[0], 3.0); }, {{2, 3}}, -2.0, -0.2, T},
-      {"relu_mixed", [](const X& x) { return relu(x[0]); }, {{1000}}},
-      {"relu2_sliced", [](const X& x) { return relu2(slice(x[0], 1, 1, 3)); }, {{2, 4}}},
-      {"gelu", [](const X& x) { return gelu(x[0]); }, {{2, 5}}, -3.0, 3.0, T},
-      {"silu", [](const X& x) { return silu(x[0]); }, {{2, 5}}, -3.0, 3.0, T},
-      {"sigmoid", [](const X& x) { return sigmoid(x[0]); }, {{2, 5}}, -4.0, 4.0, T},
-      {"softplus", [](const X& x) { return softplus(x[0]); }, {{2, 5}}, -4.0, 4.0, T},
-      // comparisons and selection
-      {"greater",
-       [](const X& x) { return greater(x[0], x[1]); },
-       {{4, 5}, {5}},
-       -1,
-       1,
-       kExact,
-       false},
-      {"greater_equal_int",
-       [](const X& x) {
-         return cast(greater_equal(cast(mul(x[0], 4.0), DType::I32), cast(x[1], DType::I32)),
-                     DType::F32);
-       },
-       {{4, 5}, {4, 1}},
-       -1,
-       1,
-       kExact,
-       false},
-      {"equal",
-       [](const X& x) { return equal(x[0], transpose(x[0], 0, 1)); },
-       {{3, 3}},
-       -1,
-       1,
-       kExact,
-       false},
-      {"where",
-       [](const X& x) { return where(greater(x[0], zero_like_scalar(x)), x[1], x[2]); },
-       {{2, 3}, {2, 3}, {3}}},
-      {"where_int_cond",
-       [](const X& x) {
-         return where(cast(greater(x[0], zero_like_scalar(x)), DType::I32), x[1], x[2]);
-       },
-       {{4, 1}, {4, 6}, {6}}},
-      {"masked_fill",
-       [](const X& x) { return masked_fill(x[0], greater(x[0], zero_like_scalar(x)), -5.0); },
-       {{3, 4}}},
-      // matmul: every transpose case, batched with broadcast batch axes, a shared 2-D weight
-      {"matmul_nn", [](const X& x) { return matmul(x[0], x[1]); }, {{3, 4}, {4, 2}}},
-      {"matmul_tn",
-       [](const X& x) { return matmul(transpose(x[0], 0, 1), x[1]); },
-       {{4, 3}, {4, 2}}},
-      {"matmul_nt",
-       [](const X& x) { return matmul(x[0], transpose(x[1], 0, 1)); },
-       {{3, 4}, {2, 4}}},
-      {"matmul_tt",
-       [](const X& x) { return matmul(transpose(x[0], 0, 1), transpose(x[1], 0, 1)); },
-       {{4, 3}, {2, 4}}},
-      {"matmul_batched_broadcast",
-       [](const X& x) { return matmul(x[0], x[1]); },
-       {{2, 1, 3, 4}, {3, 4, 2}}},
-      {"matmul_batched_transposed",
-       [](const X& x) { return matmul(transpose(x[0], -1, -2), x[1]); },
-       {{3, 20, 30}, {3, 20, 10}}},
-      {"matmul_shared_weight",
-       [](const X& x) { return matmul(x[0], x[1]); },
-       {{2, 3, 65, 70}, {70, 33}}},
-      {"matmul_sliced",
-       [](const X& x) { return matmul(slice(x[0], 1, 1, 4), x[1]); },
-       {{3, 5}, {3, 2}}},
-      {"matmul_row_vector", [](const X& x) { return matmul(x[0], x[1]); }, {{1, 4}, {4, 1}}},
-      // reductions
-      {"sum_all", [](const X& x) { return sum(x[0]); }, {{2, 3}}},
-      {"sum_all_large", [](const X& x) { return sum(x[0]); }, {{300, 500}}},
-      {"sum_axis0", [](const X& x) { return sum(x[0], {0}); }, {{2, 3, 2}}},
-      {"sum_axis0_large", [](const X& x) { return sum(x[0], {0}); }, {{700, 40}}},
-      {"sum_axes_keepdim",
-       [](const X& x) {
-         return sum(x[0], {0, 2}, true);
-       },
-       {{2, 3, 2}}},
-      {"sum_transposed", [](const X& x) { return sum(transpose(x[0], 0, 1), {1}); }, {{3, 4}}},
-      {"mean_axis", [](const X& x) { return mean(x[0], {-1}); }, {{2, 3, 4}}},
-      {"max_axis1", [](const X& x) { return max(x[0], 1).first; }, {{2, 4, 3}}},
-      {"max_keepdim", [](const X& x) { return max(x[0], -1, true).first; }, {{3, 5}}},
-      {"max_long_rows", [](const X& x) { return max(x[0], -1).first; }, {{4, 1000}}},
-      {"max_indices",
-       [](const X& x) { return cast(max(x[0], 0).second, DType::F32); },
-       {{50, 7}},
-       -1,
-       1,
-       kExact,
-       false},
-      {"sum_to",
-       [](const X& x) {
-         return sum_to(x[0], {3, 1});
-       },
-       {{2, 3, 4}}},
-      // softmax family and loss
-      {"softmax_last", [](const X& x) { return softmax(x[0], -1); }, {{3, 5}}, -3.0, 3.0, T},
-      {"softmax_axis0", [](const X& x) { return softmax(x[0], 0); }, {{4, 3}}, -3.0, 3.0, T},
-      {"softmax_long_rows",
-       [](const X& x) { return softmax(x[0], -1); },
-       {{3, 1000}},
-       -5.0,
-       5.0,
-       T},
-      {"log_softmax", [](const X& x) { return log_softmax(x[0], -1); }, {{2, 3, 4}}, -3.0, 3.0, T},
-      {"log_softmax_transposed",
-       [](const X& x) { return log_softmax(transpose(x[0], 0, 1), -1); },
-       {{4, 3}},
-       -3.0,
-       3.0,
-       T},
-      {"logsumexp", [](const X& x) { return logsumexp(x[0], 1); }, {{3, 4}}, -3.0, 3.0, T},
-      {"cross_entropy",
-       [](const X& x) {
-         return cross_entropy(x[0], ids({1, 0, 3, -100}, {4}, dev(x)));
-       },
-       {{4, 5}},
-       -3.0,
-       3.0,
-       T},
-      {"cross_entropy_3d",
-       [](const X& x) {
-         return cross_entropy(x[0], ids({0, 2, 1, 1, 0, 2}, {2, 3}, dev(x)));
-       },
-       {{2, 3, 3}},
-       -3.0,
-       3.0,
-       T},
-      {"cross_entropy_large",
-       [](const X& x) { return cross_entropy(x[0], random_ids({64}, 300, 5, dev(x), 7)); },
-       {{64, 300}},
-       -5.0,
-       5.0,
-       T},
-      {"cross_entropy_all_ignored",
-       [](const X& x) {
-         return cross_entropy(x[0], ids({-100, -100}, {2}, dev(x)));
-       },
-       {{2, 3}}},
-      {"causal_softmax_square",
-       [](const X& x) { return causal_softmax(x[0], 0.5); },
-       {{2, 4, 4}},
-       -3.0,
-       3.0,
-       T},
-      {"causal_softmax_offset_keys",  // Tk > T: the rows see 3 + i keys
-       [](const X& x) { return causal_softmax(transpose(x[0], 0, 1), 0.7); },
-       {{5, 2, 7}},
-       -3.0,
-       3.0,
-       T},
-      {"rotary_heads_view",
-       [](const X& x) {
-         Generator g(5);  // the same constant tables on both backends
-         Tensor c = normal({5, 4}, 0, 1, g, DType::F32, dev(x)),
-                s = normal({5, 4}, 0, 1, g, DType::F32, dev(x));
-         return rotary(transpose(x[0], 1, 2), c, s);
-       },
-       {{2, 5, 3, 8}}},
-      {"causal_softmax_long_rows",
-       [](const X& x) { return causal_softmax(x[0], 0.125); },
-       {{2, 3, 400}},
-       -5.0,
-       5.0,
-       T},
-      {"causal_attention_cached_strided_v",  // Tk 75 > T 70, v the transpose of [B, Tk, H, hd]
-       [](const X& x) { return causal_attention(x[0], x[1], transpose(x[2], 1, 2), 0.25); },
-       {{2, 3, 70, 8}, {2, 3, 75, 8}, {2, 75, 3, 8}},
-       -2.0,
-       2.0,
-       T},
-      // norms
-      {"rms_norm", [](const X& x) { return rms_norm(x[0], x[1], 1e-6); }, {{3, 5}, {5}}},
-      {"rms_norm_3d_transposed",
-       [](const X& x) { return rms_norm(transpose(x[0], 0, 1), x[1]); },
-       {{4, 2, 3}, {3}}},
-      {"layer_norm",
-       [](const X& x) { return layer_norm(x[0], x[1], x[2], 1e-5); },
-       {{3, 5}, {5}, {5}}},
-      {"layer_norm_large",
-       [](const X& x) { return layer_norm(x[0], x[1], x[2], 1e-5); },
-       {{200, 300}, {300}, {300}}},
-      {"batch_norm_train_axis1",
-       [](const X& x) {
-         Tensor rm = zeros({3}, DType::F32, dev(x)), rv = ones({3}, DType::F32, dev(x));
-         return batch_norm(x[0], 1, rm, rv, true);
-       },
-       {{4, 3, 2}}},
-      {"batch_norm_eval",
-       [](const X& x) {
-         Tensor rm = full({2}, 0.3, DType::F32, dev(x)), rv = full({2}, 1.7, DType::F32, dev(x));
-         return batch_norm(x[0], -1, rm, rv, false);
-       },
-       {{5, 2}}},
-      // indexing
-      {"embedding",
-       [](const X& x) {
-         return embedding(x[0], ids({3, 1, 3, 0}, {2, 2}, dev(x)));
-       },
-       {{4, 3}}},
-      {"embedding_large",  // 600 ids: index_add scans more than one block-width of indices
-       [](const X& x) {
-         return embedding(x[0], random_ids({20, 30}, 50, 9, dev(x)));
-       },
-       {{50, 300}}},
-      {"index_select_axis1",
-       [](const X& x) {
-         return index_select(x[0], 1, ids({2, 0, 2}, {3}, dev(x)));
-       },
-       {{2, 3, 2}}},
-      {"gather_axis1",
-       [](const X& x) {
-         return gather(x[0], 1, ids({0, 2, 1, 1, 0, 0}, {2, 3}, dev(x)));
-       },
-       {{2, 4}}},
-      {"gather_transposed_index",
-       [](const X& x) {
-         Tensor ix = transpose(ids({0, 1, 3, 3, 2, 0}, {3, 2}, dev(x)), 0, 1);
-         return gather(x[0], 1, ix);
-       },
-       {{2, 4}}},
-      {"scatter_add",
-       [](const X& x) {
-         return scatter_add(x[0], 1, ids({0, 2, 1, 1, 0, 0}, {2, 3}, dev(x)), x[1]);
-       },
-       {{2, 4}, {2, 3}}},
-      {"scatter_add_axis0_transposed_src",
-       [](const X& x) {
-         return scatter_add(x[0], 0, ids({2, 0, 2, 1, 2, 2}, {2, 3}, dev(x)),
-                            transpose(x[1], 0, 1));
-       },
-       {{3, 3}, {3, 2}}},
-      {"topk", [](const X& x) { return topk(x[0], 2).first; }, {{3, 5}}},
-      {"topk_long_rows", [](const X& x) { return topk(x[0], 8).first; }, {{5, 100}}},
-      {"topk_indices",
-       [](const X& x) { return cast(topk(x[0], 8).second, DType::F32); },
-       {{6, 77}},
-       -1,
-       1,
-       kExact,
-       false},
-      // shape ops
-      {"reshape",
-       [](const X& x) {
-         return reshape(x[0], {3, -1});
-       },
-       {{2, 3, 2}}},
-      {"reshape_noncontiguous",
-       [](const X& x) { return reshape(transpose(x[0], 0, 1), {6}); },
-       {{2, 3}}},
-      {"permute",
-       [](const X& x) {
-         return contiguous(permute(x[0], {2, 0, 1}));
-       },
-       {{2, 3, 4}}},
-      {"slice", [](const X& x) { return slice(x[0], 0, 1, 3); }, {{4, 2}}},
-      {"expand",
-       [](const X& x) {
-         return contiguous(expand(x[0], {2, 3, 4}));
-       },
-       {{3, 1}}},
-      {"unsqueeze_squeeze", [](const X& x) { return squeeze(unsqueeze(x[0], 1), 1); }, {{2, 3}}},
-      {"concat",
-       [](const X& x) {
-         return concat({x[0], transpose(x[1], 0, 1)}, 1);
-       },
-       {{2, 1}, {3, 2}}},
-      {"split",
-       [](const X& x) {
-         auto p = split(x[0], {1, 2}, 1);
-         return add(mul(p[0], 2.0), sum(p[1], {1}, true));
-       },
-       {{3, 3}}},
-      // empty tensors: no kernel may be launched with an empty grid
-      {"add_empty", [](const X& x) { return add(x[0], x[1]); }, {{0, 3}, {3}}},
-      {"sum_over_empty_axis", [](const X& x) { return sum(x[0], {1}); }, {{3, 0}}},
-      {"matmul_k0", [](const X& x) { return matmul(x[0], x[1]); }, {{2, 0}, {0, 3}}},
-      {"softmax_no_rows", [](const X& x) { return softmax(x[0], -1); }, {{0, 4}}},
-      {"cast_int_roundtrip",
-       [](const X& x) { return cast(cast(mul(x[0], 10.0), DType::I32), DType::F32); },
-       {{4, 4}},
-       -1,
-       1,
-       kExact,
-       false},
-  };
-}
-
 struct Outcome {
   Tensor out;                 // on the CPU
   std::vector<Tensor> grads;  // on the CPU; zeros where no gradient reached the input
 };
 
 // f on device d: the inputs become leaves there, L = Σ f(x) ⊙ w with a fixed random w.
-Outcome evaluate(const Case& c, const std::vector<Tensor>& inputs, Device d) {
+Outcome evaluate(const OpCase& c, const std::vector<Tensor>& inputs, Device d) {
   std::vector<Tensor> leaves;
   for (const Tensor& t : inputs) leaves.push_back(t.to(d).detach().requires_grad_());
   Tensor out = c.f(leaves);
   EXPECT_EQ(out.device(), d) << c.name;
   Outcome r{out.detach().to(kCpu), {}};
-  if (!c.grad) return r;
+  if (!c.differentiable) return r;
   Generator g(7);
   Tensor w = randn(out.shape(), g).to(d);
   sum(mul(out, w)).backward();
@@ -435,29 +82,26 @@ Outcome evaluate(const Case& c, const std::vector<Tensor>& inputs, Device d) {
   return r;
 }
 
-void PrintTo(const Case& c, std::ostream* os) {
-  *os << c.name;
-}
-
-class CudaParity : public ::testing::TestWithParam<Case> {};
+class CudaParity : public ::testing::TestWithParam<OpCase> {};
 
 TEST_P(CudaParity, ForwardAndBackwardMatchCpu) {
   SKIP_WITHOUT_CUDA();
-  const Case& c = GetParam();
+  const OpCase& c = GetParam();
   Generator g(42);
   std::vector<Tensor> inputs;
   for (const Shape& s : c.shapes) inputs.push_back(uniform(s, c.lo, c.hi, g));
   Outcome cpu = evaluate(c, inputs, kCpu), gpu = evaluate(c, inputs, kCuda);
   ASSERT_EQ(gpu.out.shape(), cpu.out.shape()) << c.name;
-  EXPECT_LE(nmse(gpu.out, cpu.out), c.threshold) << c.name << ": forward";
+  EXPECT_LE(nmse(gpu.out, cpu.out), c.parity_nmse) << c.name << ": forward";
   ASSERT_EQ(gpu.grads.size(), cpu.grads.size());
   for (size_t i = 0; i < cpu.grads.size(); ++i)
-    EXPECT_LE(nmse(gpu.grads[i], cpu.grads[i]), c.threshold)
+    EXPECT_LE(nmse(gpu.grads[i], cpu.grads[i]), c.parity_nmse)
         << c.name << ": gradient of input " << i;
 }
 
-INSTANTIATE_TEST_SUITE_P(CudaOps, CudaParity, ::testing::ValuesIn(cases()),
-                         [](const ::testing::TestParamInfo<Case>& i) { return i.param.name; });
+INSTANTIATE_TEST_SUITE_P(CudaOps, CudaParity,
+                         ::testing::ValuesIn(monet::testing::op_cases_for(monet::testing::kParity)),
+                         monet::testing::op_case_name);
 
 // ---- copies between and on the devices ----
 
