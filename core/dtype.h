@@ -8,7 +8,7 @@ namespace monet {
 
 // float32 is the working type. float64 exists so gradient checks can run the very same kernels in
 // double precision; int32 holds indices (token ids, top-k indices, targets). bf16/f16 would be added
-// here and in the dispatch macro below.
+// here and in the dtype switch macros below (MONET_SWITCH_FLOAT, MONET_SWITCH_ALL).
 enum class DType : uint8_t { F32, F64, I32 };
 
 inline size_t dtype_size(DType t) { return t == DType::F64 ? 8 : 4; }
@@ -42,8 +42,8 @@ struct Device {
 
 }  // namespace monet
 
-// Run BODY with `scalar_t` bound to the C++ type of a floating dtype.
-#define MONET_DISPATCH_FLOAT(DT, OPNAME, ...)                                                   \
+// The dtype switch: runs BODY with `scalar_t` bound to the C++ type of a floating dtype.
+#define MONET_SWITCH_FLOAT(DT, OPNAME, ...)                                                   \
   [&] {                                                                                         \
     switch (DT) {                                                                               \
       case ::monet::DType::F32: {                                                               \
@@ -61,7 +61,7 @@ struct Device {
   }()
 
 // Same, for every dtype (copies, gathers): integer tensors too.
-#define MONET_DISPATCH_ALL(DT, OPNAME, ...)                                                      \
+#define MONET_SWITCH_ALL(DT, OPNAME, ...)                                                      \
   [&] {                                                                                         \
     switch (DT) {                                                                               \
       case ::monet::DType::F32: {                                                               \

@@ -211,7 +211,7 @@ Tensor std_normal_cdf(const Tensor& z) {
               dtype_name(z.dtype()), shape_str(z.shape()));
   Tensor zh = z.detach().to(Device::cpu()).contiguous();
   Tensor out = empty(zh.shape(), zh.dtype());
-  MONET_DISPATCH_FLOAT(zh.dtype(), "std_normal_cdf", [&] {
+  MONET_SWITCH_FLOAT(zh.dtype(), "std_normal_cdf", [&] {
     const scalar_t* pz = zh.data<scalar_t>();
     scalar_t* po = out.data<scalar_t>();
     for (int64_t i = 0; i < zh.numel(); ++i)

@@ -47,7 +47,7 @@ Tensor keep_mask_cpu(const Tensor& zin, const Tensor& running_mean, const Tensor
   MONET_CHECK(!training || count > 1,
               "MONET router: training needs more than one logit per head, got {}",
               shape_str(z.shape()));
-  MONET_DISPATCH_FLOAT(z.dtype(), "MONET router", [&] {
+  MONET_SWITCH_FLOAT(z.dtype(), "MONET router", [&] {
     using T = scalar_t;
     const T* pz = z.data<T>();
     T* pk = keep.data<T>();

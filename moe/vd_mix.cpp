@@ -184,7 +184,7 @@ Tensor vd_mix(const Tensor& a, const Tensor& g1, const Tensor& g2) {
   Tensor ac = a.detach().contiguous(), p1 = g1.detach().contiguous(), p2 = g2.detach().contiguous();
   Tensor z = empty({2, tokens, d.width()}, a.dtype());
   flops::count(tokens * (6 * H * S + 8 * H * S * d.m + 2 * S * d.m));
-  MONET_DISPATCH_FLOAT(a.dtype(), "vd_mix", [&] {
+  MONET_SWITCH_FLOAT(a.dtype(), "vd_mix", [&] {
     using T = scalar_t;
     forward_kernel<T>(d, ac.data<T>(), p1.data<T>(), p2.data<T>(), z.data<T>());
   });
@@ -192,7 +192,7 @@ Tensor vd_mix(const Tensor& a, const Tensor& g1, const Tensor& g2) {
     Tensor dz = g.contiguous(), da = empty({d.tokens, 2 * d.S * d.m}, ac.dtype()),
            dg1 = empty_like(p1), dg2 = empty_like(p2);
     flops::count(d.tokens * (16 * d.H * d.S + 20 * d.H * d.S * d.m + 6 * d.S * d.m));
-    MONET_DISPATCH_FLOAT(ac.dtype(), "vd_mix backward", [&] {
+    MONET_SWITCH_FLOAT(ac.dtype(), "vd_mix backward", [&] {
       using T = scalar_t;
       backward_kernel<T>(d, ac.data<T>(), p1.data<T>(), p2.data<T>(), dz.data<T>(), da.data<T>(),
                          dg1.data<T>(), dg2.data<T>());

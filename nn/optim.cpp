@@ -30,7 +30,7 @@ void update_dense(const char* op, const std::string& name, const Tensor& p, cons
   MONET_CHECK(p.device().is_cpu(), "{}: parameter '{}' is on {}; only CPU updates are implemented",
               op, name, p.device().str());
   Tensor work = p.is_contiguous() ? p : p.contiguous();
-  MONET_DISPATCH_FLOAT(p.dtype(), op, [&] {
+  MONET_SWITCH_FLOAT(p.dtype(), op, [&] {
     using T = scalar_t;
     std::vector<T*> s;
     for (const Tensor& t : state) s.push_back(t.data<T>());
@@ -200,7 +200,7 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
       continue;
     }
     g = g.contiguous();
-    MONET_DISPATCH_FLOAT(g.dtype(), "clip_grad_norm", [&] {
+    MONET_SWITCH_FLOAT(g.dtype(), "clip_grad_norm", [&] {
       const scalar_t* pg = g.data<scalar_t>();
       ss += cpu::parallel_sum(g.numel(), cpu::kElementGrain, [&](int64_t j0, int64_t j1) {
         double acc = 0;

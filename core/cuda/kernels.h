@@ -27,7 +27,7 @@ namespace monet::cuda {
 
 // An elementwise iteration over `shape` in row-major order, with K operands, each with its own
 // element strides (0 on broadcast axes) and offset. Built on the host by make_iter
-// (core/cuda/dispatch.h), which drops size-1 axes and merges axes that are contiguous for every
+// (core/cuda/iteration.h), which drops size-1 axes and merges axes that are contiguous for every
 // operand, so a dense tensor is one axis and costs no division per element.
 constexpr int kMaxDims = 8;
 template <int K>

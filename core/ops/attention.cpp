@@ -37,7 +37,7 @@
 #include "core/kernel_path.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
-#include "core/cuda/dispatch.h"
+#include "core/cuda/iteration.h"
 #endif
 
 namespace monet {
@@ -245,7 +245,7 @@ Tensor rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
     offsets.reserve(static_cast<size_t>(rows));
     cpu::strided_loop<1>(lead, {st}, {0},
                          [&](const std::array<int64_t, 1>& p) { offsets.push_back(p[0]); });
-    MONET_DISPATCH_FLOAT(x.dtype(), "rotary", [&] {
+    MONET_SWITCH_FLOAT(x.dtype(), "rotary", [&] {
       using V = scalar_t;
       const V *px = xs.data<V>(), *pc = c.data<V>(), *ps = s.data<V>();
       V* py = y.data<V>();
@@ -280,7 +280,7 @@ Tensor causal_softmax(const Tensor& s, double scale) {
   const int64_t T = s.size(-2), Tk = s.size(-1), offset = Tk - T;
   const int64_t rows = x.numel() / std::max<int64_t>(Tk, 1);
   flops::count(5 * x.numel() / 2);
-  MONET_DISPATCH_FLOAT(s.dtype(), "causal_softmax", [&] {
+  MONET_SWITCH_FLOAT(s.dtype(), "causal_softmax", [&] {
     using V = scalar_t;
     const V* px = x.data<V>();
     V* pp = p.data<V>();
@@ -319,7 +319,7 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
   Tensor out = empty_heads(q.shape(), q.dtype(), q.device());
   Tensor p = empty({pl.n * pl.per}, q.dtype(), q.device());
   flops::count(attention_flops(pl, false));
-  MONET_DISPATCH_FLOAT(q.dtype(), "causal_attention", [&] {
+  MONET_SWITCH_FLOAT(q.dtype(), "causal_attention", [&] {
     attention_forward<scalar_t>(pl, mq, mk, mv, mats(out), p.data<scalar_t>());
   });
   const bool need_q = q.requires_grad(), need_k = k.requires_grad(), need_v = v.requires_grad();
@@ -337,7 +337,7 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
                m[i] = mats(grads[i]);
              }
            const Mats mg = mats(gin);
-           MONET_DISPATCH_FLOAT(gin.dtype(), "causal_attention backward", [&] {
+           MONET_SWITCH_FLOAT(gin.dtype(), "causal_attention backward", [&] {
              attention_backward<scalar_t>(pl, mq, mk, mv, p.data<scalar_t>(), mg,
                                           need_q ? &m[0] : nullptr, need_k ? &m[1] : nullptr,
                                           need_v ? &m[2] : nullptr);

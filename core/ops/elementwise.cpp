@@ -11,7 +11,7 @@
 #include "core/ops/common.h"
 #include "core/ops/functors.h"
 #ifdef MONET_WITH_CUDA
-#include "core/cuda/dispatch.h"
+#include "core/cuda/iteration.h"
 #endif
 
 namespace monet {
@@ -47,7 +47,7 @@ Tensor binary_map(const char* op, const Tensor& a, const Tensor& b, F f) {
   check_cpu(op, a);
   Tensor out = empty(shape, a.dtype(), a.device());
   flops::count(out.numel());
-  MONET_DISPATCH_ALL(a.dtype(), op, [&] {
+  MONET_SWITCH_ALL(a.dtype(), op, [&] {
     using T = scalar_t;
     T* o = out.data<T>();
     const T* pa = static_cast<const T*>(a.storage()->data());
@@ -85,7 +85,7 @@ Tensor unary_map(const char* op, const Tensor& a, F f, int64_t cost = 1) {
   Tensor x = a.is_contiguous() ? a : a.detach().contiguous();
   Tensor out = empty(a.shape(), a.dtype(), a.device());
   flops::count(cost * out.numel());
-  MONET_DISPATCH_FLOAT(a.dtype(), op, [&] {
+  MONET_SWITCH_FLOAT(a.dtype(), op, [&] {
     const scalar_t* px = x.data<scalar_t>();
     scalar_t* o = out.data<scalar_t>();
     cpu::parallel_for(out.numel(), cpu::kElementGrain, [&](int64_t begin, int64_t end) {
@@ -124,12 +124,12 @@ Tensor where_kernel(const Tensor& cond, const Tensor& a, const Tensor& b, const 
   }
 #endif
   check_cpu(op, a);
-  MONET_DISPATCH_ALL(a.dtype(), op, [&] {
+  MONET_SWITCH_ALL(a.dtype(), op, [&] {
     using T = scalar_t;
     T* o = out.data<T>();
     const T* pa = static_cast<const T*>(a.storage()->data());
     const T* pb = static_cast<const T*>(b.storage()->data());
-    MONET_DISPATCH_ALL(cond.dtype(), op, [&] {
+    MONET_SWITCH_ALL(cond.dtype(), op, [&] {
       const auto* pc = static_cast<const scalar_t*>(cond.storage()->data());
       cpu::strided_loop<4>(
           shape,

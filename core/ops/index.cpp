@@ -9,7 +9,7 @@
 #include "core/cpu/loops.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
-#include "core/cuda/dispatch.h"
+#include "core/cuda/iteration.h"
 #endif
 
 namespace monet {
@@ -46,7 +46,7 @@ Tensor index_add(const Tensor& base, int64_t axis, const Tensor& index, const Te
     return out;
   }
 #endif
-  MONET_DISPATCH_FLOAT(out.dtype(), "index_add", [&] {
+  MONET_SWITCH_FLOAT(out.dtype(), "index_add", [&] {
     scalar_t* po = out.data<scalar_t>();
     const scalar_t* ps = s.data<scalar_t>();
     const int32_t* pi = ix.data<int32_t>();
@@ -110,7 +110,7 @@ Tensor index_select(const Tensor& a, int64_t axis, const Tensor& index) {
       MONET_CHECK(pi[i] >= 0 && pi[i] < A,
                   "index_select: index {} out of range [0, {}) for shape {}", pi[i], A,
                   shape_str(a.shape()));
-    MONET_DISPATCH_ALL(x.dtype(), "index_select", [&] {
+    MONET_SWITCH_ALL(x.dtype(), "index_select", [&] {
       const scalar_t* px = x.data<scalar_t>();
       scalar_t* po = out.data<scalar_t>();
       for (int64_t o = 0; o < outer; ++o)
@@ -156,7 +156,7 @@ Tensor gather(const Tensor& a, int64_t axis, const Tensor& index) {
   } else
 #endif
   {
-    MONET_DISPATCH_ALL(a.dtype(), "gather", [&] {
+    MONET_SWITCH_ALL(a.dtype(), "gather", [&] {
       const auto* pa = static_cast<const scalar_t*>(a.storage()->data());
       scalar_t* po = out.data<scalar_t>();
       cpu::strided_loop<3>(index.shape(), {out.strides(), index.strides(), ast},
@@ -200,7 +200,7 @@ Tensor scatter_add(const Tensor& a, int64_t axis, const Tensor& index, const Ten
     const int64_t step = ost[axis], A = a.shape()[axis];
     ost[axis] = 0;
     const int32_t* pi = static_cast<const int32_t*>(index.storage()->data());
-    MONET_DISPATCH_FLOAT(a.dtype(), "scatter_add", [&] {
+    MONET_SWITCH_FLOAT(a.dtype(), "scatter_add", [&] {
       scalar_t* po = out.data<scalar_t>();
       const auto* ps = static_cast<const scalar_t*>(src.storage()->data());
       cpu::strided_loop<3>(index.shape(), {ost, index.strides(), src.strides()},
@@ -233,7 +233,7 @@ std::pair<Tensor, Tensor> topk(const Tensor& a, int64_t k) {
   } else
 #endif
   {
-    MONET_DISPATCH_FLOAT(x.dtype(), "topk", [&] {
+    MONET_SWITCH_FLOAT(x.dtype(), "topk", [&] {
       const scalar_t* px = x.data<scalar_t>();
       scalar_t* pv = values.data<scalar_t>();
       int32_t* pi = index.data<int32_t>();

@@ -18,7 +18,7 @@
 #include "core/flops.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
-#include "core/cuda/dispatch.h"
+#include "core/cuda/iteration.h"
 #endif
 
 namespace monet {
@@ -131,7 +131,7 @@ Tensor matmul_kernel(Tensor a, Tensor b) {
     return out;
   }
 #endif
-  MONET_DISPATCH_FLOAT(a.dtype(), "matmul", [&] {
+  MONET_SWITCH_FLOAT(a.dtype(), "matmul", [&] {
     const auto* pa = static_cast<const scalar_t*>(a.storage()->data());
     const auto* pb = static_cast<const scalar_t*>(b.storage()->data());
     scalar_t* pc = out.data<scalar_t>();

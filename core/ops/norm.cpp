@@ -12,7 +12,7 @@
 #include "core/flops.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
-#include "core/cuda/dispatch.h"
+#include "core/cuda/iteration.h"
 #endif
 
 namespace monet {
@@ -51,7 +51,7 @@ NormForward norm_forward(const Tensor& xin, const Tensor& w, const Tensor* b, do
     return f;
   }
 #endif
-  MONET_DISPATCH_FLOAT(x.dtype(), "norm", [&] {
+  MONET_SWITCH_FLOAT(x.dtype(), "norm", [&] {
     using T = scalar_t;
     const T *px = x.data<T>(), *pw = wc.data<T>();
     const T* pb = b ? bc.data<T>() : nullptr;
@@ -95,7 +95,7 @@ std::vector<Tensor> norm_backward(const Tensor& xin, const Tensor& w, const Norm
     return {reshape(dx, xin.shape()), dw, db};
   }
 #endif
-  MONET_DISPATCH_FLOAT(x.dtype(), "norm_backward", [&] {
+  MONET_SWITCH_FLOAT(x.dtype(), "norm_backward", [&] {
     using T = scalar_t;
     const T *px = x.data<T>(), *pw = wc.data<T>(), *pg = g.data<T>();
     const T *pm = f.mean.data<T>(), *pr = f.rstd.data<T>();

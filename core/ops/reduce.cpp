@@ -8,7 +8,7 @@
 #include "core/flops.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
-#include "core/cuda/dispatch.h"
+#include "core/cuda/iteration.h"
 #endif
 
 namespace monet {
@@ -64,7 +64,7 @@ Tensor sum_kernel(const Tensor& a, const std::vector<int64_t>& axes) {
   check_cpu("sum", a);
   Tensor out = zeros(ks, a.dtype(), a.device());
   flops::count(a.numel());
-  MONET_DISPATCH_FLOAT(a.dtype(), "sum", [&] {
+  MONET_SWITCH_FLOAT(a.dtype(), "sum", [&] {
     using T = scalar_t;
     T* o = out.data<T>();
     const T* p = static_cast<const T*>(a.storage()->data());
@@ -104,7 +104,7 @@ void max_rows(const Tensor& rows, const Tensor& values, const Tensor& index) {
   }
 #endif
   check_cpu("max", rows);
-  MONET_DISPATCH_FLOAT(rows.dtype(), "max", [&] {
+  MONET_SWITCH_FLOAT(rows.dtype(), "max", [&] {
     const scalar_t* p = rows.data<scalar_t>();
     scalar_t* v = values.data<scalar_t>();
     int32_t* ix = index.data<int32_t>();

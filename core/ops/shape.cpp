@@ -8,7 +8,7 @@
 #include "core/flops.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
-#include "core/cuda/dispatch.h"
+#include "core/cuda/iteration.h"
 #endif
 
 namespace monet {
@@ -99,10 +99,10 @@ void copy_(const Tensor& dst, const Tensor& src) {
   }
 #endif
   check_cpu("copy_", dst);
-  MONET_DISPATCH_ALL(dst.dtype(), "copy_", [&] {
+  MONET_SWITCH_ALL(dst.dtype(), "copy_", [&] {
     using D = scalar_t;
     D* d = static_cast<D*>(dst.storage()->data());
-    MONET_DISPATCH_ALL(src.dtype(), "copy_", [&] {
+    MONET_SWITCH_ALL(src.dtype(), "copy_", [&] {
       const auto* s = static_cast<const scalar_t*>(src.storage()->data());
       cpu::parallel_strided_loop<2>(
           dst.shape(), {dst.strides(), sst}, {dst.offset(), src.offset()}, cpu::kElementGrain,
@@ -122,7 +122,7 @@ void add_(const Tensor& dst, const Tensor& src) {
     if (!dst.device().is_meta()) copy_(dst, add(dst, src));
     return;
   }
-  MONET_DISPATCH_FLOAT(dst.dtype(), "add_", [&] {
+  MONET_SWITCH_FLOAT(dst.dtype(), "add_", [&] {
     auto* d = static_cast<scalar_t*>(dst.storage()->data());
     const auto* a = static_cast<const scalar_t*>(src.storage()->data());
     cpu::parallel_strided_loop<2>(dst.shape(), {dst.strides(), sst}, {dst.offset(), src.offset()},
@@ -141,7 +141,7 @@ void fill_(const Tensor& dst, double value) {
   }
 #endif
   check_cpu("fill_", dst);
-  MONET_DISPATCH_ALL(dst.dtype(), "fill_", [&] {
+  MONET_SWITCH_ALL(dst.dtype(), "fill_", [&] {
     auto* d = static_cast<scalar_t*>(dst.storage()->data());
     const auto v = static_cast<scalar_t>(value);
     cpu::parallel_strided_loop<1>(dst.shape(), {dst.strides()}, {dst.offset()}, cpu::kElementGrain,

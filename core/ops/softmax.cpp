@@ -18,7 +18,7 @@
 #include "core/kernel_path.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
-#include "core/cuda/dispatch.h"
+#include "core/cuda/iteration.h"
 #endif
 
 namespace monet {
@@ -49,7 +49,7 @@ Tensor softmax_kernel(const Tensor& a, int64_t axis, RowOp op) {
     return back_from_rows(y, axis, a.dim());
   }
 #endif
-  MONET_DISPATCH_FLOAT(a.dtype(), "softmax", [&] {
+  MONET_SWITCH_FLOAT(a.dtype(), "softmax", [&] {
     using T = scalar_t;
     const T* px = x.data<T>();
     T* py = y.data<T>();
@@ -87,7 +87,7 @@ Tensor detail::softmax_rows_backward(const Tensor& y, const Tensor& gin, double 
     return dx;
   }
 #endif
-  MONET_DISPATCH_FLOAT(y.dtype(), "softmax backward", [&] {
+  MONET_SWITCH_FLOAT(y.dtype(), "softmax backward", [&] {
     using T = scalar_t;
     const T *py = y.data<T>(), *pg = g.data<T>();
     T* pd = dx.data<T>();
@@ -134,7 +134,7 @@ Tensor masked_softmax(const Tensor& x, const Tensor& keep) {
     flops::count(5 * xc.numel());
     int64_t empty_row[cpu::kMaxChunks];  // per chunk, the last row that kept nothing (or −1)
     std::fill(std::begin(empty_row), std::end(empty_row), -1);
-    MONET_DISPATCH_FLOAT(x.dtype(), "masked_softmax", [&] {
+    MONET_SWITCH_FLOAT(x.dtype(), "masked_softmax", [&] {
       using T = scalar_t;
       const T *px = xc.data<T>(), *pk = k.data<T>();
       T* py = out.data<T>();
@@ -206,7 +206,7 @@ Tensor cross_entropy_backward(const Tensor& x, const Tensor& t, const Tensor& g,
   Tensor dx = empty_like(x);
   const int64_t n = x.shape().back(), m = x.numel() / n;
   const double scale = g.item() / static_cast<double>(std::max<int64_t>(count, 1));
-  MONET_DISPATCH_FLOAT(x.dtype(), "cross_entropy", [&] {
+  MONET_SWITCH_FLOAT(x.dtype(), "cross_entropy", [&] {
     using T = scalar_t;
     const T* px = x.data<T>();
     const int32_t* pt = t.data<int32_t>();
@@ -279,7 +279,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore
   int64_t count = 0;
   double total = 0;
   flops::count(4 * x.numel());
-  MONET_DISPATCH_FLOAT(x.dtype(), "cross_entropy", [&] {
+  MONET_SWITCH_FLOAT(x.dtype(), "cross_entropy", [&] {
     using T = scalar_t;
     const T* px = x.data<T>();
     const int32_t* pt = t.data<int32_t>();
