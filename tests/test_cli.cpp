@@ -71,11 +71,11 @@ TEST(Cli, BadInputEndsWithOneLineNamingTheProblem) {
     return (t / name).string();
   };
   const std::string out = " --out " + (t / "run").string();
-  expect_clean_error(monet_cli("train --config " + (t / "missing.json").string(), t.path()), "missing.json");
-  expect_clean_error(monet_cli("train --config " + (t / "malformed.json").string(), t.path()), "malformed.json");
+  expect_clean_error(monet_cli("train --config " + (t / "missing.json").string(), t.path()), "no such file");
+  expect_clean_error(monet_cli("train --config " + (t / "malformed.json").string(), t.path()), "invalid JSON");
   expect_clean_error(monet_cli("train --config " + (t / "wrongtype.json").string(), t.path()), "run.steps");
   expect_clean_error(monet_cli("train --config " + (t / "unknown.json").string(), t.path()), "model.dd");
-  expect_clean_error(monet_cli("train --config " + config("empty.json", 8, t / "empty") + out, t.path()), "empty");
+  expect_clean_error(monet_cli("train --config " + config("empty.json", 8, t / "empty") + out, t.path()), "a.train.txt' is empty");
   expect_clean_error(monet_cli("train --config " + config("long.json", 400, data) + out, t.path()), "401");
   expect_clean_error(monet_cli("train --config " + config("ok.json", 8, data) + " --set model.dd=3" + out, t.path()), "model.dd");
   expect_clean_error(monet_cli("eval --ckpt " + (t / "nothing").string(), t.path()), "does not exist");

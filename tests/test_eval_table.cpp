@@ -57,9 +57,15 @@ TEST(Table, TinySweepMatchesHandCounts) {
     EXPECT_TRUE(w.measured) << w.kind << " " << w.note;
     EXPECT_GT(w.step_us, w.fwd_us) << w.kind;
     EXPECT_GT(w.step_flops_total, 2 * w.fwd_flops_total) << w.kind;  // backward ≈ 2× forward
-    // Every part of the step fits under its peak: weights + inputs + saved + grads + transient.
-    EXPECT_EQ(w.mem_weights + w.mem_input + w.mem_saved + w.mem_grads + w.mem_transient, w.mem_peak)
-        << w.kind;
+    // The parts of the step's memory, each measured: the inputs hold x and the upstream gradient
+    // w at least, the forward saves something for backward, backward leaves x's gradient at
+    // least, and the peak is at least everything alive after the forward plus the gradients
+    // (transient, the rest of the peak, is not negative). Their sum is the peak by definition.
+    const int64_t act = o.batch * o.context * o.d * 4;  // one [B, T, d] float tensor
+    EXPECT_EQ(w.mem_weights, w.param_bytes) << w.kind;
+    EXPECT_GE(w.mem_input, 2 * act) << w.kind;
+    EXPECT_GT(w.mem_saved, 0) << w.kind;
+    EXPECT_GE(w.mem_grads, act) << w.kind;
     EXPECT_GE(w.mem_transient, 0) << w.kind;
   }
   // Dense relu² MLP, hidden 4d: per token two matmuls 2·d·4d and relu² (1 FLOP per hidden unit);
