@@ -29,5 +29,6 @@ Command add_mask_command(CLI::App& app);
 Command add_purge_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
 Command add_demo_command(CLI::App& app);
+Command add_kinds_command(CLI::App& app);
 
 }  // namespace monet::app

@@ -6,6 +6,7 @@
 //   monet experts | mask | purge --ckpt DIR ...                  (interpretability)
 //   monet bench --config FILE [...] [--vs-torch]                 (the training step measured)
 //   monet demo                                                   (the core's smoke test)
+//   monet kinds [KIND]                                           (the feed-forward kinds' keys)
 // `monet COMMAND --help` lists each command's options with their defaults.
 #include <cblas.h>
 #include <fmt/format.h>
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
       app::add_train_command(app), app::add_eval_command(app),    app::add_sample_command(app),
       app::add_table_command(app), app::add_experts_command(app), app::add_mask_command(app),
       app::add_purge_command(app), app::add_bench_command(app),   app::add_demo_command(app),
+      app::add_kinds_command(app),
   };
   CLI11_PARSE(app, argc, argv);
   try {

@@ -1,5 +1,5 @@
-// Expert analysis (Park et al. 2024, arXiv 2412.04139, §4.3 and §5; moe-math.md §4
-// "Interpretability experiments"): which tokens each expert fires on, and how its routing mass
+// Expert analysis (Park et al. 2024, arXiv 2412.04139, §4.3 and §5; docs/math/interpretability.md
+// §6): which tokens each expert fires on, and how its routing mass
 // splits over the corpus's domains. `monet experts`, `monet mask` and `monet purge` build on it.
 //
 // An expert is what a layer kind routes to, and its score for one token is:

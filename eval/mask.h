@@ -1,4 +1,4 @@
-// Domain masking (Park et al. 2024, §5.1 "domain masking", moe-math.md §4): select the experts
+// Domain masking (Park et al. 2024, §5.1 "domain masking", docs/math/interpretability.md §6.5): select the experts
 // specialised to a domain and remove exactly those, then measure every domain's val loss.
 //
 // Selection (the paper's rule): expert e is specialised to domain d when its routing probability

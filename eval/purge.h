@@ -1,5 +1,5 @@
 // Expert purging on a per-token score (Park et al. 2024, §5.3 "toxic expert purging";
-// moe-math.md §4): the Pearson correlation between each expert's per-token score (eval/experts.h)
+// docs/math/interpretability.md §6.6): the Pearson correlation between each expert's per-token score (eval/experts.h)
 // and a score the user supplies for every token of a text; experts with correlation ≥ R are
 // removed (exactly, as in eval/mask.h), and the loss changes are reported.
 //

@@ -1,4 +1,4 @@
-// `monet table`: the complexity comparison of MONET Table 1 (moe-math.md §4 "Complexity"),
+// `monet table`: the complexity comparison of MONET Table 1 (docs/math/complexity.md §5),
 // measured. One feed-forward layer of each kind (dense MLP, SMoE top-k, PEER, MONET-HD, MONET-VD)
 // at a fixed width d, for a sweep of expert counts N, on one batch of B·T tokens:
 //   - parameters, exact, split into expert weights and retrieval weights (router, keys, query);

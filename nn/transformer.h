@@ -1,4 +1,4 @@
-// The decoder-only transformer of moe-math.md §1 (LLaMA-style, pre-norm):
+// The decoder-only transformer of docs/math/transformer.md §1 (LLaMA-style, pre-norm):
 //   h₀ = E[ids]
 //   h ← h + Attn(RMSNorm₁(h));  h ← h + FFN(RMSNorm₂(h))      for each of the N blocks
 //   logits = RMSNorm(h)·W_headᵀ                                untied head, no biases anywhere

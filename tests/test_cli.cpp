@@ -27,6 +27,15 @@ Run monet_cli(const std::string& args, const fs::path& tmp) {
   return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, monet::read_file(err)};
 }
 
+// Runs build/monet with `args` and returns its stdout (stderr discarded).
+std::string monet_stdout(const std::string& args, const fs::path& tmp) {
+  const fs::path out = tmp / "stdout.txt";
+  const std::string cmd =
+      std::string(MONET_BINARY_DIR) + "/monet " + args + " >" + out.string() + " 2>/dev/null";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  return monet::read_file(out);
+}
+
 // The error line, without the start-up banner.
 std::string error_line(const std::string& err) {
   const size_t at = err.find("monet: error: ");
@@ -80,4 +89,20 @@ TEST(Cli, BadInputEndsWithOneLineNamingTheProblem) {
   expect_clean_error(monet_cli("train --config " + config("ok.json", 8, data) + " --set model.dd=3" + out, t.path()), "model.dd");
   expect_clean_error(monet_cli("eval --ckpt " + (t / "nothing").string(), t.path()), "does not exist");
   expect_clean_error(monet_cli("sample --ckpt " + (t / "nothing").string() + " --prompt hi", t.path()), "does not exist");
+}
+
+// `monet kinds` prints every registry row's keys with their defaults; a kind it does not know is
+// one error line naming the kinds it does.
+TEST(Cli, KindsListsEveryKindWithItsKeysAndDefaults) {
+  TempDir t("cli_kinds");
+  const std::string all = monet_stdout("kinds", t.path());
+  for (const char* line : {"dense: ", "smoe: ", "peer: ", "monet_hd: ", "monet_vd: ",
+                           "model.ffn.hidden      integer [4·d]  positive; hidden width",
+                           "model.ffn.gating             softmax|noisy_topk|switch|gshard [switch]",
+                           "model.ffn.d_query          integer [d/2]"})
+    EXPECT_NE(all.find(line), std::string::npos) << line << " not in:\n" << all;
+  const std::string peer = monet_stdout("kinds peer", t.path());
+  EXPECT_NE(peer.find("model.ffn.query_batchnorm  0|1 [1]"), std::string::npos) << peer;
+  EXPECT_EQ(peer.find("smoe"), std::string::npos) << peer;
+  expect_clean_error(monet_cli("kinds densee", t.path()), "dense|smoe|peer|monet_hd|monet_vd");
 }

@@ -77,7 +77,7 @@ TEST(Table, TinySweepMatchesHandCounts) {
   EXPECT_DOUBLE_EQ(dense.flops("retrieval"), 0.0);
   EXPECT_EQ(dense.mem_grads, dense.param_bytes + o.batch * o.context * d * 4);
   EXPECT_GE(dense.mem_saved, o.batch * o.context * h * 4);  // the hidden activations at least
-  // MONET-HD parameters (moe-math.md §4): router 2·H·√N·d, u d·√N·m + √N·m, v √N·m·d, b √N·d.
+  // MONET-HD parameters (docs/math/monet.md §4.7): router 2·H·√N·d, u d·√N·m + √N·m, v √N·m·d, b √N·d.
   for (int64_t s : o.sqrt_n) {
     const int64_t H = 4, m = 16;
     EXPECT_EQ(row(r, "monet_hd", s).params, 2 * H * s * d + d * s * m + s * m + s * m * d + s * d);

@@ -1,17 +1,17 @@
 """A reference twin of monet-cpp in PyTorch, written from the papers, not from the C++.
 
-Sources (see ../../../shared/docs/moe-math.md §1 and §4 for the working summary):
+Sources (see ../../docs/math/ for the project's math pages):
   * MONET: Park et al. 2024, "Monet: Mixture of Monosemantic Experts for Transformers",
     arXiv 2412.04139 — §3 (adaptive routing with BatchNorm), Eq. 6–15 (horizontal and vertical
     expert decomposition), App. A.1 (the memory-efficient einsum forms), Eq. 16–18 (aux losses).
   * LLaMA (Touvron et al. 2023): pre-norm RMSNorm blocks, rotary embeddings (Su et al. 2021) in
     the "rotate half" layout, causal multi-head attention, untied LM head, no biases.
   * Squared ReLU (So et al. 2021, "Primer"): relu²(x) = max(x, 0)².
-  * Sparse MoE (moe-math.md §2): Shazeer et al. 2017 (arXiv 1701.06538) softmax and noisy top-k
+  * Sparse MoE (docs/math/smoe.md §2): Shazeer et al. 2017 (arXiv 1701.06538) softmax and noisy top-k
     gating with the importance and load losses (Eq. 1–11, App. A); Switch (Fedus et al. 2021,
     arXiv 2101.03961 §2) top-1, capacity and balance loss; GShard (Lepikhin et al. 2020, arXiv
     2006.16668 Alg. 1) top-2; ST-MoE's router z-loss (Zoph et al. 2022, arXiv 2202.08906 Eq. 5).
-  * PEER (He 2024, arXiv 2407.04153 §2, moe-math.md §3): product-key retrieval, h heads, query
+  * PEER (He 2024, arXiv 2407.04153 §2, docs/math/peer.md §3): product-key retrieval, h heads, query
     BatchNorm, singleton experts σ(u_iᵀx)v_i.
 
 Every layer exists here in two forms where the paper gives two: the literal definition, which
@@ -197,7 +197,7 @@ def ambiguity_loss(g1: torch.Tensor, g2: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# Dense LLaMA-style transformer (moe-math.md §1)
+# Dense LLaMA-style transformer (docs/math/transformer.md §1)
 # ---------------------------------------------------------------------------------------------
 def rms_norm(x: torch.Tensor, gain: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps) * gain
@@ -332,7 +332,7 @@ def transformer_forward(P: dict, ids: torch.Tensor, n_layers: int, n_heads: int,
 
 
 # ---------------------------------------------------------------------------------------------
-# Sparse MoE (moe-math.md §2): E_i(x) = V_i σ(U_i x), y = Σ_{i∈K} g_i E_i(x)
+# Sparse MoE (docs/math/smoe.md §2): E_i(x) = V_i σ(U_i x), y = Σ_{i∈K} g_i E_i(x)
 #   Shazeer et al. 2017 (arXiv 1701.06538) Eq. 1–11 and App. A: softmax and noisy top-k gating,
 #   importance and load losses; Switch (Fedus et al. 2021, arXiv 2101.03961) §2.1–2.2: top-1,
 #   capacity, balance loss; GShard (Lepikhin et al. 2020, arXiv 2006.16668) Alg. 1: top-2 with
@@ -578,7 +578,7 @@ def smoe_aux_loss(r: dict, cfg: dict):
 
 
 # ---------------------------------------------------------------------------------------------
-# PEER (He 2024, arXiv 2407.04153 §2, moe-math.md §3): N = √N² singleton experts
+# PEER (He 2024, arXiv 2407.04153 §2, docs/math/peer.md §3): N = √N² singleton experts
 # e_i(x) = σ(u_iᵀ x) v_i shared by h heads; head h retrieves I_h = top-k of q_h·k_i over product
 # keys k_{i·√N+j} = [c_i; c′_j]; g = softmax over I_h or sigmoid; f(x) = Σ_h Σ_{j∈I_h} g_hj e_j(x).
 # Weights: query.weight [h·d_q, d] (row head·d_q + c), keys1 = C, keys2 = C′ [√N, d_q/2] shared
