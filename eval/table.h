@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "moe/registry.h"
 
 namespace monet {
 
@@ -27,7 +28,7 @@ struct TableOptions {
   int64_t d = 256;
   std::vector<int64_t> sqrt_n = {16, 32, 64, 128, 256, 512};  // N = 2^8 … 2^18
   std::vector<int64_t> peer_extra_sqrt_n = {1024};            // PEER goes on to N = 2^20
-  std::vector<std::string> kinds = {"dense", "smoe", "peer", "monet_hd", "monet_vd"};
+  std::vector<std::string> kinds = moe::ffn_kind_names();     // every registry row
   int64_t batch = 16, context = 128;  // B·T tokens per step
   int warmup = 1, repeats = 5;
   Device device = Device::cpu();
