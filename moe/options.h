@@ -12,6 +12,7 @@
 //   PeerOptions o = options_at(fields, 128);       // every default at d = 128
 //   PeerOptions p = read_options(fields, j, 128, "model.ffn");  // JSON -> checked options
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -99,8 +100,8 @@ Field<O> flag_field(std::string key, bool O::*m, bool def, std::string help) {
 template <class O, class E>
 Field<O> choice_field(std::string key, E O::*m, E def, std::vector<E> allowed,
                       std::string (*name)(E), std::string help) {
-  std::vector<std::string> names;
-  for (E e : allowed) names.push_back(name(e));
+  std::vector<std::string> names(allowed.size());
+  std::transform(allowed.begin(), allowed.end(), names.begin(), name);
   const std::string type = fmt::format("{}", fmt::join(names, "|"));
   return {{std::move(key), type, name(def), "one of " + type, std::move(help)},
           [m, def](O& o, int64_t) { o.*m = def; },

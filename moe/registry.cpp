@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace monet::moe {
@@ -21,14 +23,17 @@ const std::vector<const FfnKind*>& ffn_kinds() {
 }
 
 std::vector<std::string> ffn_kind_names() {
-  std::vector<std::string> names;
-  for (const FfnKind* k : ffn_kinds()) names.push_back(k->name);
+  std::vector<std::string> names(ffn_kinds().size());
+  std::transform(ffn_kinds().begin(), ffn_kinds().end(), names.begin(),
+                 [](const FfnKind* k) { return k->name; });
   return names;
 }
 
 const FfnKind& ffn_kind(std::string_view name, std::string_view what) {
-  for (const FfnKind* k : ffn_kinds())
-    if (k->name == name) return *k;
+  const auto& kinds = ffn_kinds();
+  const auto it =
+      std::find_if(kinds.begin(), kinds.end(), [&](const FfnKind* k) { return k->name == name; });
+  if (it != kinds.end()) return **it;
   throw Error(
       fmt::format("{} must be one of {}, got '{}'", what, fmt::join(ffn_kind_names(), "|"), name));
 }
