@@ -16,6 +16,7 @@ Command add_train_command(CLI::App& app) {
     std::string config, out, resume, device;
     std::vector<std::string> sets;
     int64_t stop_at = -1;
+    bool force = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("train", "train a model from a JSON config on a text corpus");
@@ -26,6 +27,7 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--stop-at", a->stop_at, "stop with a checkpoint after this many steps")
       ->default_str("run.steps");
   cmd->add_option("--device", a->device, "cpu or cuda")->default_str("run.device");
+  cmd->add_flag("--force", a->force, "start over in a folder that already holds a run");
   return {cmd, [a] {
             TrainOptions opt;
             if (!a->resume.empty()) {
@@ -40,9 +42,10 @@ Command add_train_command(CLI::App& app) {
             }
             if (!a->device.empty()) opt.config.run.device = a->device;
             opt.stop_at = a->stop_at;
+            opt.force = a->force;
             const TrainResult r = train(opt);
             if (!r.eval.empty()) fmt::print("{}", eval_markdown(r.eval));
-            return 0;
+            return r.interrupted ? 130 : 0;  // 128 + SIGINT, as a shell reports it
           }};
 }
 

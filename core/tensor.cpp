@@ -28,9 +28,13 @@ std::string Device::str() const {
 
 std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
+// Sizes are multiplied with an overflow check everywhere: a product that wraps would size a
+// buffer smaller than the tensor (a config with model.d = 2^62 once did, in the RoPE table).
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s)
+    MONET_CHECK(!__builtin_mul_overflow(n, d, &n), "shape {} has more than 2^63 elements",
+                shape_str(s));
   return n;
 }
 
@@ -39,7 +43,8 @@ Shape contiguous_strides(const Shape& s) {
   int64_t acc = 1;
   for (size_t i = s.size(); i-- > 0;) {
     st[i] = acc;
-    acc *= s[i];
+    MONET_CHECK(!__builtin_mul_overflow(acc, s[i], &acc), "shape {} has more than 2^63 elements",
+                shape_str(s));
   }
   return st;
 }
@@ -137,8 +142,11 @@ Tensor Tensor::to(DType t) const { return monet::cast(*this, t); }
 
 Tensor empty(const Shape& s, DType t, Device d) {
   for (int64_t n : s) MONET_CHECK(n >= 0, "empty: negative size in shape {}", shape_str(s));
+  const int64_t n = shape_numel(s);
+  MONET_CHECK(n <= INT64_MAX / static_cast<int64_t>(dtype_size(t)),
+              "empty: shape {} of {} needs more than 2^63 bytes", shape_str(s), dtype_name(t));
   auto p = std::make_shared<TensorImpl>();
-  p->storage = std::make_shared<Storage>(d, static_cast<size_t>(shape_numel(s)) * dtype_size(t));
+  p->storage = std::make_shared<Storage>(d, static_cast<size_t>(n) * dtype_size(t));
   p->shape = s;
   p->strides = contiguous_strides(s);
   p->dtype = t;

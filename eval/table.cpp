@@ -85,21 +85,6 @@ int64_t expert_parameters(const std::string& kind, const nn::Module& layer) {
   return n;
 }
 
-double available_bytes(Device device) {
-#ifdef MONET_WITH_CUDA
-  if (device.is_cuda()) return static_cast<double>(cuda::total_memory());
-#endif
-  (void)device;
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  double kib = 0;
-  while (in >> key >> kib) {
-    if (key == "MemAvailable:") return kib * 1024.0;
-    in.ignore(256, '\n');
-  }
-  return 8.0 * (1 << 30);  // no /proc: assume a small machine
-}
-
 TableRow measure(const TableOptions& o, const std::string& kind, int64_t sqrt_n, double budget) {
   TableRow r;
   r.kind = kind;

@@ -13,7 +13,8 @@ RotaryEmbedding::RotaryEmbedding(int64_t head_dim, int64_t max_len, double theta
               "RotaryEmbedding: head_dim {} must be even and positive, max_len {} positive",
               head_dim, max_len);
   const int64_t half = head_dim / 2;
-  std::vector<double> c(static_cast<size_t>(max_len * half)), s(c.size());
+  // [max_len, half] tables: shape_numel checks the product for overflow before anything is sized.
+  std::vector<double> c(static_cast<size_t>(shape_numel({max_len, half}))), s(c.size());
   for (int64_t p = 0; p < max_len; ++p) {
     for (int64_t i = 0; i < half; ++i) {
       // ωᵢ = θ^(−2i/hd)

@@ -46,15 +46,11 @@ const std::vector<Field<OptimConfig>>& optim_fields() {
 }
 const std::vector<Field<RunConfig>>& run_fields() {
   static const std::vector<Field<RunConfig>> f = {
-      {"steps", &RunConfig::steps},
-      {"batch", &RunConfig::batch},
-      {"seed", &RunConfig::seed},
-      {"eval_every", &RunConfig::eval_every},
-      {"eval_windows", &RunConfig::eval_windows},
-      {"log_every", &RunConfig::log_every},
-      {"checkpoint_every", &RunConfig::checkpoint_every},
-      {"device", &RunConfig::device},
-      {"data", &RunConfig::data}};
+      {"steps", &RunConfig::steps},           {"batch", &RunConfig::batch},
+      {"accumulate", &RunConfig::accumulate}, {"seed", &RunConfig::seed},
+      {"eval_every", &RunConfig::eval_every}, {"eval_windows", &RunConfig::eval_windows},
+      {"log_every", &RunConfig::log_every},   {"checkpoint_every", &RunConfig::checkpoint_every},
+      {"device", &RunConfig::device},         {"data", &RunConfig::data}};
   return f;
 }
 
@@ -149,8 +145,11 @@ void validate(const Config& c) {
   const RunConfig& r = c.run;
   require_config(r.steps > 0, "run.steps", "positive", r.steps);
   require_config(r.batch > 0, "run.batch", "positive", r.batch);
-  require_config(o.warmup_steps < r.steps, "optim.warmup_steps",
-                 fmt::format("less than run.steps = {}", r.steps), o.warmup_steps);
+  require_config(r.accumulate > 0, "run.accumulate", "positive", r.accumulate);
+  MONET_CHECK(o.warmup_steps < r.steps,
+              "config key 'optim.warmup_steps' must be less than run.steps = {}, got {}: lower it "
+              "(--set optim.warmup_steps={}) or raise run.steps",
+              r.steps, o.warmup_steps, std::max<int64_t>(0, r.steps / 10));
   require_config(r.eval_every >= 0, "run.eval_every", "non-negative (0 = only at the end)",
                  r.eval_every);
   require_config(r.eval_windows >= 0, "run.eval_windows", "non-negative (0 = all)", r.eval_windows);

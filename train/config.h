@@ -9,7 +9,8 @@
 //   optim: name ["adamw"] adamw|sgd, lr [1e-3], min_lr [0] (cosine floor, <= lr),
 //          weight_decay [0.1], beta1 [0.9], beta2 [0.95], eps [1e-8] (adamw only),
 //          warmup_steps [0], grad_clip [1.0] (0 = off)
-//   run:   steps [1000], batch [16], seed [0], eval_every [100] (0 = only at the end),
+//   run:   steps [1000], batch [16], accumulate [1] (micro-batches of `batch` windows per step),
+//          seed [0], eval_every [100] (0 = only at the end),
 //          eval_windows [64] (windows per domain; 0 = every window), log_every [10],
 //          checkpoint_every [0] (0 = only at the end), device ["cpu"] cpu|cuda,
 //          data ["third_party/corpora/toy4"] (the corpus folder; a relative path is relative to
@@ -53,7 +54,7 @@ struct OptimConfig {
 };
 
 struct RunConfig {
-  int64_t steps = 1000, batch = 16;
+  int64_t steps = 1000, batch = 16, accumulate = 1;
   uint64_t seed = 0;
   int64_t eval_every = 100, eval_windows = 64, log_every = 10, checkpoint_every = 0;
   std::string device = "cpu";

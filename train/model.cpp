@@ -1,5 +1,9 @@
 #include "train/model.h"
 
+#include <fmt/format.h>
+
+#include <fstream>
+
 #include "moe/registry.h"
 #ifdef MONET_WITH_CUDA
 #include "core/cuda/device.h"
@@ -38,8 +42,51 @@ nn::FeedForwardFactory ffn_factory(const ModelConfig& m, const nn::ParamOptions&
   return moe::ffn_kind(m.ffn.kind).build(m.ffn.params, m.d, {popt, &gen, noise});
 }
 
+double available_bytes(Device device) {
+#ifdef MONET_WITH_CUDA
+  if (device.is_cuda()) return static_cast<double>(cuda::total_memory());
+#endif
+  (void)device;
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  double kib = 0;
+  while (in >> key >> kib) {
+    if (key == "MemAvailable:") return kib * 1024.0;
+    in.ignore(256, '\n');
+  }
+  return 8.0 * (1 << 30);  // no /proc: assume a small machine
+}
+
+void check_model_fits(const ModelConfig& m, Device device) {
+  const std::string keys = fmt::format(
+      "model.vocab = {}, model.d = {}, model.layers = {}, model.context = {}, model.ffn = {}",
+      m.vocab, m.d, m.layers, m.context, m.ffn.params.dump());
+  // The RoPE tables (context × d/heads, built on the host even for the meta device) first.
+  const double head = static_cast<double>(m.d / m.heads);
+  const double rope = 16.0 * static_cast<double>(m.context) * head;
+  const double avail = available_bytes(device);
+  MONET_CHECK(rope < avail,
+              "the RoPE tables of model.context = {} positions × model.d / model.heads = {} need "
+              "{:.3g} GiB alone, over the {:.1f} GiB of memory available; lower them",
+              m.context, m.d / m.heads, rope / (1 << 30), avail / (1 << 30));
+  int64_t params = 0;
+  try {
+    Generator gen(0);
+    params = build_model(m, gen, DType::F32, Device::meta())->num_parameters();
+  } catch (const Error& e) {
+    throw Error(fmt::format("the model of {} is too large to build: {}", keys, e.what()));
+  }
+  const double weights = 4.0 * static_cast<double>(params);
+  MONET_CHECK(weights < avail,
+              "the model's {:.3g} parameters need {:.3g} GiB of float32 weights alone, over the "
+              "{:.1f} GiB of memory available on {}; lower the sizes of {}",
+              static_cast<double>(params), weights / (1 << 30), avail / (1 << 30), device.str(),
+              keys);
+}
+
 std::shared_ptr<nn::Transformer> build_model(const ModelConfig& m, Generator& gen, DType dtype,
                                              Device device, Generator* noise) {
+  if (!device.is_meta()) check_model_fits(m, device);
   nn::TransformerConfig tc = transformer_config(m, dtype, device);
   return std::make_shared<nn::Transformer>(tc, gen, ffn_factory(m, tc.param_options(), gen, noise));
 }

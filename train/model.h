@@ -28,6 +28,14 @@ std::shared_ptr<nn::Transformer> build_model(const ModelConfig& m, Generator& ge
                                              DType dtype = DType::F32, Device device = Device::cpu(),
                                              Generator* noise = nullptr);
 
+// Bytes a model on `device` can use: the GPU's memory on CUDA, MemAvailable on the host.
+double available_bytes(Device device);
+
+// Refuses, naming the model keys, a model whose weights alone would not fit in `device`'s memory
+// (counted on the meta device first, so nothing is allocated; a size product that overflows is
+// an error too). build_model calls it for every real device.
+void check_model_fits(const ModelConfig& m, Device device);
+
 // The parameter count of the model, built on the meta device (shapes only, nothing allocated), so
 // paper-sized models are counted exactly on a laptop.
 int64_t count_parameters(const ModelConfig& m);

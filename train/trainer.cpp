@@ -11,6 +11,7 @@
 #include "train/model.h"
 #include "train/tokenizer.h"
 #include "util/fileio.h"
+#include "util/interrupt.h"
 #include "util/plot.h"
 #include "util/progress.h"
 
@@ -30,26 +31,37 @@ std::unique_ptr<nn::Optimizer> make_optimizer(const OptimConfig& o, const nn::Na
   return std::make_unique<nn::AdamW>(params, a);
 }
 
-StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer, const Tensor& x,
-                      const Tensor& y, double grad_clip, int64_t step,
+StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer,
+                      const std::vector<Batch>& batches, double grad_clip, int64_t step,
                       const std::string& stop_note) {
-  Tensor lm = cross_entropy(model.forward(x), y);
-  Tensor aux = model.aux_loss();
-  Tensor loss = aux.defined() ? add(lm, aux) : lm;
+  MONET_CHECK(!batches.empty(), "train_step: no batch");
+  const double scale = 1.0 / static_cast<double>(batches.size());
   StepResult r;
-  r.lm = lm.item();
-  r.has_aux = aux.defined();
-  r.aux = r.has_aux ? aux.item() : 0.0;
-  MONET_CHECK(std::isfinite(r.lm) && std::isfinite(r.aux),
-              "training stopped at step {}: the loss is {} (aux {}); {}", step + 1, r.lm, r.aux,
-              stop_note);
   optimizer.zero_grad();
-  loss.backward();
+  for (const auto& [x, y] : batches) {  // gradients add up over the micro-batches
+    Tensor lm = cross_entropy(model.forward(x), y);
+    Tensor aux = model.aux_loss();
+    Tensor loss = aux.defined() ? add(lm, aux) : lm;
+    const double lm_value = lm.item(), aux_value = aux.defined() ? aux.item() : 0.0;
+    MONET_CHECK(std::isfinite(lm_value) && std::isfinite(aux_value),
+                "training stopped at step {}: the loss is {} (aux {}); {}", step + 1, lm_value,
+                aux_value, stop_note);
+    r.lm += scale * lm_value;
+    r.aux += scale * aux_value;
+    r.has_aux = aux.defined();
+    (batches.size() == 1 ? loss : mul(loss, scale)).backward();
+  }
   r.grad_norm = nn::clip_grad_norm(optimizer.params(), grad_clip > 0 ? grad_clip : INFINITY);
   MONET_CHECK(std::isfinite(r.grad_norm), "training stopped at step {}: the gradient norm is {}; {}",
               step + 1, r.grad_norm, stop_note);
   optimizer.step();
   return r;
+}
+
+StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer, const Tensor& inputs,
+                      const Tensor& targets, double grad_clip, int64_t step,
+                      const std::string& stop_note) {
+  return train_step(model, optimizer, {{inputs, targets}}, grad_clip, step, stop_note);
 }
 
 namespace {
@@ -100,10 +112,28 @@ Config resume_config(const fs::path& dir, const std::vector<std::string>& overri
   return load_config(ckpt / "config.json", overrides);
 }
 
+// A run folder is never overwritten by accident: a new run needs an empty folder (or --force,
+// which removes the old run's checkpoints, log and plot first).
+void prepare_run_folder(const TrainOptions& opt) {
+  const char* run_files[] = {"checkpoint", "checkpoint.prev", "checkpoint.tmp",
+                             "log.jsonl",  "loss.svg",        "config.json"};
+  if (!opt.resume) {
+    std::vector<std::string> found;
+    for (const char* f : run_files)
+      if (fs::exists(opt.out_dir / f)) found.push_back(f);
+    MONET_CHECK(found.empty() || opt.force,
+                "train: '{}' already holds a run ({}); continue it with `monet train --resume {}`, "
+                "or start it over with --force",
+                opt.out_dir.string(), fmt::join(found, ", "), opt.out_dir.string());
+    for (const char* f : run_files) fs::remove_all(opt.out_dir / f);
+  }
+  fs::create_directories(opt.out_dir);
+}
+
 TrainResult train(const TrainOptions& opt, std::FILE* out) {
   const Config& cfg = opt.config;
   const Device device = parse_device(cfg.run.device);
-  fs::create_directories(opt.out_dir);
+  prepare_run_folder(opt);
   const fs::path log_path = opt.out_dir / "log.jsonl";
 
   ByteTokenizer tokenizer;
@@ -121,6 +151,10 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
     load_model_weights(ckpt, *model);
     load_optimizer_state(ckpt, *optimizer);
     state = load_train_state(ckpt);
+    MONET_CHECK(state.step <= cfg.run.steps,
+                "train --resume: the checkpoint is at step {}, past run.steps = {}; to train on, "
+                "raise it: --set run.steps=N with N > {}",
+                state.step, cfg.run.steps, state.step);
     batcher.set_state(state.batcher);
     rng.set_state(state.rng);
     truncate_log(log_path, state.step);
@@ -139,25 +173,32 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
                             result.parameters, cfg.model.ffn.kind, cfg.model.layers, cfg.model.d,
                             cfg.run.data, corpus.train_stream().size()));
   std::ofstream log(log_path, std::ios::app);
+  int64_t saved_step = opt.resume ? state.step : -1;  // the step of the newest checkpoint on disk
   auto checkpoint = [&] {
     state.batcher = batcher.state();
     state.rng = rng.state();
     save_checkpoint(opt.out_dir, *model, optimizer.get(), cfg, state);
+    saved_step = state.step;
   };
+  auto stop_note = [&] {
+    return saved_step < 0 ? fmt::format("no checkpoint was written yet in {}", opt.out_dir.string())
+                          : fmt::format("the last checkpoint, at step {}, is left as it was in {}",
+                                        saved_step, (opt.out_dir / "checkpoint").string());
+  };
+  InterruptScope interrupt("finishing this step, then writing the checkpoint");
 
-  for (int64_t step = state.step; step < stop; ++step) {
+  std::vector<Batch> batches(static_cast<size_t>(cfg.run.accumulate));
+  for (int64_t step = state.step; step < stop && !interrupt.interrupted(); ++step) {
     const double lr = nn::scheduled_lr(sched, step);
     optimizer->set_lr(lr);
-    auto [x, y] = batcher.next(B, T, device);
-    const StepResult s = train_step(
-        *model, *optimizer, x, y, cfg.optim.grad_clip, step,
-        fmt::format("the last good checkpoint, at step {}, is left as it was in {}", state.step,
-                    (opt.out_dir / "checkpoint").string()));
+    for (Batch& b : batches) b = batcher.next(B, T, device);
+    const StepResult s =
+        train_step(*model, *optimizer, batches, cfg.optim.grad_clip, step, stop_note());
     const double lm_value = s.lm, aux_value = s.aux, norm = s.grad_norm;
     state.step = step + 1;
     result.last_loss = lm_value;
 
-    progress.step(step, lm_value, lr, B * T, cfg.run.log_every);
+    progress.step(step, lm_value, lr, B * T * cfg.run.accumulate, cfg.run.log_every);
     json line = {{"step", state.step}, {"loss", lm_value}, {"lr", lr}, {"grad_norm", norm},
                  {"tokens_per_second", progress.tokens_per_second()}};
     if (s.has_aux) line["aux"] = aux_value;
@@ -184,8 +225,13 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   log.close();
   checkpoint();
   write_loss_plot(log_path, opt.out_dir / "loss.svg");
-  progress.line(fmt::format("done: {} steps, {:.0f} tokens/s; checkpoint in {}", state.step,
-                            result.tokens_per_second, (opt.out_dir / "checkpoint").string()));
+  result.interrupted = interrupt.interrupted();
+  if (result.interrupted)
+    progress.line(fmt::format("interrupted at step {} — resume with `monet train --resume {}`",
+                              state.step, opt.out_dir.string()));
+  else
+    progress.line(fmt::format("done: {} steps, {:.0f} tokens/s; checkpoint in {}", state.step,
+                              result.tokens_per_second, (opt.out_dir / "checkpoint").string()));
   return result;
 }
 

@@ -3,6 +3,10 @@
 //   clip → optimizer step → progress line and log.jsonl → periodic evaluation and checkpoint.
 // At the end: a final evaluation, a checkpoint, and loss.svg (train loss and val loss per step).
 //
+// A new run refuses a folder that already holds one (TrainOptions::force starts it over).
+// Ctrl-C (SIGINT) or SIGTERM: the current step finishes, the checkpoint and the loss plot are
+// written, and train returns with `interrupted` set; a second signal ends the process at once.
+//
 // Resuming (`resume = true`) reloads weights, optimizer state, the batcher's position and the
 // trainer's RNG from `<out>/checkpoint`, so the run continues bit for bit as if never stopped.
 // A non-finite loss or gradient norm stops the run with the step number, before the optimizer
@@ -26,6 +30,7 @@ struct TrainOptions {
   std::filesystem::path out_dir;
   bool resume = false;
   int64_t stop_at = -1;  // stop (with a checkpoint) once this many steps are done; -1: run to the end
+  bool force = false;    // start a new run in a folder that holds one (its files are removed)
 };
 
 struct TrainResult {
@@ -34,6 +39,7 @@ struct TrainResult {
   double tokens_per_second = 0;  // over this invocation's steps
   int64_t parameters = 0;
   std::vector<DomainEval> eval;  // the final evaluation (empty when stopped early)
+  bool interrupted = false;      // stopped by SIGINT / SIGTERM (after a checkpoint)
 };
 
 TrainResult train(const TrainOptions& opt, std::FILE* out = stdout);
@@ -46,10 +52,19 @@ std::unique_ptr<nn::Optimizer> make_optimizer(const OptimConfig& optim, const nn
 // the optimizer's current learning rate. A non-finite loss (before backward) or gradient norm
 // (before the step) throws "training stopped at step <step + 1>: ...; <stop_note>", leaving the
 // weights untouched.
+// With several micro-batches (run.accumulate) the step's loss is their mean and the gradients add
+// up over them, each scaled by 1/n, before one clip and one optimizer step: n micro-batches of B
+// windows give the step of one batch of n·B windows, up to float rounding, for layers that treat
+// each token alone. Batch statistics (BatchNorm in MONET's router and PEER's query, the SMoE and
+// MONET aux losses) see one micro-batch at a time.
 struct StepResult {
-  double lm = 0, aux = 0, grad_norm = 0;
+  double lm = 0, aux = 0, grad_norm = 0;  // lm and aux: means over the micro-batches
   bool has_aux = false;
 };
+using Batch = std::pair<Tensor, Tensor>;  // inputs [B, T], targets [B, T]
+StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer,
+                      const std::vector<Batch>& batches, double grad_clip, int64_t step,
+                      const std::string& stop_note);
 StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer, const Tensor& inputs,
                       const Tensor& targets, double grad_clip, int64_t step,
                       const std::string& stop_note);
