@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "util/suggest.h"
 
 namespace monet::moe {
 
@@ -34,8 +35,9 @@ const FfnKind& ffn_kind(std::string_view name, std::string_view what) {
   const auto it =
       std::find_if(kinds.begin(), kinds.end(), [&](const FfnKind* k) { return k->name == name; });
   if (it != kinds.end()) return **it;
-  throw Error(
-      fmt::format("{} must be one of {}, got '{}'", what, fmt::join(ffn_kind_names(), "|"), name));
+  throw Error(fmt::format("{} must be one of {}, got '{}'{}", what,
+                          fmt::join(ffn_kind_names(), "|"), name,
+                          did_you_mean(name, ffn_kind_names())));
 }
 
 }  // namespace monet::moe

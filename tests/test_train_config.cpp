@@ -3,6 +3,7 @@
 #include "test_train_util.h"
 #include "train/config.h"
 #include "util/fileio.h"
+#include "util/suggest.h"
 
 namespace monet {
 namespace {
@@ -139,10 +140,54 @@ TEST(TrainConfig, ShippedConfigsLoad) {
   EXPECT_EQ(small.model.context, 256);
   EXPECT_EQ(small.run.steps, 3);
   EXPECT_TRUE(ThrowsWith([&] { load_config(root + "/configs/tiny.json", {"model.heads=5"}); },
-                         {"tiny.json", "'model.heads'"}));
+                         {"--set 'model.heads=5'", "'model.heads'"}));
   TempDir dir("config_file");
   write_file_atomic(dir / "bad.json", "{\"model\": ");
   EXPECT_TRUE(ThrowsWith([&] { load_config(dir / "bad.json"); }, {"bad.json", "invalid JSON"}));
+}
+
+// What json::parse accepts silently is refused, a value from --set is blamed on the --set, and a
+// mistyped key is answered with the nearest real one.
+TEST(TrainConfig, NullDuplicatesSetsAndTyposAreNamed) {
+  TempDir dir("config_strict");
+  write_file_atomic(dir / "null.json", "null");
+  EXPECT_TRUE(ThrowsWith([&] { load_config(dir / "null.json"); },
+                         {"null.json", "must be a JSON object, got null"}));
+  EXPECT_TRUE(ThrowsWith([&] { load_config(dir / "null.json", {"run.steps=3"}); },
+                         {"must be a JSON object, got null"}));
+  write_file_atomic(dir / "dup.json", R"({"run": {"steps": 2, "batch": 4, "steps": 3}})");
+  EXPECT_TRUE(ThrowsWith([&] { load_config(dir / "dup.json"); },
+                         {"dup.json", "duplicated key 'run.steps'"}));
+  write_file_atomic(dir / "dup2.json", R"({"run": {}, "run": {}})");
+  EXPECT_TRUE(ThrowsWith([&] { load_config(dir / "dup2.json"); }, {"duplicated key 'run'"}));
+  write_file_atomic(dir / "ok.json",
+                    R"({"model": {"ffn": {"kind": "peer"}}, "run": {"steps": 9}})");
+  EXPECT_EQ(load_config(dir / "ok.json").run.steps, 9);  // same names in other objects are fine
+  EXPECT_TRUE(ThrowsWith([&] { load_config(dir / "ok.json", {"run.steps=-3"}); },
+                         {"--set 'run.steps=-3'", "'run.steps' must be positive"}));
+  EXPECT_TRUE(ThrowsWith([&] { load_config(dir / "ok.json", {"model.ffn.topk=0"}); },
+                         {"--set 'model.ffn.topk=0'", "'model.ffn.topk' must be positive"}));
+  EXPECT_TRUE(ThrowsWith([&] { load_config(dir / "ok.json", {"model.dd=3"}); },
+                         {"--set 'model.dd=3'", "(did you mean 'model.d'?)"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"optim": {"lrr": 1}})"), {"(did you mean 'optim.lr'?)"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"model": {"ffn": {"kind": "peer", "topkk": 2}}})"),
+                         {"(did you mean 'model.ffn.topk'?)"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"model": {"ffn": {"kind": "monet-vd"}}})"),
+                         {"(did you mean 'monet_vd'?)"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"zzzz": 1})"), {"unknown config key 'zzzz'"}));
+  EXPECT_FALSE(ThrowsWith(parse(R"({"zzzz": 1})"), {"did you mean"}));  // nothing near
+  // warmup_steps >= run.steps says how to fix it.
+  EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"steps": 10}, "optim": {"warmup_steps": 50}})"),
+                         {"optim.warmup_steps", "--set optim.warmup_steps=1", "raise run.steps"}));
+}
+
+TEST(Suggest, EditDistanceAndNearestName) {
+  EXPECT_EQ(edit_distance("kitten", "sitting"), 3u);
+  EXPECT_EQ(edit_distance("", "abc"), 3u);
+  EXPECT_EQ(edit_distance("same", "same"), 0u);
+  EXPECT_EQ(edit_distance("trian", "train"), 1u);  // a swap of neighbours
+  EXPECT_EQ(nearest_name("trian", {"train", "eval", "table"}), "train");
+  EXPECT_EQ(nearest_name("xyz", {"train", "eval"}), "");
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "moe/registry.h"
 #include "util/fileio.h"
 #include "util/json_value.h"
+#include "util/suggest.h"
 
 namespace monet {
 namespace {
@@ -54,6 +55,15 @@ const std::vector<Field<RunConfig>>& run_fields() {
   return f;
 }
 
+std::set<std::string> schema_keys();
+
+// "unknown config key 'model.dd' (did you mean 'model.d'?)"
+[[noreturn]] void unknown_key(const std::string& dotted) {
+  const std::set<std::string> keys = schema_keys();
+  throw Error(fmt::format("unknown config key '{}'{}", dotted,
+                          did_you_mean(dotted, {keys.begin(), keys.end()})));
+}
+
 void require_object(const json& j, const std::string& key) {
   MONET_CHECK(j.is_object(), "config key '{}' must be an object, got {}", key, json_kind(j));
 }
@@ -66,7 +76,7 @@ void read_section(const json& j, const std::string& path, const std::vector<Fiel
   for (const auto& [k, v] : j.items()) {
     bool known = nested.count(k) > 0;
     for (const Field<S>& f : fields) known = known || f.key == k;
-    MONET_CHECK(known, "unknown config key '{}.{}'", path, k);
+    if (!known) unknown_key(path + "." + k);
   }
   for (const Field<S>& f : fields) {
     auto it = j.find(f.key);
@@ -112,7 +122,7 @@ FfnConfig parse_ffn(const json& j, const ModelConfig& model) {
     if (k == "kind") continue;
     bool mine = false;
     for (const moe::FieldInfo& field : kind.fields) mine = mine || field.key == k;
-    MONET_CHECK(mine || is_ffn_key(k), "unknown config key '{}.{}'", path, k);
+    if (!mine && !is_ffn_key(k)) unknown_key(path + "." + k);
     MONET_CHECK(mine, "config key '{}.{}' does not apply to ffn kind '{}'", path, k, f.kind);
     given[k] = v;
   }
@@ -176,7 +186,7 @@ std::set<std::string> schema_keys() {
 Config parse_config(const json& j) {
   MONET_CHECK(j.is_object(), "config must be a JSON object, got {}", json_kind(j));
   for (const auto& [k, v] : j.items()) {
-    MONET_CHECK(k == "model" || k == "optim" || k == "run", "unknown config key '{}'", k);
+    if (k != "model" && k != "optim" && k != "run") unknown_key(k);
   }
   Config c;
   const json empty = json::object();
@@ -208,7 +218,7 @@ void apply_override(json& j, std::string_view assignment) {
               assignment);
   const std::string key(assignment.substr(0, eq));
   const std::string text(assignment.substr(eq + 1));
-  MONET_CHECK(schema_keys().count(key) > 0, "unknown config key '{}'", key);
+  if (schema_keys().count(key) == 0) unknown_key(key);
   json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (value.is_discarded()) value = text;
 
@@ -232,15 +242,28 @@ void apply_override(json& j, std::string_view assignment) {
 }
 
 Config load_config(const std::filesystem::path& path, const std::vector<std::string>& overrides) {
-  const std::string text = read_file(path);
+  const std::string where = fmt::format("config '{}'", path.string());
+  json j = parse_json_strict(read_file(path), where);
+  MONET_CHECK(j.is_object(), "{}: must be a JSON object, got {}", where, json_kind(j));
+  for (const std::string& o : overrides) {
+    try {
+      apply_override(j, o);
+    } catch (const Error& e) {
+      throw Error(fmt::format("--set '{}': {}", o, e.what()));
+    }
+  }
   try {
-    json j = json::parse(text);
-    for (const std::string& o : overrides) apply_override(j, o);
     return parse_config(j);
-  } catch (const json::exception& e) {
-    throw Error(fmt::format("config '{}': invalid JSON: {}", path.string(), e.what()));
   } catch (const Error& e) {
-    throw Error(fmt::format("config '{}': {}", path.string(), e.what()));
+    // A value that came from --set is blamed on the --set that gave it.
+    const std::string msg = e.what();
+    for (const std::string& o : overrides) {
+      const std::string key = o.substr(0, o.find('='));
+      if (msg.find("'" + key + "'") != std::string::npos ||
+          msg.find("'" + key + ".") != std::string::npos)
+        throw Error(fmt::format("--set '{}': {}", o, msg));
+    }
+    throw Error(fmt::format("{}: {}", where, msg));
   }
 }
 

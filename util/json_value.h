@@ -3,9 +3,11 @@
 // Shared by the run configuration (train/config.cpp) and the option tables of the feed-forward
 // kinds (moe/options.h), so every config key reads and complains the same way.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 
@@ -43,6 +45,43 @@ inline void read_json_value(const nlohmann::json& v, const std::string& key, std
 template <class T>
 void require_config(bool ok, std::string_view key, std::string_view rule, const T& got) {
   MONET_CHECK(ok, "config key '{}' must be {}, got {}", key, rule, got);
+}
+
+// JSON text → value, refusing what nlohmann::json accepts silently: a key given twice in one
+// object (json::parse keeps the last). Errors start with `what` (a file name): "config
+// 'run.json': duplicated key 'run.steps'", "... invalid JSON: <parser message>".
+inline nlohmann::json parse_json_strict(const std::string& text, const std::string& what) {
+  std::vector<std::vector<std::string>> keys;  // the keys seen in each open object
+  std::vector<std::string> path;               // the key of each open object, for the message
+  std::string last_key;
+  auto check = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (event == E::object_start) {
+      keys.emplace_back();
+      path.push_back(last_key);
+    } else if (event == E::object_end) {
+      keys.pop_back();
+      path.pop_back();
+    } else if (event == E::key) {
+      last_key = parsed.get<std::string>();
+      auto& seen = keys.back();
+      if (std::find(seen.begin(), seen.end(), last_key) != seen.end()) {
+        std::string dotted;
+        for (const std::string& p : path)
+          if (!p.empty()) dotted += p + ".";
+        throw Error(fmt::format("{}: duplicated key '{}'", what, dotted + last_key));
+      }
+      seen.push_back(last_key);
+    } else if (event == E::array_start) {
+      last_key.clear();  // objects inside arrays are named by their array's key alone
+    }
+    return true;
+  };
+  try {
+    return nlohmann::json::parse(text, check);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{}: invalid JSON: {}", what, e.what()));
+  }
 }
 
 }  // namespace monet
