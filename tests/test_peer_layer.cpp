@@ -1,10 +1,9 @@
-// PEER against its definition: a brute-force reference, written here, that scores ALL N experts
-// per token and head (the full q·k over the N product keys [c_i; c′_j]), takes the true top k, and
-// sums Σ_h Σ_j g_hj σ(u_jᵀx) v_j expert by expert. The product-key layer must retrieve the same
-// experts and match it in the output and in the gradient of x and of every parameter; finite
-// differences check the layer itself (with the retrieval verified unchanged under the
-// perturbation: top-k is discontinuous); BatchNorm switches between batch and running
-// statistics; the u/v gradients touch only retrieved rows; expert removal is exact.
+// The PEER layer (PeerFeedForward) against the brute-force reference of peer_reference.h, which
+// scores ALL N experts per token and head: it must retrieve the same experts and match it in the
+// output and in the gradient of x and of every parameter; finite differences check the layer
+// itself (with the retrieval verified unchanged under the perturbation: top-k is discontinuous);
+// BatchNorm switches between batch and running statistics; the u/v gradients touch only retrieved
+// rows; expert removal is exact; and the parameter count, metrics, options and transformer wiring.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,115 +14,14 @@
 #include "kernel_paths.h"
 #include "moe/peer.h"
 #include "nn/transformer.h"
+#include "peer_reference.h"
 
 using namespace monet;
 using namespace monet::moe;
+using namespace monet::testing::peer_reference;
 using monet::testing::for_each_kernel_path;
 
 namespace {
-
-constexpr int64_t B = 2, T = 3, D = 6, H = 2, SQRT_N = 4, K = 3, DQ = 4;
-
-PeerOptions small_options(const std::string& activation = "gelu",
-                          const std::string& score = "softmax", bool bn = true) {
-  PeerOptions o = PeerOptions::defaults(D);
-  o.sqrt_n = SQRT_N;
-  o.heads = H;
-  o.topk = K;
-  o.d_query = DQ;
-  o.activation = nn::parse_activation(activation);
-  o.score = score == "softmax" ? PeerScore::Softmax : PeerScore::Sigmoid;
-  o.query_batchnorm = bn;
-  return o;
-}
-
-nn::ParamOptions f64(double init_std = 0.5) {
-  return {DType::F64, Device::cpu(), init_std};
-}
-
-Tensor rnd(const Shape& s, Generator& g, double scale = 1.0) {
-  return mul(randn(s, g, DType::F64), scale);
-}
-
-// Every product key k_{i·√N+j} = [c_i; c′_j] as an [N, d_q] matrix, differentiable in C and C′.
-Tensor all_product_keys(const Tensor& c1, const Tensor& c2) {
-  const int64_t s = c1.size(0);
-  std::vector<int32_t> ri, rj;
-  for (int32_t i = 0; i < s; ++i)
-    for (int32_t j = 0; j < s; ++j) ri.push_back(i), rj.push_back(j);
-  return concat({index_select(c1, 0, from_vector(ri, {s * s})),
-                 index_select(c2, 0, from_vector(rj, {s * s}))},
-                1);
-}
-
-// Eq. 1 by brute force: q [.., h, d_q] against all N keys, then the true top k.
-PeerRetrieval brute_force_topk(const Tensor& q, const Tensor& c1, const Tensor& c2, int64_t k) {
-  auto [scores, indices] = topk(matmul(q, transpose(all_product_keys(c1, c2), 0, 1)), k);
-  return {scores, indices};
-}
-
-Tensor act(const Tensor& z, const std::string& a) {
-  return a == "relu" ? relu(z) : gelu(z);
-}
-
-// Σ_h Σ_{j ∈ I_h, j ∉ removed} g_hj σ(u_jᵀ x) v_j, one expert at a time.
-Tensor reference_experts(const Tensor& x, const Tensor& u, const Tensor& v, const Tensor& indices,
-                         const Tensor& gates, const std::string& a,
-                         const std::set<int64_t>& removed = {}) {
-  const int64_t b_n = x.size(0), t_n = x.size(1), d = x.size(2), h_n = indices.size(2),
-                k_n = indices.size(3);
-  const std::vector<int32_t> ids = indices.to_vector<int32_t>();
-  std::vector<Tensor> rows;
-  for (int64_t b = 0; b < b_n; ++b)
-    for (int64_t t = 0; t < t_n; ++t) {
-      Tensor xt = slice(slice(x, 0, b, b + 1), 1, t, t + 1).reshape({d});
-      Tensor y = zeros({d}, DType::F64);
-      for (int64_t h = 0; h < h_n; ++h)
-        for (int64_t s = 0; s < k_n; ++s) {
-          const int64_t e = ids[((b * t_n + t) * h_n + h) * k_n + s];
-          if (removed.count(e)) continue;
-          Tensor ue = slice(u, 0, e, e + 1).reshape({d}), ve = slice(v, 0, e, e + 1).reshape({d});
-          Tensor g =
-              slice(slice(slice(slice(gates, 0, b, b + 1), 1, t, t + 1), 2, h, h + 1), 3, s, s + 1)
-                  .reshape({1});
-          Tensor z = sum(mul(ue, xt), {0}, true);  // u_eᵀ x, [1]
-          y = add(y, mul(mul(act(z, a), g), ve));
-        }
-      rows.push_back(y.reshape({1, d}));
-    }
-  return concat(rows, 0).reshape({b_n, t_n, d});
-}
-
-struct Params {
-  Tensor wq, c1, c2, u, v;
-};
-Params params_of(const PeerFeedForward& layer) {
-  return {layer.query().weight(), layer.keys1(), layer.keys2(), layer.u(), layer.v()};
-}
-
-// The whole layer by brute force. BatchNorm uses its own running statistics (rm, rv).
-Tensor reference_layer(const PeerOptions& o, const Tensor& x, const Params& p, const Tensor& rm,
-                       const Tensor& rv, bool training, const std::set<int64_t>& removed = {},
-                       Tensor* indices = nullptr) {
-  const int64_t b_n = x.size(0), t_n = x.size(1);
-  Tensor q = matmul(x, transpose(p.wq, 0, 1));
-  if (o.query_batchnorm) q = batch_norm(q, 2, rm, rv, training);
-  PeerRetrieval r = brute_force_topk(q.reshape({b_n, t_n, o.heads, o.d_query}), p.c1, p.c2, o.topk);
-  if (indices) *indices = r.indices;
-  Tensor g = o.score == PeerScore::Softmax ? softmax(r.scores, -1) : sigmoid(r.scores);
-  return reference_experts(x, p.u, p.v, r.indices, g, nn::activation_name(o.activation), removed);
-}
-
-std::vector<double> grad_of(const Tensor& p) {
-  return p.grad().defined() ? p.grad().to_vector<double>() : std::vector<double>(p.numel(), 0.0);
-}
-
-void expect_near(const std::vector<double>& a, const std::vector<double>& b, double tol,
-                 const std::string& what) {
-  ASSERT_EQ(a.size(), b.size()) << what;
-  for (size_t i = 0; i < a.size(); ++i)
-    ASSERT_NEAR(a[i], b[i], tol * (1 + std::abs(b[i]))) << what << " element " << i;
-}
 
 // Output and the gradients of x and of every parameter agree between layer and reference.
 void expect_layer_matches_reference(const PeerOptions& o, uint64_t seed) {
@@ -158,17 +56,6 @@ void expect_layer_matches_reference(const PeerOptions& o, uint64_t seed) {
 }
 
 }  // namespace
-
-TEST(PeerProductKeys, SameTopKAsScoringAllExperts) {
-  Generator g(1);
-  for (int64_t k : {1, 4, 8}) {  // k = √N: every expert is a candidate
-    Tensor q = rnd({4, 16, 2, 10}, g), c1 = rnd({8, 5}, g), c2 = rnd({8, 5}, g);
-    PeerRetrieval pk = product_key_topk(q, c1, c2, k), bf = brute_force_topk(q, c1, c2, k);
-    ASSERT_EQ(pk.indices.shape(), (Shape{4, 16, 2, k}));
-    EXPECT_EQ(pk.indices.to_vector<int32_t>(), bf.indices.to_vector<int32_t>()) << "k = " << k;
-    expect_near(pk.scores.to_vector<double>(), bf.scores.to_vector<double>(), 1e-12, "scores");
-  }
-}
 
 TEST(PeerLayer, MatchesBruteForceReferenceSoftmaxGelu) {
   for_each_kernel_path(
@@ -209,48 +96,6 @@ TEST(PeerLayer, GradcheckWithRetrievalHeldFixed) {
           {rnd({B, T, D}, g), p.wq, p.c1, p.c2, p.u, p.v});
     }
   });
-}
-
-TEST(PeerExperts, FusedMatchesGatherAndFiniteDifferences) {
-  // Random retrieval with repeats (the same expert in several heads and tokens), so the
-  // scatter-adds into u and v accumulate.
-  Generator g(12);
-  const int64_t n = 5;
-  std::vector<int32_t> ids(B * T * H * K);
-  for (auto& e : ids) e = static_cast<int32_t>(g.randint(n));
-  Tensor indices = from_vector(ids, {B, T, H, K});
-  Tensor x = rnd({B, T, D}, g).requires_grad_(), u = rnd({n, D}, g).requires_grad_(),
-         v = rnd({n, D}, g).requires_grad_(), gates = rnd({B, T, H, K}, g).requires_grad_();
-  Tensor w = rnd({B, T, D}, g);
-  const std::vector<Tensor> leaves = {x, u, v, gates};
-  auto run = [&](const Tensor& y) {
-    for (const Tensor& t : leaves) t.set_grad(Tensor());
-    sum(mul(y, w)).backward();
-    std::vector<std::vector<double>> gs = {y.to_vector<double>()};
-    for (const Tensor& t : leaves) gs.push_back(grad_of(t));
-    return gs;
-  };
-  for (const std::string a : {"gelu", "relu"}) {
-    auto fused = run(peer_experts_fused(x, u, v, indices, gates, nn::parse_activation(a)));
-    auto gather = run(peer_experts_gather(x, u, v, indices, gates, nn::parse_activation(a)));
-    auto ref = run(reference_experts(x, u, v, indices, gates, a));
-    const char* what[] = {"output", "dx", "du", "dv", "dgates"};
-    for (size_t i = 0; i < fused.size(); ++i) {
-      expect_near(fused[i], ref[i], 1e-12, std::string("fused ") + what[i] + " " + a);
-      expect_near(gather[i], ref[i], 1e-12, std::string("gather ") + what[i] + " " + a);
-    }
-  }
-  for (auto* f : {&peer_experts_fused, &peer_experts_gather})
-    monet::testing::expect_gradcheck("peer_experts",
-                                     [&](const std::vector<Tensor>& p) {
-                                       return (*f)(p[0], p[1], p[2], indices, p[3],
-                                                   nn::Activation::GELU);
-                                     },
-                                     {x, u, v, gates});
-  ids[0] = n;  // outside [0, N)
-  EXPECT_THROW(
-      peer_experts_fused(x, u, v, from_vector(ids, {B, T, H, K}), gates, nn::Activation::GELU),
-      Error);
 }
 
 TEST(PeerLayer, BatchNormTrainUsesBatchStatisticsEvalUsesRunningOnes) {
