@@ -90,7 +90,7 @@ struct Route {
 
 // x [n, d] → routing. `noise` draws ε (noisy_topk) and the jitter; needed only in training.
 // `eps` [n, E], when defined, is used as noisy_topk's ε instead of a draw from `noise` (the
-// injection point of tests/test_reference_twin.cpp, which replays the PyTorch twin's draw).
+// injection point of tests/test_reference_smoe.cpp, which replays the PyTorch twin's draw).
 Route route(const Tensor& x, const GateWeights& w, const SmoeOptions& o, bool training,
             Generator* noise, const Tensor& eps = {});
 // Σ of the weighted aux losses of `r` (undefined when there are none).

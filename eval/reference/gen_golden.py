@@ -1,4 +1,4 @@
-"""Regenerates the golden files of tests/test_reference_twin.cpp from the PyTorch twin.
+"""Regenerates the golden files of tests/test_reference_*.cpp from the PyTorch twin.
 
     /usr/bin/python3 eval/reference/gen_golden.py            # writes tests/data/ref_*.safetensors
 

@@ -6,7 +6,7 @@
 
 Reads the same JSON config as `monet` (configs/*.json, the schema of train/config.h; missing keys
 take the C++ defaults), builds the same model from monet_ref.py's transformer and layers (the ones
-tests/test_reference_twin.cpp checks against the C++: pre-norm LLaMA blocks, RMSNorm, RoPE in
+tests/test_reference_*.cpp checks against the C++: pre-norm LLaMA blocks, RMSNorm, RoPE in
 the rotate-half layout, causal attention, untied LM head, no biases; FFN dense / smoe / peer /
 monet_hd / monet_vd), draws the same training windows as train/corpus.h's Batcher (the same
 xoshiro256** generator seeded with run.seed + 1, the same corpus stream, the same start
