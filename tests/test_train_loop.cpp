@@ -40,7 +40,10 @@ TEST(TrainLoop, ResumeIsBitIdenticalToAnUninterruptedRun) {
     for (const char* f : {"model.safetensors", "optimizer.safetensors", "state.json"})
       EXPECT_EQ(read_file(dir / "full" / "checkpoint" / f), read_file(dir / "part" / "checkpoint" / f))
           << ffn << ": " << f << " differs after resume";
-    EXPECT_TRUE(fs::exists(dir / "full" / "loss.svg"));
+    // The raw loss, its EMA (8 points: the least memory, 5 points) and the two evaluations.
+    const std::string svg = read_file(dir / "full" / "loss.svg");
+    for (const char* name : {">train loss<", ">train loss (EMA 0.8)<", ">val loss (all)<"})
+      EXPECT_NE(svg.find(name), std::string::npos) << name;
     EXPECT_EQ(read_file(dir / "full" / "log.jsonl").size() > 0, true);
   }
 }
