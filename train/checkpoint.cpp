@@ -1,5 +1,6 @@
 #include "train/checkpoint.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -8,6 +9,7 @@
 #include "train/model.h"
 #include "train/safetensors.h"
 #include "util/fileio.h"
+#include "util/json_value.h"
 
 namespace monet {
 
@@ -51,6 +53,39 @@ void copy_named(const nn::NamedTensors& dst, const NamedTensors& src, const std:
   for (const auto& [name, t] : dst) copy_(t, by_name.at(name).to(t.dtype()).to(t.device()));
 }
 
+// A checkpoint holds finite numbers only: training stops before a non-finite value reaches the
+// weights, so a NaN or an infinity here means the file was damaged or edited.
+void require_finite(const NamedTensors& tensors, const std::string& what) {
+  for (const auto& [name, t] : tensors) {
+    if (!is_floating(t.dtype())) continue;
+    const std::vector<double> v = t.to_vector<double>();
+    for (size_t i = 0; i < v.size(); ++i)
+      MONET_CHECK(std::isfinite(v[i]),
+                  "{}: tensor '{}' holds {} at element {}; the checkpoint is damaged", what, name,
+                  v[i], i);
+  }
+}
+
+// The model section of the config the weights were written with, recorded in
+// model.safetensors's metadata: an edited config.json (heads, activation, norm_eps: changes that
+// keep every shape) is noticed instead of silently computing another function.
+constexpr const char* kModelConfigKey = "model_config";
+
+// "model.heads: 2 when saved, 4 in config.json" for every leaf that differs.
+void diff_json(const json& saved, const json& now, const std::string& path,
+               std::vector<std::string>& out) {
+  if (saved.is_object() && now.is_object()) {
+    for (const auto& [k, v] : saved.items())
+      diff_json(v, now.contains(k) ? now[k] : json(), path + "." + k, out);
+    for (const auto& [k, v] : now.items())
+      if (!saved.contains(k)) diff_json(json(), v, path + "." + k, out);
+  } else if (saved != now) {
+    out.push_back(fmt::format("{}: {} when saved, {} in config.json", path.substr(1),
+                              saved.is_null() ? "absent" : saved.dump(),
+                              now.is_null() ? "absent" : now.dump()));
+  }
+}
+
 }  // namespace
 
 void save_checkpoint(const fs::path& run_dir, const nn::Module& model,
@@ -60,7 +95,9 @@ void save_checkpoint(const fs::path& run_dir, const nn::Module& model,
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   const Metadata meta{{"step", std::to_string(state.step)}, {"format", "monet-cpp"}};
-  save_safetensors(tmp / "model.safetensors", model_state(model), meta);
+  Metadata model_meta = meta;
+  model_meta[kModelConfigKey] = json{{"model", to_json(config)["model"]}}.dump();
+  save_safetensors(tmp / "model.safetensors", model_state(model), model_meta);
   if (optimizer) save_safetensors(tmp / "optimizer.safetensors", optimizer->state_dict(), meta);
   save_config(tmp / "config.json", config);
   write_file_atomic(tmp / "state.json", state_to_json(state).dump(2) + "\n");
@@ -70,29 +107,79 @@ void save_checkpoint(const fs::path& run_dir, const nn::Module& model,
   fs::remove_all(prev);
 }
 
-void load_model_weights(const fs::path& dir, nn::Module& model) {
+void load_model_weights(const fs::path& dir, nn::Module& model, const ModelConfig* config) {
+  const std::string file = (dir / "model.safetensors").string();
   Safetensors st = load_safetensors(dir / "model.safetensors");
-  copy_named(model_state(model), st.tensors, (dir / "model.safetensors").string());
+  require_finite(st.tensors, file);
+  auto it = st.metadata.find(kModelConfigKey);
+  if (config && it != st.metadata.end()) {  // checkpoints before the record have none
+    const json saved = parse_json_strict(it->second, file + " metadata");
+    Config now;
+    now.model = *config;
+    std::vector<std::string> diffs;
+    diff_json(saved.value("model", json()), to_json(now)["model"], ".model", diffs);
+    MONET_CHECK(diffs.empty(),
+                "{}: the weights were saved with another model config ({}); config.json was "
+                "edited, or belongs to another run",
+                file, fmt::join(diffs, "; "));
+  }
+  copy_named(model_state(model), st.tensors, file);
 }
 
 void load_optimizer_state(const fs::path& dir, nn::Optimizer& optimizer) {
   Safetensors st = load_safetensors(dir / "optimizer.safetensors");
+  require_finite(st.tensors, (dir / "optimizer.safetensors").string());
   optimizer.load_state_dict(st.tensors);
+}
+
+namespace {
+
+// A xoshiro256** state: four 64-bit words, not all zero (a state the generator cannot leave).
+std::array<uint64_t, 4> read_rng(const json& j, const std::string& key) {
+  MONET_CHECK(j.is_array() && j.size() == 4, "'{}' must be an array of 4 integers, got {}", key,
+              j.dump());
+  std::array<uint64_t, 4> s{};
+  for (size_t i = 0; i < 4; ++i) {
+    MONET_CHECK(j[i].is_number_unsigned(), "'{}' must hold integers in [0, 2^64), got {}", key,
+                j[i].dump());
+    s[i] = j[i].get<uint64_t>();
+  }
+  MONET_CHECK(s != (std::array<uint64_t, 4>{}),
+              "'{}' is all zeros, a state the generator cannot leave", key);
+  return s;
+}
+
+int64_t read_count(const json& j, const std::string& key) {
+  MONET_CHECK(j.is_number_unsigned() && j.get<uint64_t>() <= INT64_MAX,
+              "'{}' must be an integer in [0, 2^63), got {}", key, j.dump());
+  return j.get<int64_t>();
+}
+
+}  // namespace
+
+TrainState parse_train_state(const std::string& text, const std::string& where) {
+  try {
+    const json j = parse_json_strict(text, where);
+    MONET_CHECK(j.is_object() && j.contains("step") && j.contains("batcher") && j.contains("rng") &&
+                    j["batcher"].is_object() && j["batcher"].contains("rng") &&
+                    j["batcher"].contains("batches"),
+                "must be an object with step, batcher (rng, batches) and rng");
+    TrainState s;
+    s.step = read_count(j["step"], "step");
+    s.batcher.rng = read_rng(j["batcher"]["rng"], "batcher.rng");
+    s.batcher.batches = read_count(j["batcher"]["batches"], "batcher.batches");
+    s.rng = read_rng(j["rng"], "rng");
+    return s;
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    if (msg.rfind(where, 0) == 0) throw;  // already names the file
+    throw Error(fmt::format("{} is malformed: {}", where, msg));
+  }
 }
 
 TrainState load_train_state(const fs::path& dir) {
   const fs::path p = dir / "state.json";
-  TrainState s;
-  try {
-    json j = json::parse(read_file(p));
-    s.step = j.at("step").get<int64_t>();
-    s.batcher.rng = j.at("batcher").at("rng").get<std::array<uint64_t, 4>>();
-    s.batcher.batches = j.at("batcher").at("batches").get<int64_t>();
-    s.rng = j.at("rng").get<std::array<uint64_t, 4>>();
-  } catch (const json::exception& e) {
-    throw Error(fmt::format("checkpoint state '{}' is malformed: {}", p.string(), e.what()));
-  }
-  return s;
+  return parse_train_state(read_file(p), fmt::format("checkpoint state '{}'", p.string()));
 }
 
 Config load_checkpoint_config(const fs::path& dir) { return load_config(dir / "config.json"); }
@@ -102,7 +189,7 @@ std::shared_ptr<nn::Transformer> load_model(const fs::path& path, Config* config
   Config c = load_checkpoint_config(dir);
   Generator gen(c.run.seed);
   auto model = build_model(c.model, gen, DType::F32, device);
-  load_model_weights(dir, *model);
+  load_model_weights(dir, *model, &c.model);
   model->eval();
   if (config) *config = c;
   return model;

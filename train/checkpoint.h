@@ -32,10 +32,18 @@ std::filesystem::path resolve_checkpoint(const std::filesystem::path& path);
 void save_checkpoint(const std::filesystem::path& run_dir, const nn::Module& model,
                      const nn::Optimizer* optimizer, const Config& config, const TrainState& state);
 
-// Copies the checkpoint's tensors into `model`: the names must be exactly the model's, and each
-// shape must match (errors name the tensor and both shapes).
-void load_model_weights(const std::filesystem::path& ckpt_dir, nn::Module& model);
+// Copies the checkpoint's tensors into `model`: the names must be exactly the model's, each shape
+// must match (errors name the tensor and both shapes), and every value must be finite. With
+// `config`, the model config recorded in model.safetensors (checkpoints written since the record
+// was added) must equal it: an edited config.json that keeps the shapes (heads, activation,
+// norm_eps) is refused, naming each difference.
+void load_model_weights(const std::filesystem::path& ckpt_dir, nn::Module& model,
+                        const ModelConfig* config = nullptr);
+// The optimizer state; every value must be finite.
 void load_optimizer_state(const std::filesystem::path& ckpt_dir, nn::Optimizer& optimizer);
+// state.json, checked: step and batch count non-negative integers, each generator state four
+// 64-bit words not all zero, no key twice. Errors start with `where`.
+TrainState parse_train_state(const std::string& text, const std::string& where);
 TrainState load_train_state(const std::filesystem::path& ckpt_dir);
 Config load_checkpoint_config(const std::filesystem::path& ckpt_dir);
 

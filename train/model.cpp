@@ -69,6 +69,16 @@ void check_model_fits(const ModelConfig& m, Device device) {
               "the RoPE tables of model.context = {} positions × model.d / model.heads = {} need "
               "{:.3g} GiB alone, over the {:.1f} GiB of memory available; lower them",
               m.context, m.d / m.heads, rope / (1 << 30), avail / (1 << 30));
+  // A lower bound first, in doubles (no overflow), so absurd sizes never reach the meta build
+  // (2^40 layers would take forever to build even without memory): the attention projections
+  // 4·d² per layer, the embedding and the head 2·vocab·d.
+  const double d = static_cast<double>(m.d);
+  const double floor_bytes =
+      4.0 * (4.0 * d * d * static_cast<double>(m.layers) + 2.0 * static_cast<double>(m.vocab) * d);
+  MONET_CHECK(floor_bytes < avail,
+              "the model needs at least {:.3g} GiB of float32 weights (attention and embeddings "
+              "alone), over the {:.1f} GiB of memory available on {}; lower the sizes of {}",
+              floor_bytes / (1 << 30), avail / (1 << 30), device.str(), keys);
   int64_t params = 0;
   try {
     Generator gen(0);

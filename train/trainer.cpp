@@ -163,7 +163,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
 
   if (opt.resume) {
     const fs::path ckpt = resolve_checkpoint(opt.out_dir);
-    load_model_weights(ckpt, *model);
+    load_model_weights(ckpt, *model, &cfg.model);
     load_optimizer_state(ckpt, *optimizer);
     state = load_train_state(ckpt);
     MONET_CHECK(state.step <= cfg.run.steps,
