@@ -111,6 +111,8 @@ void load_model_weights(const fs::path& dir, nn::Module& model, const ModelConfi
   const std::string file = (dir / "model.safetensors").string();
   Safetensors st = load_safetensors(dir / "model.safetensors");
   require_finite(st.tensors, file);
+  // Shapes first (the more concrete message), then what shapes cannot show.
+  copy_named(model_state(model), st.tensors, file);
   auto it = st.metadata.find(kModelConfigKey);
   if (config && it != st.metadata.end()) {  // checkpoints before the record have none
     const json saved = parse_json_strict(it->second, file + " metadata");
@@ -123,7 +125,6 @@ void load_model_weights(const fs::path& dir, nn::Module& model, const ModelConfi
                 "edited, or belongs to another run",
                 file, fmt::join(diffs, "; "));
   }
-  copy_named(model_state(model), st.tensors, file);
 }
 
 void load_optimizer_state(const fs::path& dir, nn::Optimizer& optimizer) {
