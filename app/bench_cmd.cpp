@@ -18,13 +18,13 @@ Command add_bench_command(CLI::App& app) {
   cmd->add_option("--set", o->sets,
                   "override a key of every config: --set model.d=256 (repeatable)");
   cmd->add_option("--steps", o->steps, "timed steps per round")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "untimed steps first, each round")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--rounds", o->rounds, "rounds per side (C++ and PyTorch alternate)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_flag("--vs-torch", o->vs_torch, "also run the PyTorch twin and print the ratio");
   cmd->add_option("--python", o->python, "the interpreter with torch")->capture_default_str();

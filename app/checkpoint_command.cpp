@@ -14,7 +14,7 @@ void add_checkpoint_options(CLI::App* cmd, CheckpointArgs& a, const std::string&
   cmd->add_option("--data", a.data, "corpus folder")->default_str("run.data");
   cmd->add_option("--out", a.out, "output folder")->default_str(default_out);
   cmd->add_option("--batch", a.batch, "windows per forward pass")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   add_device_option(cmd, a.device);
 }

@@ -1,9 +1,13 @@
 // The commands of the `monet` program. Each lives in one file of app/ that declares its options on
 // the CLI11 parser and turns them into a call into train/ or eval/; main.cpp lists them.
 //
-// Conventions every command follows: results on stdout, progress and notes on stderr, and any
-// error as one line "monet: error: ..." on stderr with exit status 1.
+// Conventions every command follows: results on stdout, progress and notes on stderr, and every
+// error as one line "monet: error: ..." on stderr. Exit status: 0 done, 1 an error in the work
+// (a missing file, a bad config value, a damaged checkpoint), 2 a bad command line (an unknown
+// command or option, a missing or out-of-range value), 130 interrupted by Ctrl-C after saving.
 #pragma once
+#include <fmt/format.h>
+
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
@@ -14,6 +18,29 @@ struct Command {
   CLI::App* cli = nullptr;   // the subcommand, for CLI11
   std::function<int()> run;  // what it does once parsed; returns the exit status
 };
+
+inline constexpr int kExitError = 1, kExitUsage = 2, kExitInterrupted = 130;
+
+// Range checks that say the range in words ("must be >= 0, got -1"); CLI11's own print the
+// largest double as the upper end.
+inline CLI::Validator at_least(double lo) {
+  return CLI::Validator(
+      [lo](std::string& s) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(s, v)) return fmt::format("must be a number, got '{}'", s);
+        return v >= lo ? "" : fmt::format("must be >= {}, got {}", lo, s);
+      },
+      fmt::format(">= {}", lo));
+}
+inline CLI::Validator positive() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(s, v)) return fmt::format("must be a number, got '{}'", s);
+        return v > 0 ? "" : fmt::format("must be positive, got {}", s);
+      },
+      "> 0");
+}
 
 // "cpu" unless --device said otherwise; the option every command that loads a model has.
 inline void add_device_option(CLI::App* cmd, std::string& device) {

@@ -14,9 +14,7 @@ Command add_demo_command(CLI::App& app) {
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
       "demo", "train a tiny MLP on a synthetic task with the core and print its loss");
-  cmd->add_option("--steps", a->steps, "SGD steps")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  cmd->add_option("--steps", a->steps, "SGD steps")->check(positive())->capture_default_str();
   cmd->add_option("--seed", a->seed, "random seed")->capture_default_str();
   return {cmd, [a] {
             const int steps = a->steps;

@@ -9,6 +9,7 @@
 #include "train/model.h"
 #include "train/tokenizer.h"
 #include "util/fileio.h"
+#include "util/progress.h"
 
 namespace monet::app {
 
@@ -18,32 +19,49 @@ Command add_eval_command(CLI::App& app) {
   struct Args {
     std::string ckpt, data, device = "cpu";
     int64_t batch = 16, windows = 0;
+    bool json = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("eval", "validation loss and bits per byte of a checkpoint");
   cmd->add_option("--ckpt", a->ckpt, "run or checkpoint folder")->required();
   cmd->add_option("--data", a->data, "a corpus folder or a text file")->default_str("run.data");
   cmd->add_option("--batch", a->batch, "windows per forward pass")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--windows", a->windows, "at most this many windows per domain (0: all)")
+      ->check(at_least(0))
       ->capture_default_str();
+  cmd->add_flag("--json", a->json, "print the results as JSON, at full precision (for scripts)");
   add_device_option(cmd, a->device);
   return {cmd, [a] {
             Config cfg;
             auto model = load_model(a->ckpt, &cfg, parse_device(a->device));
             ByteTokenizer tok;
             const std::string folder = a->data.empty() ? cfg.run.data : a->data;
+            // The progress line of training: live on a terminal, a line per tenth in a log.
+            Progress bar(1, 0, stderr);
+            int64_t last = -1;
+            auto progress = [&](int64_t done, int64_t total, const std::string& name) {
+              if (bar.is_tty() || done * 10 / total != last)
+                bar.bar(static_cast<int>(done), static_cast<int>(total), name + " batches");
+              last = done == total ? -1 : done * 10 / total;
+            };
             std::vector<DomainEval> ev;
             if (fs::is_directory(folder)) {
               ev = evaluate(*model, Corpus::load(folder, tok).domains(), a->batch,
-                            cfg.model.context, a->windows);
+                            cfg.model.context, a->windows, progress);
             } else {  // one text file
               std::vector<int32_t> ids = tok.encode(read_file(folder));
               ev.push_back(evaluate_tokens(*model, fs::path(folder).filename().string(), ids,
-                                           a->batch, cfg.model.context, a->windows));
+                                           a->batch, cfg.model.context, a->windows, progress));
             }
-            fmt::print("{}", eval_markdown(ev));
+            if (a->json)
+              fmt::print("{}\n",
+                         nlohmann::json{
+                             {"checkpoint", a->ckpt}, {"data", folder}, {"results", eval_json(ev)}}
+                             .dump(2));
+            else
+              fmt::print("{}", eval_markdown(ev));
             return 0;
           }};
 }

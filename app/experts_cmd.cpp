@@ -23,14 +23,16 @@ Command add_experts_command(CLI::App& app) {
       "experts", "per-expert top contexts and per-domain routing: experts.html + experts.json");
   add_checkpoint_options(cmd, *a, "<run>/experts");
   cmd->add_option("--layer", a->co.layer, "only the routing site of this layer (-1: all)")
+      ->check(at_least(-1))
       ->capture_default_str();
   cmd->add_option("--top", a->co.top_k, "top contexts kept per expert")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--windows", a->co.windows, "windows per domain, evenly spread (0: all)")
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--context-bytes", a->window, "bytes shown either side of a token")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_flag("--train-split", a->co.train_split, "stream the train split instead of val");
   return {cmd, [a] {

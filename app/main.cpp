@@ -7,41 +7,108 @@
 //   monet bench --config FILE [...] [--vs-torch]                 (the training step measured)
 //   monet demo                                                   (the core's smoke test)
 //   monet kinds [KIND]                                           (the feed-forward kinds' keys)
+//   monet help [COMMAND]                                         (the options, with defaults)
 // `monet COMMAND --help` lists each command's options with their defaults.
 #include <cblas.h>
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <exception>
 #include <vector>
 
 #include "app/command.h"
+#include "util/suggest.h"
 
 using namespace monet;
+
+namespace {
+
+// `monet help [COMMAND]`: the overview, or one command's options with their defaults.
+app::Command add_help_command(CLI::App& app) {
+  auto topic = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand("help", "show the commands, or one command's options");
+  cmd->add_option("command", *topic, "the command");
+  return {cmd, [&app, topic] {
+            if (topic->empty()) {
+              fmt::print("{}", app.help());
+              return 0;
+            }
+            for (const CLI::App* sub : app.get_subcommands({})) {
+              if (sub->get_name() == *topic) {
+                fmt::print("{}", sub->help());
+                return 0;
+              }
+            }
+            std::vector<std::string> names;
+            for (const CLI::App* sub : app.get_subcommands({})) names.push_back(sub->get_name());
+            fmt::print(stderr, "monet: error: help: no command '{}'{}; the commands are {}\n",
+                       *topic, did_you_mean(*topic, names), fmt::join(names, ", "));
+            return app::kExitUsage;
+          }};
+}
+
+// A command-line error as one line: the command it concerns, the nearest command name for an
+// unknown one, and where the options are listed.
+int usage_error(const CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
+  std::vector<std::string> names;
+  for (const CLI::App* sub : app.get_subcommands({})) names.push_back(sub->get_name());
+  std::string where, hint = " (monet help lists the commands)";
+  for (const CLI::App* sub : app.get_subcommands({}))
+    if (sub->parsed())
+      where = sub->get_name() + ": ", hint = " (monet help " + sub->get_name() + ")";
+  const std::string first = argc > 1 ? argv[1] : "";
+  if (where.empty() && !first.empty() && first[0] != '-') {  // an unknown command
+    fmt::print(stderr, "monet: error: no command '{}'{}; the commands are {}\n", first,
+               did_you_mean(first, names), fmt::join(names, ", "));
+    return app::kExitUsage;
+  }
+  std::string msg = e.what();
+  std::replace(msg.begin(), msg.end(), '\n', ' ');
+  fmt::print(stderr, "monet: error: {}{}{}\n", where, msg, hint);
+  return app::kExitUsage;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
       "monet: Mixture-of-Experts layers (dense, SMoE, PEER, MONET-HD/VD), trained and measured"};
   app.set_version_flag("--version", std::string("monet ") + MONET_VERSION);
   app.require_subcommand(0, 1);
+  app.footer(
+      "Exit status: 0 done, 1 an error in the work, 2 a bad command line, 130 interrupted "
+      "(after saving).\n`monet help COMMAND` (or `monet COMMAND --help`) lists a command's options "
+      "with their defaults.");
   const std::vector<app::Command> commands = {
       app::add_train_command(app), app::add_eval_command(app),    app::add_sample_command(app),
       app::add_table_command(app), app::add_experts_command(app), app::add_mask_command(app),
       app::add_purge_command(app), app::add_bench_command(app),   app::add_demo_command(app),
-      app::add_kinds_command(app),
+      app::add_kinds_command(app), add_help_command(app),
   };
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return usage_error(app, e, argc, argv);
+  }
   try {
     for (const app::Command& c : commands) {
       if (!c.cli->parsed()) continue;
-      fmt::print(stderr, "monet {} | OpenBLAS {} ({} threads)\n", MONET_VERSION,
-                 openblas_get_corename(), openblas_get_num_threads());
+      if (c.cli->get_name() != "help" && c.cli->get_name() != "kinds")
+        fmt::print(stderr, "monet {} | OpenBLAS {} ({} threads)\n", MONET_VERSION,
+                   openblas_get_corename(), openblas_get_num_threads());
       return c.run();
     }
     fmt::print("{}", app.help());
     return 0;
   } catch (const std::exception& e) {
     fmt::print(stderr, "monet: error: {}\n", e.what());
-    return 1;
+    return app::kExitError;
   }
 }

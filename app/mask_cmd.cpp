@@ -27,9 +27,10 @@ Command add_mask_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--select-windows", mo.select_windows,
                   "train windows per domain for the routing probabilities")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--windows", mo.eval_windows, "val windows per domain for the losses (0: all)")
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_flag("--control", mo.control, "also remove as many random experts (a control row)");
   cmd->add_option("--seed", mo.seed, "seed of the random control")->capture_default_str();

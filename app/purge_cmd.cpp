@@ -31,8 +31,10 @@ Command add_purge_command(CLI::App& app) {
   cmd->add_option("--threshold", po.thresholds, "remove experts with Pearson r >= R (repeatable)")
       ->capture_default_str();
   cmd->add_option("--text-windows", po.text_windows, "windows of the text, evenly spread (0: all)")
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--windows", po.eval_windows, "val windows per domain for the losses (0: all)")
+      ->check(at_least(0))
       ->capture_default_str();
   return {cmd, [a] {
             const auto t0 = std::chrono::steady_clock::now();

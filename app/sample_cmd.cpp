@@ -19,19 +19,21 @@ Command add_sample_command(CLI::App& app) {
   cmd->add_option("--ckpt", a->ckpt, "run or checkpoint folder")->required();
   cmd->add_option("--prompt", a->prompt, "the text to continue")->required();
   cmd->add_option("--tokens", a->so.tokens, "tokens to generate")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--temperature", a->so.temperature, "0 for greedy")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--top-k", a->so.top_k, "sample among the k most likely (0: all)")
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--seed", a->so.seed, "random seed")->capture_default_str();
   add_device_option(cmd, a->device);
   return {cmd, [a] {
             auto model = load_model(a->ckpt, nullptr, parse_device(a->device));
             ByteTokenizer tok;
-            fmt::print("{}\n", tok.decode(sample(*model, tok.encode(a->prompt), a->so)));
+            auto note = [](const std::string& s) { fmt::print(stderr, "sample: {}\n", s); };
+            fmt::print("{}\n", tok.decode(sample(*model, tok.encode(a->prompt), a->so, note)));
             return 0;
           }};
 }

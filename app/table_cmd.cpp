@@ -22,7 +22,7 @@ Command add_table_command(CLI::App& app) {
       "table", "measure params, time, FLOPs and memory of every layer kind as N grows");
   cmd->add_option("--out", a->out, "write table.md/.csv/.json and the log-log plots here");
   cmd->add_flag("--quick", a->quick, "the small sweep (√N 16..64, 256 tokens, 2 repeats) for CI");
-  cmd->add_option("--d", o.d, "model width")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--d", o.d, "model width")->check(positive())->capture_default_str();
   cmd->add_option("--sqrt-n", o.sqrt_n, "the √N values to sweep (N = √N²)")
       ->delimiter(',')
       ->capture_default_str();
@@ -33,13 +33,13 @@ Command add_table_command(CLI::App& app) {
                   fmt::format("layer kinds: {}", fmt::join(moe::ffn_kind_names(), ",")))
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--batch", o.batch, "B")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--context", o.context, "T")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--batch", o.batch, "B")->check(positive())->capture_default_str();
+  cmd->add_option("--context", o.context, "T")->check(positive())->capture_default_str();
   cmd->add_option("--repeats", o.repeats, "timed repeats (the median is reported)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--warmup", o.warmup, "untimed steps first")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--max-memory-gib", o.max_memory_gib, "skip configurations predicted above this")
       ->default_str("60% of available");

@@ -25,6 +25,7 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--set", a->sets, "override a config key: --set run.steps=100 (repeatable)");
   cmd->add_option("--resume", a->resume, "continue the run in this folder from its checkpoint");
   cmd->add_option("--stop-at", a->stop_at, "stop with a checkpoint after this many steps")
+      ->check(at_least(0))
       ->default_str("run.steps");
   cmd->add_option("--device", a->device, "cpu or cuda")->default_str("run.device");
   cmd->add_flag("--force", a->force, "start over in a folder that already holds a run");
@@ -45,7 +46,7 @@ Command add_train_command(CLI::App& app) {
             opt.force = a->force;
             const TrainResult r = train(opt);
             if (!r.eval.empty()) fmt::print("{}", eval_markdown(r.eval));
-            return r.interrupted ? 130 : 0;  // 128 + SIGINT, as a shell reports it
+            return r.interrupted ? kExitInterrupted : 0;
           }};
 }
 

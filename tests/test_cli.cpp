@@ -1,10 +1,13 @@
 // The `monet` binary on bad input: every case ends with exit status 1 and one line on stderr that
 // names the problem — never a crash or a stack trace.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "test_train_util.h"
 #include "util/fileio.h"
@@ -42,8 +45,8 @@ std::string error_line(const std::string& err) {
   return at == std::string::npos ? "" : err.substr(at);
 }
 
-void expect_clean_error(const Run& r, const std::string& word) {
-  EXPECT_EQ(r.status, 1) << r.err;
+void expect_clean_error(const Run& r, const std::string& word, int status = 1) {
+  EXPECT_EQ(r.status, status) << r.err;
   const std::string line = error_line(r.err);
   EXPECT_NE(line.find(word), std::string::npos) << "stderr: " << r.err;
   EXPECT_EQ(line.find('\n'), line.size() - 1) << "more than one line: " << r.err;
@@ -105,4 +108,56 @@ TEST(Cli, KindsListsEveryKindWithItsKeysAndDefaults) {
   EXPECT_NE(peer.find("model.ffn.query_batchnorm  0|1 [1]"), std::string::npos) << peer;
   EXPECT_EQ(peer.find("smoe"), std::string::npos) << peer;
   expect_clean_error(monet_cli("kinds densee", t.path()), "dense|smoe|peer|monet_hd|monet_vd");
+}
+
+// A bad command line exits with 2 (an error in the work with 1), in one line that names the
+// command, suggests the nearest name and says where the options are listed.
+TEST(Cli, UsageErrorsExitWithTwoAndSuggestTheNearestName) {
+  TempDir t("cli_usage");
+  expect_clean_error(monet_cli("trian", t.path()), "no command 'trian' (did you mean 'train'?)", 2);
+  expect_clean_error(monet_cli("eval", t.path()), "eval: --ckpt is required (monet help eval)", 2);
+  expect_clean_error(monet_cli("sample --ckpt x --prompt a --temperature -1", t.path()),
+                     "--temperature: must be >= 0, got -1", 2);
+  expect_clean_error(monet_cli("sample --ckpt x --prompt a --top-k -3", t.path()),
+                     "--top-k: must be >= 0, got -3", 2);
+  expect_clean_error(monet_cli("eval --ckpt x --batch 0", t.path()), "must be positive, got 0", 2);
+  expect_clean_error(monet_cli("eval --ckpt x --bogus", t.path()), "--bogus", 2);
+  expect_clean_error(monet_cli("help evl", t.path()), "(did you mean 'eval'?)", 2);
+  EXPECT_EQ(monet_cli("help", t.path()).status, 0);
+}
+
+// Every option of every command shows its default in --help (the `monet help COMMAND` text).
+TEST(Cli, HelpShowsEveryDefault) {
+  TempDir t("cli_help");
+  const std::string eval = monet_stdout("help eval", t.path());
+  for (const char* line :
+       {"--batch INT:> 0=16", "--windows INT:>= 0=0", "--device TEXT=cpu", "--data TEXT=run.data"})
+    EXPECT_NE(eval.find(line), std::string::npos) << line << " not in:\n" << eval;
+  const std::string sample = monet_stdout("sample --help", t.path());
+  for (const char* line :
+       {"--tokens INT:> 0=200", "--temperature FLOAT:>= 0=0.8", "--top-k INT:>= 0=0"})
+    EXPECT_NE(sample.find(line), std::string::npos) << line << " not in:\n" << sample;
+  const std::string overview = monet_stdout("--help", t.path());
+  EXPECT_NE(overview.find("Exit status: 0 done, 1 an error in the work, 2 a bad command line"),
+            std::string::npos);
+}
+
+// `monet eval --json` prints the same numbers as the table, at full precision, for scripts; the
+// progress goes to stderr and never into the JSON.
+TEST(Cli, EvalJsonHasTheTablesNumbersAtFullPrecision) {
+  TempDir t("cli_eval_json");
+  const std::string ck = std::string(MONET_SOURCE_DIR) + "/tests/data/v0_checkpoints/smoe";
+  const std::string data = std::string(MONET_SOURCE_DIR) + "/tests/data/v0_checkpoints/data";
+  const nlohmann::json j =
+      nlohmann::json::parse(monet_stdout("eval --json --ckpt " + ck + " --data " + data, t.path()));
+  const std::string table = monet_stdout("eval --ckpt " + ck + " --data " + data, t.path());
+  ASSERT_EQ(j.at("results").size(), 3u);
+  for (const auto& r : j.at("results")) {
+    const std::string row = fmt::format(
+        "| {} | {:.4f} | {:.4f} | {} |", r.at("domain").get<std::string>(),
+        r.at("loss").get<double>(), r.at("bpb").get<double>(), r.at("tokens").get<int64_t>());
+    EXPECT_NE(table.find(row), std::string::npos) << row << " not in\n" << table;
+    EXPECT_NE(r.at("loss").get<double>(), std::round(r.at("loss").get<double>() * 1e4) / 1e4);
+  }
+  EXPECT_EQ(j.at("results")[2].at("domain"), "all");
 }

@@ -4,10 +4,15 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "core/autograd.h"
+#include "core/ops.h"
 #include "test_train_util.h"
 #include "train/checkpoint.h"
+#include "train/model.h"
+#include "train/sample.h"
 #include "train/trainer.h"
 #include "train_fixtures.h"
 #include "util/fileio.h"
@@ -144,4 +149,40 @@ TEST(TrainRobust, CtrlCSavesACheckpointAndResumes) {
                              " --set run.eval_windows=2 >/dev/null 2>&1";
   EXPECT_EQ(std::system(resume.c_str()), 0);
   EXPECT_EQ(load_train_state(resolve_checkpoint(run)).step, s.step + 2);
+}
+
+// Past the context the window slides (the last T/2 tokens are re-read into a fresh cache), and a
+// prompt longer than the context keeps its last T - 1 tokens; both say so once. The same greedy
+// decoding recomputed in full, window by window, gives the same tokens.
+TEST(TrainRobust, SamplingSlidesPastTheContextAndKeepsTheEndOfALongPrompt) {
+  TempDir dir("slide");
+  Generator gen(3);
+  auto model = build_model(tiny_config(dir.path()).model, gen);  // context 16
+  const int64_t T = 16;
+  for (const size_t prompt_len : {size_t{4}, size_t{40}}) {
+    SCOPED_TRACE(prompt_len);
+    std::vector<int32_t> prompt(prompt_len);
+    for (size_t i = 0; i < prompt_len; ++i) prompt[i] = static_cast<int32_t>(97 + i % 26);
+    std::vector<std::string> notes;
+    const std::vector<int32_t> got =
+        sample(*model, prompt, {40, 0.0, 0, 0}, [&](const std::string& s) { notes.push_back(s); });
+    ASSERT_EQ(got.size(), prompt_len + 40);
+    EXPECT_TRUE(std::equal(prompt.begin(), prompt.end(), got.begin()));
+    const bool long_prompt = prompt_len >= static_cast<size_t>(T);
+    ASSERT_EQ(notes.size(), long_prompt ? 2u : 1u);
+    if (long_prompt) EXPECT_NE(notes[0].find("only its last 15 are seen"), std::string::npos);
+    EXPECT_NE(notes.back().find("the window slides"), std::string::npos);
+    // The reference: no cache, the window recomputed in full before every token.
+    NoGradGuard ng;
+    std::vector<int32_t> ids = prompt;
+    int64_t seen = std::min<int64_t>(static_cast<int64_t>(prompt_len), T - 1);
+    for (int i = 0; i < 40; ++i) {
+      const std::vector<int32_t> w(ids.end() - seen, ids.end());
+      Tensor logits = model->forward(from_vector(w, {1, seen}));
+      Tensor last = logits.slice(1, seen - 1, seen).reshape({-1});
+      ids.push_back(static_cast<int32_t>(max(last, 0).second.item()));
+      seen = seen < T ? seen + 1 : T / 2;
+    }
+    EXPECT_EQ(got, ids);
+  }
 }

@@ -11,17 +11,24 @@ namespace monet {
 
 DomainEval evaluate_tokens(nn::Transformer& model, const std::string& name,
                            const std::vector<int32_t>& tokens, int64_t batch, int64_t context,
-                           int64_t max_windows) {
+                           int64_t max_windows, const EvalProgress& progress) {
   NoGradGuard ng;
   const bool was_training = model.is_training();
   model.eval();
   double nats = 0;
   int64_t scored = 0;
-  for (const EvalBatch& b : eval_batches(tokens, batch, context, max_windows, model.config().device)) {
-    if (b.scored == 0) continue;
-    Tensor logits = model.forward(b.inputs);
-    nats += cross_entropy(logits, b.targets, kIgnoreTarget).item() * static_cast<double>(b.scored);
-    scored += b.scored;
+  const std::vector<EvalBatch> batches =
+      eval_batches(tokens, batch, context, max_windows, model.config().device);
+  const int64_t total = static_cast<int64_t>(batches.size());
+  for (int64_t i = 0; i < total; ++i) {
+    const EvalBatch& b = batches[static_cast<size_t>(i)];
+    if (b.scored > 0) {
+      Tensor logits = model.forward(b.inputs);
+      nats +=
+          cross_entropy(logits, b.targets, kIgnoreTarget).item() * static_cast<double>(b.scored);
+      scored += b.scored;
+    }
+    if (progress) progress(i + 1, total, name);
   }
   model.train(was_training);
   DomainEval e{name, scored ? nats / static_cast<double>(scored) : 0.0, 0.0, scored};
@@ -30,11 +37,12 @@ DomainEval evaluate_tokens(nn::Transformer& model, const std::string& name,
 }
 
 std::vector<DomainEval> evaluate(nn::Transformer& model, const std::vector<Domain>& domains,
-                                 int64_t batch, int64_t context, int64_t max_windows) {
+                                 int64_t batch, int64_t context, int64_t max_windows,
+                                 const EvalProgress& progress) {
   std::vector<DomainEval> out;
   DomainEval all{"all", 0, 0, 0};
   for (const Domain& d : domains) {
-    out.push_back(evaluate_tokens(model, d.name, d.val, batch, context, max_windows));
+    out.push_back(evaluate_tokens(model, d.name, d.val, batch, context, max_windows, progress));
     all.loss += out.back().loss * static_cast<double>(out.back().tokens);
     all.tokens += out.back().tokens;
   }
@@ -50,6 +58,13 @@ std::string eval_markdown(const std::vector<DomainEval>& ev) {
   for (const DomainEval& e : ev)
     s += fmt::format("| {} | {:.4f} | {:.4f} | {} |\n", e.domain, e.loss, e.bpb, e.tokens);
   return s;
+}
+
+nlohmann::json eval_json(const std::vector<DomainEval>& ev) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const DomainEval& e : ev)
+    j.push_back({{"domain", e.domain}, {"loss", e.loss}, {"bpb", e.bpb}, {"tokens", e.tokens}});
+  return j;
 }
 
 }  // namespace monet

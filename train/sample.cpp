@@ -1,5 +1,7 @@
 #include "train/sample.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -30,23 +32,48 @@ int32_t draw_token(const std::vector<float>& logits, double temperature, int64_t
 }
 
 std::vector<int32_t> sample(nn::Transformer& model, const std::vector<int32_t>& prompt,
-                            const SampleOptions& opt) {
+                            const SampleOptions& opt,
+                            const std::function<void(const std::string&)>& note) {
   MONET_CHECK(!prompt.empty(), "sample: the prompt is empty (give at least one character)");
   const int64_t context = model.config().context;
-  MONET_CHECK(static_cast<int64_t>(prompt.size()) < context,
-              "sample: the prompt has {} tokens, the model's context is {}", prompt.size(), context);
   NoGradGuard ng;
   model.eval();
   Generator g(opt.seed);
   std::vector<int32_t> ids = prompt;
+  // The tokens the model sees: the prompt, or its last context - 1 tokens when it is longer.
+  int64_t seen = std::min<int64_t>(static_cast<int64_t>(prompt.size()), context - 1);
+  if (seen < static_cast<int64_t>(prompt.size()) && note)
+    note(
+        fmt::format("the prompt has {} tokens and the model's context is {}: only its last {} are "
+                    "seen",
+                    prompt.size(), context, seen));
   auto caches = model.make_caches();
-  const int64_t n = std::min<int64_t>(opt.tokens, context - static_cast<int64_t>(prompt.size()));
-  Tensor logits = model.forward(from_vector(prompt, {1, static_cast<int64_t>(prompt.size())}), caches);
-  for (int64_t i = 0; i < n; ++i) {
+  auto window = [&](int64_t n) {
+    return from_vector(std::vector<int32_t>(ids.end() - n, ids.end()), {1, n});
+  };
+  Tensor logits = model.forward(window(seen), caches);
+  bool slid = false;
+  for (int64_t i = 0; i < opt.tokens; ++i) {
     Tensor last = logits.slice(1, logits.size(1) - 1, logits.size(1)).reshape({-1});
     const int32_t next = draw_token(last.to_vector<float>(), opt.temperature, opt.top_k, g);
     ids.push_back(next);
-    if (i + 1 < n) logits = model.forward(from_vector<int32_t>({next}, {1, 1}), caches);
+    if (i + 1 == opt.tokens) break;
+    if (seen < context) {
+      logits = model.forward(from_vector<int32_t>({next}, {1, 1}), caches);
+      ++seen;
+      continue;
+    }
+    // The window is full: the last context/2 tokens are run again as a fresh prompt (their RoPE
+    // positions restart at 0), one prefill per context/2 new tokens.
+    if (!slid && note)
+      note(
+          fmt::format("generation passed the context of {} tokens: the window slides (the last "
+                      "{} tokens are re-read every {} new tokens)",
+                      context, context / 2, context - context / 2));
+    slid = true;
+    seen = std::max<int64_t>(1, context / 2);
+    caches = model.make_caches();
+    logits = model.forward(window(seen), caches);
   }
   return ids;
 }

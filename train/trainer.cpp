@@ -85,7 +85,7 @@ std::string eval_line(int64_t step, const std::vector<DomainEval>& ev) {
   return s;
 }
 
-json eval_json(int64_t step, const std::vector<DomainEval>& ev) {
+json eval_log_line(int64_t step, const std::vector<DomainEval>& ev) {
   json j = {{"step", step}, {"eval", json::object()}};
   for (const DomainEval& e : ev) j["eval"][e.domain] = {{"loss", e.loss}, {"bpb", e.bpb}, {"tokens", e.tokens}};
   return j;
@@ -223,7 +223,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
     if (!last && cfg.run.eval_every > 0 && state.step % cfg.run.eval_every == 0) {
       auto ev = evaluate(*model, corpus.domains(), B, T, cfg.run.eval_windows);
       progress.line(eval_line(state.step, ev));
-      log << eval_json(state.step, ev).dump() << "\n";
+      log << eval_log_line(state.step, ev).dump() << "\n";
     }
     log.flush();
     if (!last && state.step != stop && cfg.run.checkpoint_every > 0 &&
@@ -235,7 +235,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   if (state.step == total) {
     result.eval = evaluate(*model, corpus.domains(), B, T, cfg.run.eval_windows);
     progress.line(eval_line(state.step, result.eval));
-    log << eval_json(state.step, result.eval).dump() << "\n";
+    log << eval_log_line(state.step, result.eval).dump() << "\n";
   }
   log.close();
   checkpoint();
