@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 scripts/deps.sh
 scripts/build.sh
-./build/monet train --config configs/tiny.json --out runs/tiny
+# A second ./setup.sh continues (or just re-evaluates) the run it finds instead of overwriting it.
+if [ -d runs/tiny/checkpoint ]; then
+  ./build/monet train --resume runs/tiny
+else
+  ./build/monet train --config configs/tiny.json --out runs/tiny
+fi
 ./build/monet eval --ckpt runs/tiny
 ./build/monet sample --ckpt runs/tiny --prompt "def " --tokens 200 --temperature 0.8 --top-k 40
