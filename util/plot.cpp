@@ -69,6 +69,16 @@ std::string esc(const std::string& s) {
   return o;
 }
 
+// The plot area's frame and the two axis labels, shared by the line and the bar plots.
+std::string frame_svg(double L, double T, double W, double H, const PlotOptions& opt) {
+  return fmt::format(
+      "<rect x=\"{0}\" y=\"{1}\" width=\"{2}\" height=\"{3}\" fill=\"none\" stroke=\"#333\"/>\n"
+      "<text x=\"{4}\" y=\"{5}\" text-anchor=\"middle\">{6}</text>\n"
+      "<text x=\"16\" y=\"{7}\" text-anchor=\"middle\" transform=\"rotate(-90 16 "
+      "{7})\">{8}</text>\n",
+      L, T, W, H, L + W / 2, opt.height - 12, esc(opt.xlabel), T + H / 2, esc(opt.ylabel));
+}
+
 // "Nice" tick values covering [lo, hi]; on a log axis lo, hi and the ticks are log10 of values.
 std::vector<double> ticks(double lo, double hi, bool log) {
   std::vector<double> t;
@@ -170,15 +180,7 @@ std::string svg_line_plot(const std::vector<Series>& series, const PlotOptions& 
         "<line x1=\"{1}\" y1=\"{0:.1f}\" x2=\"{2}\" y2=\"{0:.1f}\" stroke=\"#ddd\"/>"
         "<text x=\"{3}\" y=\"{0:.1f}\" text-anchor=\"end\" dy=\"4\">{4}</text>\n",
         py(t), L, L + W, L - 6, text);
-  o += fmt::format(
-      "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n", L, T,
-      W, H);
-  o += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", L + W / 2,
-                   opt.height - 12, esc(opt.xlabel));
-  o += fmt::format(
-      "<text x=\"16\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 16 "
-      "{0})\">{1}</text>\n",
-      T + H / 2, esc(opt.ylabel));
+  o += frame_svg(L, T, W, H, opt);
   size_t entries = 0;
   for (size_t k = 0; k < series.size(); ++k) {
     const Series& s = series[k];
@@ -272,15 +274,7 @@ std::string svg_bar_plot(const std::vector<std::string>& categories,
   }
   o += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#333\"/>\n",
                    L, py(0), L + W);
-  o += fmt::format(
-      "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n", L, T,
-      W, H);
-  o += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", L + W / 2,
-                   opt.height - 14, esc(opt.xlabel));
-  o += fmt::format(
-      "<text x=\"16\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 16 "
-      "{0})\">{1}</text>\n",
-      T + H / 2, esc(opt.ylabel));
+  o += frame_svg(L, T, W, H, opt);
   for (size_t k = 0; k < series.size(); ++k) {
     const double ly = T + 14 + 18 * static_cast<double>(k);
     o += fmt::format(
