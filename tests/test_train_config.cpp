@@ -145,5 +145,16 @@ TEST(TrainConfig, ShippedConfigsLoad) {
   EXPECT_TRUE(ThrowsWith([&] { load_config(dir / "bad.json"); }, {"bad.json", "invalid JSON"}));
 }
 
+TEST(TrainConfig, ParsesTextWithOverridesAsTheFileLoaderDoes) {
+  const Config c = parse_config_text(R"({"run": {"steps": 7}})", {"model.d=64", "model.heads=2"});
+  EXPECT_EQ(c.run.steps, 7);
+  EXPECT_EQ(c.model.d, 64);
+  EXPECT_EQ(c, parse_config(to_json(c)));
+  EXPECT_TRUE(ThrowsWith([] { parse_config_text("[1,", {}, "inline"); },
+                         {"config 'inline': invalid JSON"}));
+  EXPECT_TRUE(ThrowsWith([] { parse_config_text("{}", {"run.steps=0"}, "inline"); },
+                         {"config 'inline':", "'run.steps'"}));
+}
+
 }  // namespace
 }  // namespace monet

@@ -88,6 +88,18 @@ TEST(TrainLoop, NonFiniteLossStopsWithTheStepAndKeepsTheCheckpoint) {
     for (float v : p.to_vector<float>()) ASSERT_TRUE(std::isfinite(v));
 }
 
+TEST(TrainLoop, StateJsonParsesAndMalformedOnesNameTheirSource) {
+  const TrainState s = parse_train_state(
+      R"({"step": 3, "batcher": {"rng": [1, 2, 3, 4], "batches": 5}, "rng": [6, 7, 8, 9]})");
+  EXPECT_EQ(s.step, 3);
+  EXPECT_EQ(s.batcher.batches, 5);
+  EXPECT_EQ(s.batcher.rng, (std::array<uint64_t, 4>{1, 2, 3, 4}));
+  EXPECT_EQ(s.rng, (std::array<uint64_t, 4>{6, 7, 8, 9}));
+  EXPECT_TRUE(ThrowsWith([] { parse_train_state(R"({"step": 3})", "s.json"); },
+                         {"checkpoint state 's.json' is malformed"}));
+  EXPECT_TRUE(ThrowsWith([] { parse_train_state("{", "s.json"); }, {"'s.json' is malformed"}));
+}
+
 TEST(TrainLoop, CheckpointsThatDoNotFitAreRefusedWithTheReason) {
   TempDir dir("badckpt");
   write_corpus(dir / "data");

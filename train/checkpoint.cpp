@@ -80,19 +80,23 @@ void load_optimizer_state(const fs::path& dir, nn::Optimizer& optimizer) {
   optimizer.load_state_dict(st.tensors);
 }
 
-TrainState load_train_state(const fs::path& dir) {
-  const fs::path p = dir / "state.json";
+TrainState parse_train_state(const std::string& text, const std::string& source) {
   TrainState s;
   try {
-    json j = json::parse(read_file(p));
+    json j = json::parse(text);
     s.step = j.at("step").get<int64_t>();
     s.batcher.rng = j.at("batcher").at("rng").get<std::array<uint64_t, 4>>();
     s.batcher.batches = j.at("batcher").at("batches").get<int64_t>();
     s.rng = j.at("rng").get<std::array<uint64_t, 4>>();
   } catch (const json::exception& e) {
-    throw Error(fmt::format("checkpoint state '{}' is malformed: {}", p.string(), e.what()));
+    throw Error(fmt::format("checkpoint state '{}' is malformed: {}", source, e.what()));
   }
   return s;
+}
+
+TrainState load_train_state(const fs::path& dir) {
+  const fs::path p = dir / "state.json";
+  return parse_train_state(read_file(p), p.string());
 }
 
 Config load_checkpoint_config(const fs::path& dir) { return load_config(dir / "config.json"); }

@@ -37,6 +37,9 @@ void save_checkpoint(const std::filesystem::path& run_dir, const nn::Module& mod
 void load_model_weights(const std::filesystem::path& ckpt_dir, nn::Module& model);
 void load_optimizer_state(const std::filesystem::path& ckpt_dir, nn::Optimizer& optimizer);
 TrainState load_train_state(const std::filesystem::path& ckpt_dir);
+// The state.json text load_train_state reads; errors say "checkpoint state '<source>' is
+// malformed: ...".
+TrainState parse_train_state(const std::string& text, const std::string& source = "<text>");
 Config load_checkpoint_config(const std::filesystem::path& ckpt_dir);
 
 // A model built from the checkpoint's config with its weights loaded, in eval mode.

@@ -232,17 +232,21 @@ void apply_override(json& j, std::string_view assignment) {
   }
 }
 
-Config load_config(const std::filesystem::path& path, const std::vector<std::string>& overrides) {
-  const std::string text = read_file(path);
+Config parse_config_text(std::string_view text, const std::vector<std::string>& overrides,
+                         const std::string& source) {
   try {
     json j = json::parse(text);
     for (const std::string& o : overrides) apply_override(j, o);
     return parse_config(j);
   } catch (const json::exception& e) {
-    throw Error(fmt::format("config '{}': invalid JSON: {}", path.string(), e.what()));
+    throw Error(fmt::format("config '{}': invalid JSON: {}", source, e.what()));
   } catch (const Error& e) {
-    throw Error(fmt::format("config '{}': {}", path.string(), e.what()));
+    throw Error(fmt::format("config '{}': {}", source, e.what()));
   }
+}
+
+Config load_config(const std::filesystem::path& path, const std::vector<std::string>& overrides) {
+  return parse_config_text(read_file(path), overrides, path.string());
 }
 
 void save_config(const std::filesystem::path& path, const Config& c) {
