@@ -98,6 +98,25 @@ TEST(TrainLoop, StateJsonParsesAndMalformedOnesNameTheirSource) {
   EXPECT_TRUE(ThrowsWith([] { parse_train_state(R"({"step": 3})", "s.json"); },
                          {"checkpoint state 's.json' is malformed"}));
   EXPECT_TRUE(ThrowsWith([] { parse_train_state("{", "s.json"); }, {"'s.json' is malformed"}));
+  // Numbers that are not integers: a float out of range was cast to an integer (undefined
+  // behaviour, which the sanitizer build reports), one in range was truncated.
+  const std::string rng = R"("batcher": {"rng": [1, 2, 3, 4], "batches": 5}, "rng": [6, 7, 8, 9])";
+  EXPECT_TRUE(ThrowsWith([&] { parse_train_state(R"({"step": 1e300, )" + rng + "}"); },
+                         {"malformed", "'step' must be an integer, got number"}));
+  EXPECT_TRUE(ThrowsWith([&] { parse_train_state(R"({"step": 1.5, )" + rng + "}"); },
+                         {"'step' must be an integer"}));
+  EXPECT_TRUE(ThrowsWith(
+      [] {
+        parse_train_state(
+            R"({"step": 3, "batcher": {"rng": [1, -1e300, 3, 4], "batches": 5}, "rng": [6, 7, 8, 9]})");
+      },
+      {"'batcher.rng[1]' must be an integer"}));
+  EXPECT_TRUE(ThrowsWith(
+      [] {
+        parse_train_state(
+            R"({"step": 3, "batcher": {"rng": [1, 2, 3, 4], "batches": 5}, "rng": [6, 7, 8]})");
+      },
+      {"'rng' must be a list of 4 integers"}));
 }
 
 TEST(TrainLoop, CheckpointsThatDoNotFitAreRefusedWithTheReason) {

@@ -8,6 +8,7 @@
 #include "train/model.h"
 #include "train/safetensors.h"
 #include "util/fileio.h"
+#include "util/json_value.h"
 
 namespace monet {
 
@@ -80,15 +81,39 @@ void load_optimizer_state(const fs::path& dir, nn::Optimizer& optimizer) {
   optimizer.load_state_dict(st.tensors);
 }
 
+namespace {
+
+// state.json holds integers only, as state_to_json writes them. nlohmann's get<integer>() of a
+// floating-point value is a plain cast: undefined behaviour out of the integer's range ("step":
+// 1e300, found by fuzz/fuzz_state.cpp) and a silent truncation within it, so both are refused.
+template <class T>
+T state_integer(const json& v, const std::string& key) {
+  MONET_CHECK(v.is_number_integer(), "'{}' must be an integer, got {}", key, json_kind(v));
+  return v.get<T>();
+}
+
+std::array<uint64_t, 4> state_rng(const json& v, const std::string& key) {
+  MONET_CHECK(v.is_array() && v.size() == 4, "'{}' must be a list of 4 integers, got {}", key,
+              json_kind(v));
+  std::array<uint64_t, 4> r{};
+  for (size_t i = 0; i < r.size(); ++i)
+    r[i] = state_integer<uint64_t>(v[i], fmt::format("{}[{}]", key, i));
+  return r;
+}
+
+}  // namespace
+
 TrainState parse_train_state(const std::string& text, const std::string& source) {
   TrainState s;
   try {
     json j = json::parse(text);
-    s.step = j.at("step").get<int64_t>();
-    s.batcher.rng = j.at("batcher").at("rng").get<std::array<uint64_t, 4>>();
-    s.batcher.batches = j.at("batcher").at("batches").get<int64_t>();
-    s.rng = j.at("rng").get<std::array<uint64_t, 4>>();
+    s.step = state_integer<int64_t>(j.at("step"), "step");
+    s.batcher.rng = state_rng(j.at("batcher").at("rng"), "batcher.rng");
+    s.batcher.batches = state_integer<int64_t>(j.at("batcher").at("batches"), "batcher.batches");
+    s.rng = state_rng(j.at("rng"), "rng");
   } catch (const json::exception& e) {
+    throw Error(fmt::format("checkpoint state '{}' is malformed: {}", source, e.what()));
+  } catch (const Error& e) {
     throw Error(fmt::format("checkpoint state '{}' is malformed: {}", source, e.what()));
   }
   return s;
