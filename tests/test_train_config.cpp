@@ -126,6 +126,16 @@ TEST(TrainConfig, Overrides) {
   EXPECT_TRUE(ThrowsWith([&] { parse_config(j); }, {"'run.steps' must be an integer, got string"}));
   json bad = json::parse(R"({"model": 3})");
   EXPECT_TRUE(ThrowsWith([&] { apply_override(bad, "model.d=3"); }, {"'model' must be an object"}));
+  // A value that is not JSON becomes a string, and JSON strings are UTF-8: a Latin-1 path used to
+  // be accepted here and break save_config later.
+  json path = json::object();
+  EXPECT_TRUE(ThrowsWith([&] { apply_override(path, "run.data=/data/caf\xe9"); },
+                         {"config key 'run.data' must be valid UTF-8"}));
+  apply_override(path, "run.data=/data/caf\xc3\xa9");  // the same name in UTF-8
+  const Config utf8 = parse_config(path);
+  EXPECT_EQ(utf8.run.data, "/data/caf\xc3\xa9");
+  TempDir dir("utf8");
+  EXPECT_NO_THROW(save_config(dir / "config.json", utf8));
 }
 
 TEST(TrainConfig, ShippedConfigsLoad) {

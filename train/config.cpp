@@ -211,7 +211,17 @@ void apply_override(json& j, std::string_view assignment) {
   const std::string text(assignment.substr(eq + 1));
   MONET_CHECK(schema_keys().count(key) > 0, "unknown config key '{}'", key);
   json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = text;
+  if (value.is_discarded()) {
+    value = text;
+    // JSON strings are UTF-8: a value in another encoding (a Latin-1 path, found by
+    // fuzz/fuzz_config.cpp) was taken here and only failed in save_config, whose dump() threw
+    // nlohmann's type_error at the start of training, naming no key.
+    try {
+      (void)value.dump();
+    } catch (const json::type_error&) {
+      throw Error(fmt::format("config key '{}' must be valid UTF-8 text", key));
+    }
+  }
 
   if (j.is_null()) j = json::object();
   require_object(j, "<root>");
