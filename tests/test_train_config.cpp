@@ -99,6 +99,10 @@ TEST(TrainConfig, InvalidValuesNameTheKey) {
   EXPECT_TRUE(ThrowsWith(parse(R"({"optim": {"beta2": 1}})"), {"'optim.beta2'", "[0, 1)"}));
   EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"batch": 0}})"), {"'run.batch'", "positive"}));
   EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"device": "tpu"}})"), {"'run.device'", "cpu|cuda"}));
+  // A width so large that the dense layer's default hidden = 4·d overflowed int64 (undefined
+  // behaviour, reported by the sanitizer build).
+  EXPECT_TRUE(ThrowsWith(parse(R"({"model": {"d": 4611686018427387904, "heads": 2}})"),
+                         {"'model.d' must be at most 2305843009213693951", "4·d"}));
 }
 
 TEST(TrainConfig, Overrides) {
