@@ -13,9 +13,10 @@
 // replaced by boundary numbers, boundary integers written in little endian (the safetensors
 // header length) and long runs of one byte (deep nesting, long strings).
 //
-// Feedback without coverage instrumentation: a mutant whose outcome (success, or the shape of its
-// error message with quoted text and numbers blanked) was not seen before joins the pool, so the
-// loop climbs past one check at a time. The sequence depends only on the seed and the corpus; with
+// Feedback: a mutant joins the pool when it runs an edge of the loader's code that no run did
+// before (coverage of the loader's own source file, below), or when its outcome (success, or the
+// shape of its error message with the input's text and numbers blanked) is new, so the loop climbs
+// past one check at a time. The sequence depends only on the seed and the corpus; with
 // --seconds, how far it gets depends on the machine.
 //
 // A finding (an exception other than monet::Error, a failed round trip, a sanitizer report, a
@@ -102,6 +103,56 @@ void on_signal(int sig) {
   ::signal(sig, SIG_DFL);
   ::raise(sig);
 }
+
+// ---- coverage ----
+
+// fuzz/CMakeLists.txt compiles the loader's own source file into its target with
+// -fsanitize-coverage=trace-pc (GCC and clang): the compiler then calls this at the start of each
+// basic block of that code. Pairs of consecutive blocks hash into a map of edges, as AFL does.
+constexpr size_t kCoverageMap = size_t{1} << 16;
+uint8_t g_edges[kCoverageMap];
+uintptr_t g_previous_block = 0;
+
+}  // namespace
+}  // namespace monet::fuzz
+
+extern "C" void __sanitizer_cov_trace_pc() {
+  using namespace monet::fuzz;
+  // The block's offset from this function, not its address: the same in every run of the binary
+  // (the address moves with ASLR), so that a seed gives the same sequence each time.
+  uintptr_t pc = reinterpret_cast<uintptr_t>(__builtin_return_address(0)) -
+                 reinterpret_cast<uintptr_t>(&__sanitizer_cov_trace_pc);
+  pc = (pc ^ (pc >> 17)) * 0x9e3779b97f4a7c15ull >> 48;  // 16 well-mixed bits of it
+  g_edges[(pc ^ g_previous_block) % kCoverageMap] = 1;
+  g_previous_block = pc >> 1;
+}
+
+namespace monet::fuzz {
+namespace {
+
+// The edges seen by all runs so far; take_new() folds in the last run's and says whether it saw
+// one that no run had before (which earns its input a place in the pool).
+class Coverage {
+ public:
+  bool take_new() {
+    bool found = false;
+    for (size_t i = 0; i < kCoverageMap; ++i) {
+      if (g_edges[i] && !seen_[i]) {
+        seen_[i] = 1;
+        ++count_;
+        found = true;
+      }
+    }
+    std::memset(g_edges, 0, sizeof(g_edges));
+    g_previous_block = 0;
+    return found;
+  }
+  size_t edges() const { return count_; }
+
+ private:
+  std::vector<uint8_t> seen_ = std::vector<uint8_t>(kCoverageMap, 0);
+  size_t count_ = 0;
+};
 
 // ---- mutations ----
 
@@ -227,23 +278,40 @@ class Mutator {
   std::vector<std::string> dict_;
 };
 
-// The outcome of a run, as feedback: "ok", or the error message with the text of quotes and the
-// numbers blanked (so a new tensor name or offset is not a new outcome, a new check is).
+// The outcome of a run, as feedback: "ok", or the error message with what came from the input
+// blanked, so that a new tensor name or offset is not a new outcome and a new check is: the text
+// in quotes ('...' of our messages, "..." of JSON values), numbers, bytes outside printable ASCII
+// and repeats. A single quote closes only before a space, a punctuation mark or the end: a quote
+// inside a quoted name must not let the rest of the name through.
 std::string outcome(bool ok, const std::string& error) {
   if (ok) return "ok";
   std::string f;
-  bool quoted = false;
-  for (char c : error) {
-    if (c == '\'') {
-      quoted = !quoted;
+  auto put = [&f](char c) {
+    if (f.empty() || f.back() != c) f += c;
+  };
+  char quote = 0;
+  for (size_t i = 0; i < error.size() && f.size() < 120; ++i) {
+    const char c = error[i];
+    const char next = i + 1 < error.size() ? error[i + 1] : ' ';
+    if (quote == '"' && c == '\\') {
+      ++i;  // an escaped character of a JSON string
+    } else if (quote == '"' && c == '"') {
+      quote = 0;
       f += c;
-    } else if (quoted) {
+    } else if (quote == '\'' && c == '\'' && std::strchr(" ,.;:)]", next)) {
+      quote = 0;
+      f += c;
+    } else if (quote) {
+    } else if (c == '\'' || c == '"') {
+      quote = c;
+      f += c;
     } else if (std::isdigit(static_cast<unsigned char>(c))) {
-      if (f.empty() || f.back() != '#') f += '#';
+      put('#');
+    } else if (c < 0x20 || c > 0x7e) {
+      put('?');
     } else {
-      f += c;
+      put(c);
     }
-    if (f.size() >= 160) break;
   }
   return f;
 }
@@ -353,6 +421,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> pool = load_inputs(o.paths);
   MONET_CHECK(!pool.empty(), "no input in {}", fmt::join(o.paths, ", "));
   std::set<std::string> outcomes;
+  Coverage coverage;
   uint64_t executions = 0;
   auto execute = [&](const std::string& input) {
     g_current.assign(input);
@@ -362,7 +431,8 @@ int run(int argc, char** argv) {
     const bool ok = run_guarded(input, &error);
     g_running.store(false);
     ++executions;
-    return outcomes.insert(outcome(ok, error)).second;
+    const bool new_edges = coverage.take_new();
+    return outcomes.insert(outcome(ok, error)).second || new_edges;
   };
 
   const size_t seeds = pool.size();
@@ -391,11 +461,11 @@ int run(int argc, char** argv) {
   }
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   std::printf(
-      "%s: %llu executions (%zu seeds, %llu mutants in %.1f s, %.0f/s), seed %llu, %zu distinct "
-      "outcomes, %llu inputs added to the pool; no finding\n",
+      "%s: %llu executions (%zu seeds, %llu mutants in %.1f s, %.0f/s), seed %llu; %zu edges "
+      "covered, %zu distinct outcomes, %llu inputs added to the pool; no finding\n",
       target.c_str(), static_cast<unsigned long long>(executions), seeds,
       static_cast<unsigned long long>(runs), secs, secs > 0 ? runs / secs : 0.0,
-      static_cast<unsigned long long>(o.seed), outcomes.size(),
+      static_cast<unsigned long long>(o.seed), coverage.edges(), outcomes.size(),
       static_cast<unsigned long long>(added));
   return 0;
 }
