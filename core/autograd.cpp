@@ -1,5 +1,6 @@
 #include "core/autograd.h"
 
+#include <functional>
 #include <optional>
 #include <unordered_map>
 #include <unordered_set>
@@ -27,6 +28,50 @@ bool any_requires_grad(const std::vector<Tensor>& inputs) {
   for (const Tensor& t : inputs)
     if (t.defined() && t.requires_grad()) return true;
   return false;
+}
+
+namespace {
+
+// What a node owns that can own other nodes: its inputs (each tensor's grad_fn) and its closures
+// (which capture tensors).
+struct NodeEdges {
+  std::vector<Tensor> inputs;
+  BackwardFn backward;
+  std::function<void(Tensor& slot, const Tensor& grad_out)> accumulate;
+};
+
+// The work list of the outermost ~Node running on this thread, null when none is. A plain
+// pointer, not a thread_local vector: a node may be destroyed after this thread's thread_local
+// objects (a static tensor holding a graph, at exit), and a pointer has no destructor to outlive.
+thread_local std::vector<NodeEdges>* t_releasing = nullptr;
+
+}  // namespace
+
+// Destroying the last reference to a graph's output used to recurse once per node (node -> input
+// tensor -> its grad_fn node -> ...), and a long enough chain overflowed the stack. Now a node
+// destroyed while another one is being released only hands its edges to that one's work list,
+// and the outermost destructor releases the list in a loop, so the depth stays one node whatever
+// the graph.
+Node::~Node() {
+  NodeEdges mine;
+  mine.inputs.swap(inputs);
+  mine.backward.swap(backward);
+  mine.accumulate.swap(accumulate);
+  if (t_releasing) {
+    try {
+      t_releasing->push_back(std::move(mine));
+    } catch (...) {  // no memory for the list: `mine` is released here, recursively
+    }
+    return;
+  }
+  std::vector<NodeEdges> pending;
+  t_releasing = &pending;
+  mine = NodeEdges();  // ours first: the nodes they were the last owner of queue their edges
+  while (!pending.empty()) {
+    NodeEdges next = std::move(pending.back());
+    pending.pop_back();
+  }  // `next` is released here: the nodes it was the last owner of append their edges
+  t_releasing = nullptr;
 }
 
 void record(Tensor& out, const char* name, std::vector<Tensor> inputs, BackwardFn fn) {

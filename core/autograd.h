@@ -5,7 +5,8 @@
 // gradient of `out` to one gradient per input, written with other ops so it runs on any backend.
 // `Tensor::backward` walks the nodes in reverse topological order, found iteratively (no
 // recursion, so a graph of a million nodes cannot overflow the stack), sums the gradients of a
-// tensor used several times, and accumulates leaf gradients into `.grad`.
+// tensor used several times, and accumulates leaf gradients into `.grad`. Destroying a graph is
+// iterative too (Node::~Node).
 #pragma once
 #include <functional>
 #include <string>
@@ -18,6 +19,13 @@ namespace monet {
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out)>;
 
 struct Node {
+  Node() = default;
+  // Releases what the node holds without recursing: a chain of a million nodes, each the last
+  // owner of the next, is freed in a loop instead of a million nested destructors (autograd.cpp).
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
   std::string name;            // the op, for error messages ("matmul", "softmax", ...)
   std::vector<Tensor> inputs;  // edges to the tensors this node differentiates into
   BackwardFn backward;         // grad_out -> one grad per input (undefined = no gradient)

@@ -70,6 +70,12 @@ void BlockCache::empty() {
   empty_locked();
 }
 
+void BlockCache::set_max_cached(int64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  max_cached_ = bytes;
+  if (stats_.cached > max_cached_) empty_locked();
+}
+
 BlockCacheStats BlockCache::stats() {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;

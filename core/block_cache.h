@@ -8,7 +8,7 @@
 //    every step, so after the first step it asks the system for nothing.
 //  - When the raw allocator fails, the cache is emptied and the request retried once.
 //  - At most `max_cached` bytes sit in the free lists; a block freed beyond that goes straight
-//  back.
+//    back.
 // The bytes tensors hold are counted by memory::stats; this cache reports what it keeps besides.
 #pragma once
 #include <cstddef>
@@ -39,6 +39,10 @@ class BlockCache {
   void* allocate(size_t nbytes);
   void release(void* p, size_t nbytes) noexcept;  // nbytes: the size asked of allocate
   void empty();                                   // give every free block back
+  // Changes the most bytes the free lists keep. When the blocks cached exceed the new limit they
+  // are all given back; with 0, every later release goes straight back too (the host cache at
+  // exit, core/memory.cpp).
+  void set_max_cached(int64_t bytes);
   BlockCacheStats stats();
 
   // The bin (block size in bytes) a request of `nbytes` is served from.

@@ -49,7 +49,16 @@ inline IntDefault d_over(int64_t k) {  // d / k
   return {[k](int64_t d) { return d / k; }, fmt::format("d/{}", k)};
 }
 inline IntDefault d_times(int64_t k) {  // k · d
-  return {[k](int64_t d) { return k * d; }, fmt::format("{}·d", k)};
+  return {[k](int64_t d) {
+            // model.d is only checked positive: a huge one made k·d overflow, undefined behaviour
+            // (found by fuzz/fuzz_config.cpp).
+            require_config(
+                d <= INT64_MAX / k, "model.d",
+                fmt::format("at most {} for the default {}·d of this ffn kind", INT64_MAX / k, k),
+                d);
+            return k * d;
+          },
+          fmt::format("{}·d", k)};
 }
 
 inline std::string at_least_text(double lo) {

@@ -173,6 +173,34 @@ TEST(Memory, BlockCacheGivesBackBeyondItsLimitAndRetriesWhenOutOfMemory) {
   EXPECT_EQ(c.stats().reserved, 0);
 }
 
+TEST(Memory, BlockCacheWithALimitOfZeroGivesEveryBlockBack) {
+  static int frees = 0;
+  BlockCache c([](size_t n) { return std::malloc(n); }, [](void* p) { ++frees, std::free(p); },
+               1 << 20);
+  c.release(c.allocate(512), 512);
+  c.release(c.allocate(2048), 2048);
+  EXPECT_EQ(c.stats().cached, 512 + 2048);
+  EXPECT_EQ(frees, 0);
+  c.set_max_cached(0);  // what the host cache does at exit
+  EXPECT_EQ(frees, 2);
+  EXPECT_EQ(c.stats().cached, 0);
+  c.release(c.allocate(512), 512);  // from now on a released block goes straight back
+  EXPECT_EQ(frees, 3);
+  EXPECT_EQ(c.stats().reserved, 0);
+}
+
+// Constant-initialised, so destroyed at exit after every static constructed at run time, the host
+// cache's own included: its block is released after main, when the cache used to be a destroyed
+// map (a heap-use-after-free, which the sanitizer stage, scripts/sanitize.sh, reports).
+namespace {
+Tensor g_released_after_main;
+}  // namespace
+
+TEST(Memory, TensorsReleasedAfterMainFindTheHostCache) {
+  g_released_after_main = full({1000}, 1.0);
+  EXPECT_EQ(sum(g_released_after_main).item(), 1000.0);
+}
+
 TEST(Flops, MatmulSoftmaxAndMlpCountThemselves) {
   Tensor a = zeros({8, 16}), w1 = zeros({16, 32}), w2 = zeros({32, 4});
   {

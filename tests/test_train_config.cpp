@@ -100,6 +100,10 @@ TEST(TrainConfig, InvalidValuesNameTheKey) {
   EXPECT_TRUE(ThrowsWith(parse(R"({"optim": {"beta2": 1}})"), {"'optim.beta2'", "[0, 1)"}));
   EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"batch": 0}})"), {"'run.batch'", "positive"}));
   EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"device": "tpu"}})"), {"'run.device'", "cpu|cuda"}));
+  // A width so large that the dense layer's default hidden = 4·d overflowed int64 (undefined
+  // behaviour, reported by the sanitizer build).
+  EXPECT_TRUE(ThrowsWith(parse(R"({"model": {"d": 4611686018427387904, "heads": 2}})"),
+                         {"'model.d' must be at most 2305843009213693951", "4·d"}));
 }
 
 TEST(TrainConfig, Overrides) {
@@ -127,6 +131,16 @@ TEST(TrainConfig, Overrides) {
   EXPECT_TRUE(ThrowsWith([&] { parse_config(j); }, {"'run.steps' must be an integer, got string"}));
   json bad = json::parse(R"({"model": 3})");
   EXPECT_TRUE(ThrowsWith([&] { apply_override(bad, "model.d=3"); }, {"'model' must be an object"}));
+  // A value that is not JSON becomes a string, and JSON strings are UTF-8: a Latin-1 path used to
+  // be accepted here and break save_config later.
+  json path = json::object();
+  EXPECT_TRUE(ThrowsWith([&] { apply_override(path, "run.data=/data/caf\xe9"); },
+                         {"config key 'run.data' must be valid UTF-8"}));
+  apply_override(path, "run.data=/data/caf\xc3\xa9");  // the same name in UTF-8
+  const Config utf8 = parse_config(path);
+  EXPECT_EQ(utf8.run.data, "/data/caf\xc3\xa9");
+  TempDir dir("utf8");
+  EXPECT_NO_THROW(save_config(dir / "config.json", utf8));
 }
 
 TEST(TrainConfig, ShippedConfigsLoad) {
@@ -188,6 +202,17 @@ TEST(Suggest, EditDistanceAndNearestName) {
   EXPECT_EQ(edit_distance("trian", "train"), 1u);  // a swap of neighbours
   EXPECT_EQ(nearest_name("trian", {"train", "eval", "table"}), "train");
   EXPECT_EQ(nearest_name("xyz", {"train", "eval"}), "");
+}
+
+TEST(TrainConfig, ParsesTextWithOverridesAsTheFileLoaderDoes) {
+  const Config c = parse_config_text(R"({"run": {"steps": 7}})", {"model.d=64", "model.heads=2"});
+  EXPECT_EQ(c.run.steps, 7);
+  EXPECT_EQ(c.model.d, 64);
+  EXPECT_EQ(c, parse_config(to_json(c)));
+  EXPECT_TRUE(ThrowsWith([] { parse_config_text("[1,", {}, "inline"); },
+                         {"config 'inline': invalid JSON"}));
+  EXPECT_TRUE(ThrowsWith([] { parse_config_text("{}", {"run.steps=0"}, "inline"); },
+                         {"--set 'run.steps=0'", "'run.steps'"}));
 }
 
 }  // namespace

@@ -78,6 +78,39 @@ TEST(TrainLoop, NonFiniteLossStopsWithTheStepAndKeepsTheCheckpoint) {
     for (float v : p.to_vector<float>()) ASSERT_TRUE(std::isfinite(v));
 }
 
+TEST(TrainLoop, StateJsonParsesAndMalformedOnesNameTheirSource) {
+  const std::string where = "checkpoint state 's.json'";
+  const TrainState s = parse_train_state(
+      R"({"step": 3, "batcher": {"rng": [1, 2, 3, 4], "batches": 5}, "rng": [6, 7, 8, 9]})", where);
+  EXPECT_EQ(s.step, 3);
+  EXPECT_EQ(s.batcher.batches, 5);
+  EXPECT_EQ(s.batcher.rng, (std::array<uint64_t, 4>{1, 2, 3, 4}));
+  EXPECT_EQ(s.rng, (std::array<uint64_t, 4>{6, 7, 8, 9}));
+  EXPECT_TRUE(ThrowsWith([&] { parse_train_state(R"({"step": 3})", where); },
+                         {"checkpoint state 's.json' is malformed"}));
+  EXPECT_TRUE(ThrowsWith([&] { parse_train_state("{", where); }, {"'s.json'", "invalid JSON"}));
+  // Numbers that are not integers: a float out of range was cast to an integer (undefined
+  // behaviour, which the sanitizer build reports), one in range was truncated.
+  const std::string rng = R"("batcher": {"rng": [1, 2, 3, 4], "batches": 5}, "rng": [6, 7, 8, 9])";
+  EXPECT_TRUE(ThrowsWith([&] { parse_train_state(R"({"step": 1e300, )" + rng + "}", where); },
+                         {"malformed", "'step' must be an integer"}));
+  EXPECT_TRUE(ThrowsWith([&] { parse_train_state(R"({"step": 1.5, )" + rng + "}", where); },
+                         {"'step' must be an integer"}));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        parse_train_state(
+            R"({"step": 3, "batcher": {"rng": [1, -1e300, 3, 4], "batches": 5}, "rng": [6, 7, 8, 9]})",
+            where);
+      },
+      {"'batcher.rng' must hold integers"}));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        parse_train_state(
+            R"({"step": 3, "batcher": {"rng": [1, 2, 3, 4], "batches": 5}, "rng": [6, 7, 8]})", where);
+      },
+      {"'rng' must be an array of 4 integers"}));
+}
+
 TEST(TrainLoop, CheckpointsThatDoNotFitAreRefusedWithTheReason) {
   TempDir dir("badckpt");
   write_corpus(dir / "data");

@@ -220,7 +220,17 @@ void apply_override(json& j, std::string_view assignment) {
   const std::string text(assignment.substr(eq + 1));
   if (schema_keys().count(key) == 0) unknown_key(key);
   json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = text;
+  if (value.is_discarded()) {
+    value = text;
+    // JSON strings are UTF-8: a value in another encoding (a Latin-1 path, found by
+    // fuzz/fuzz_config.cpp) was taken here and only failed in save_config, whose dump() threw
+    // nlohmann's type_error at the start of training, naming no key.
+    try {
+      (void)value.dump();
+    } catch (const json::type_error&) {
+      throw Error(fmt::format("config key '{}' must be valid UTF-8 text", key));
+    }
+  }
 
   if (j.is_null()) j = json::object();
   require_object(j, "<root>");
@@ -241,9 +251,10 @@ void apply_override(json& j, std::string_view assignment) {
   }
 }
 
-Config load_config(const std::filesystem::path& path, const std::vector<std::string>& overrides) {
-  const std::string where = fmt::format("config '{}'", path.string());
-  json j = parse_json_strict(read_file(path), where);
+Config parse_config_text(std::string_view text, const std::vector<std::string>& overrides,
+                         const std::string& source) {
+  const std::string where = fmt::format("config '{}'", source);
+  json j = parse_json_strict(std::string(text), where);
   MONET_CHECK(j.is_object(), "{}: must be a JSON object, got {}", where, json_kind(j));
   for (const std::string& o : overrides) {
     try {
@@ -265,6 +276,10 @@ Config load_config(const std::filesystem::path& path, const std::vector<std::str
     }
     throw Error(fmt::format("{}: {}", where, msg));
   }
+}
+
+Config load_config(const std::filesystem::path& path, const std::vector<std::string>& overrides) {
+  return parse_config_text(read_file(path), overrides, path.string());
 }
 
 void save_config(const std::filesystem::path& path, const Config& c) {

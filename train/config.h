@@ -82,7 +82,11 @@ nlohmann::json to_json(const Config& c);
 // Values are checked later, by parse_config.
 void apply_override(nlohmann::json& j, std::string_view assignment);
 
-// Reads a JSON file, applies the overrides in order, and parses; errors are prefixed with the path.
+// Parses the JSON `text`, applies the overrides in order, and parses the config; errors (malformed
+// JSON included) are monet::Error prefixed with "config '<source>': ".
+Config parse_config_text(std::string_view text, const std::vector<std::string>& overrides = {},
+                         const std::string& source = "<text>");
+// parse_config_text of a file's contents, the path as source.
 Config load_config(const std::filesystem::path& path,
                    const std::vector<std::string>& overrides = {});
 // Writes to_json(c), indented, atomically.

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Fuzzes each loader (fuzz/fuzz_*.cpp: safetensors, the config with --set overrides, state.json)
+# with the seeded mutation loop of fuzz/mutate_main.cpp over its committed corpus
+# (fuzz/corpus/<loader>/), built with AddressSanitizer + UndefinedBehaviorSanitizer in build-asan/.
+# A finding (an exception other than monet::Error, a failed round trip, a sanitizer report, a
+# crash, a run over 20 s) fails the run and leaves the input in build-asan/fuzz/findings/;
+# replay it with `build-asan/fuzz/fuzz_<loader> --seconds 0 FILE`.
+#   MONET_FUZZ_SECONDS  seconds per loader (60)
+#   MONET_FUZZ_SEED     the mutation loop's seed (1): a run is reproducible from it and the corpus
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/asan_env.sh
+cmake --build build-asan -j"$MONET_JOBS" --target fuzz_safetensors fuzz_config fuzz_state
+mkdir -p build-asan/fuzz/findings
+for loader in safetensors config state; do
+  build-asan/fuzz/fuzz_$loader --seconds "${MONET_FUZZ_SECONDS:-60}" --seed "${MONET_FUZZ_SEED:-1}" \
+    --artifacts build-asan/fuzz/findings fuzz/corpus/$loader
+done
