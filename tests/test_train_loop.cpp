@@ -117,6 +117,9 @@ TEST(TrainLoop, StateJsonParsesAndMalformedOnesNameTheirSource) {
             R"({"step": 3, "batcher": {"rng": [1, 2, 3, 4], "batches": 5}, "rng": [6, 7, 8]})");
       },
       {"'rng' must be a list of 4 integers"}));
+  EXPECT_TRUE(ThrowsWith(
+      [] { parse_train_state(R"({"step": )" + std::string(10000, '[') + std::string(10000, ']')); },
+      {"malformed", "nested more than 128 levels"}));
 }
 
 TEST(TrainLoop, CheckpointsThatDoNotFitAreRefusedWithTheReason) {

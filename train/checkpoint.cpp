@@ -106,7 +106,7 @@ std::array<uint64_t, 4> state_rng(const json& v, const std::string& key) {
 TrainState parse_train_state(const std::string& text, const std::string& source) {
   TrainState s;
   try {
-    json j = json::parse(text);
+    json j = parse_json(text);
     s.step = state_integer<int64_t>(j.at("step"), "step");
     s.batcher.rng = state_rng(j.at("batcher").at("rng"), "batcher.rng");
     s.batcher.batches = state_integer<int64_t>(j.at("batcher").at("batches"), "batcher.batches");

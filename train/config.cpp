@@ -210,7 +210,12 @@ void apply_override(json& j, std::string_view assignment) {
   const std::string key(assignment.substr(0, eq));
   const std::string text(assignment.substr(eq + 1));
   MONET_CHECK(schema_keys().count(key) > 0, "unknown config key '{}'", key);
-  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  json value;
+  try {
+    value = parse_json(text, /*allow_exceptions=*/false);
+  } catch (const Error& e) {  // nested too deep
+    throw Error(fmt::format("config key '{}': {}", key, e.what()));
+  }
   if (value.is_discarded()) {
     value = text;
     // JSON strings are UTF-8: a value in another encoding (a Latin-1 path, found by
@@ -245,7 +250,7 @@ void apply_override(json& j, std::string_view assignment) {
 Config parse_config_text(std::string_view text, const std::vector<std::string>& overrides,
                          const std::string& source) {
   try {
-    json j = json::parse(text);
+    json j = parse_json(text);
     for (const std::string& o : overrides) apply_override(j, o);
     return parse_config(j);
   } catch (const json::exception& e) {

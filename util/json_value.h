@@ -6,10 +6,26 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "core/error.h"
 
 namespace monet {
+
+// JSON text, parsed with its nesting limited to kMaxJsonDepth levels (monet::Error beyond). The
+// parser itself is iterative, but copying, comparing and dumping a value recurse once per level:
+// a config or a safetensors header nested a few thousand levels deep (a 20 KB file) overflowed
+// the stack, a crash instead of an error (found by fuzz/). Our files nest four levels at most;
+// 128 is the default limit of serde_json, the JSON reader of the reference safetensors.
+constexpr int kMaxJsonDepth = 128;
+template <class Json = nlohmann::json>
+Json parse_json(std::string_view text, bool allow_exceptions = true) {
+  typename Json::parser_callback_t limit = [](int depth, typename Json::parse_event_t, Json&) {
+    MONET_CHECK(depth <= kMaxJsonDepth, "JSON nested more than {} levels deep", kMaxJsonDepth);
+    return true;
+  };
+  return Json::parse(text, limit, allow_exceptions);
+}
 
 // "integer" for whole numbers, JSON's own type name otherwise ("number", "string", "array", ...).
 inline std::string json_kind(const nlohmann::json& v) {
