@@ -204,6 +204,22 @@ TEST(Suggest, EditDistanceAndNearestName) {
   EXPECT_EQ(nearest_name("xyz", {"train", "eval"}), "");
 }
 
+// Values nested thousands deep (a 20 KB file or one --set argument) overflowed the stack when
+// copied; nesting is refused past 128 levels.
+TEST(TrainConfig, DeeplyNestedJsonIsAnErrorNotACrash) {
+  const std::string deep = std::string(10000, '[') + std::string(10000, ']');
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        parse_config_text(R"({"model": {"ffn": {"kind": "dense", "hidden": )" + deep + "}}}");
+      },
+      {"nested more than 128 levels"}));
+  EXPECT_TRUE(ThrowsWith([&] { parse_config_text("{}", {"model.ffn.hidden=" + deep}); },
+                         {"'model.ffn.hidden'", "nested more than 128 levels"}));
+  const std::string ok = std::string(100, '[') + std::string(100, ']');
+  EXPECT_TRUE(ThrowsWith([&] { parse_config_text("{}", {"model.ffn.hidden=" + ok}); },
+                         {"'model.ffn.hidden' must be an integer, got array"}));
+}
+
 TEST(TrainConfig, ParsesTextWithOverridesAsTheFileLoaderDoes) {
   const Config c = parse_config_text(R"({"run": {"steps": 7}})", {"model.d=64", "model.heads=2"});
   EXPECT_EQ(c.run.steps, 7);

@@ -109,6 +109,11 @@ TEST(TrainLoop, StateJsonParsesAndMalformedOnesNameTheirSource) {
             R"({"step": 3, "batcher": {"rng": [1, 2, 3, 4], "batches": 5}, "rng": [6, 7, 8]})", where);
       },
       {"'rng' must be an array of 4 integers"}));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        parse_train_state(R"({"step": )" + std::string(10000, '[') + std::string(10000, ']'), where);
+      },
+      {"s.json", "nested more than 128 levels"}));
 }
 
 TEST(TrainLoop, CheckpointsThatDoNotFitAreRefusedWithTheReason) {

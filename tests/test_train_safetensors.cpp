@@ -147,6 +147,13 @@ TEST(TrainSafetensors, RefusesCorruptFiles) {
   const std::string huge_shape = "[4294967296, 4294967296, 4294967296]";
   EXPECT_TRUE(ThrowsWith(decode(file_bytes(header({entry("x", "F32", huge_shape, 0, 8)}), d8)),
                          {"shape mismatch"}));
+  // A shape nested 10000 deep (a 20 KB header): the error message's dump of it recursed once per
+  // level and overflowed the stack. Nesting is refused past 128 levels, at parse time.
+  auto nested = [](int levels) { return std::string(levels, '[') + std::string(levels, ']'); };
+  EXPECT_TRUE(ThrowsWith(decode(file_bytes(header({entry("x", "F32", nested(10000), 0, 8)}), d8)),
+                         {"f.st", "not valid JSON", "nested more than 128 levels"}));
+  EXPECT_TRUE(ThrowsWith(decode(file_bytes(header({entry("x", "F32", nested(100), 0, 8)}), d8)),
+                         {"'x'", "non-negative integers"}));
 }
 
 TEST(TrainSafetensors, RefusesATruncatedFileNamingIt) {

@@ -219,7 +219,12 @@ void apply_override(json& j, std::string_view assignment) {
   const std::string key(assignment.substr(0, eq));
   const std::string text(assignment.substr(eq + 1));
   if (schema_keys().count(key) == 0) unknown_key(key);
-  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  json value;
+  try {
+    value = parse_json(text, /*allow_exceptions=*/false);
+  } catch (const Error& e) {  // nested too deep
+    throw Error(fmt::format("config key '{}': {}", key, e.what()));
+  }
   if (value.is_discarded()) {
     value = text;
     // JSON strings are UTF-8: a value in another encoding (a Latin-1 path, found by

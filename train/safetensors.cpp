@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "util/fileio.h"
+#include "util/json_value.h"
 
 namespace monet {
 namespace {
@@ -144,8 +145,10 @@ Safetensors decode_safetensors(std::string_view bytes, const std::string& source
               kMaxHeader);
   OrderedJson header;
   try {
-    header = OrderedJson::parse(bytes.substr(8, n));
+    header = parse_json<OrderedJson>(bytes.substr(8, n));
   } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{}: header is not valid JSON: {}", where, e.what()));
+  } catch (const Error& e) {  // nested too deep
     throw Error(fmt::format("{}: header is not valid JSON: {}", where, e.what()));
   }
   MONET_CHECK(header.is_object(), "{}: header must be a JSON object, got {}", where,

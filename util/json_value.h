@@ -8,10 +8,26 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+#include <string_view>
 
 #include "core/error.h"
 
 namespace monet {
+
+// JSON text, parsed with its nesting limited to kMaxJsonDepth levels (monet::Error beyond). The
+// parser itself is iterative, but copying, comparing and dumping a value recurse once per level:
+// a config or a safetensors header nested a few thousand levels deep (a 20 KB file) overflowed
+// the stack, a crash instead of an error (found by fuzz/). Our files nest four levels at most;
+// 128 is the default limit of serde_json, the JSON reader of the reference safetensors.
+constexpr int kMaxJsonDepth = 128;
+template <class Json = nlohmann::json>
+Json parse_json(std::string_view text, bool allow_exceptions = true) {
+  typename Json::parser_callback_t limit = [](int depth, typename Json::parse_event_t, Json&) {
+    MONET_CHECK(depth <= kMaxJsonDepth, "JSON nested more than {} levels deep", kMaxJsonDepth);
+    return true;
+  };
+  return Json::parse(text, limit, allow_exceptions);
+}
 
 // "integer" for whole numbers, JSON's own type name otherwise ("number", "string", "array", ...).
 inline std::string json_kind(const nlohmann::json& v) {
@@ -54,8 +70,10 @@ inline nlohmann::json parse_json_strict(const std::string& text, const std::stri
   std::vector<std::vector<std::string>> keys;  // the keys seen in each open object
   std::vector<std::string> path;               // the key of each open object, for the message
   std::string last_key;
-  auto check = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+  auto check = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     using E = nlohmann::json::parse_event_t;
+    MONET_CHECK(depth <= kMaxJsonDepth, "{}: JSON nested more than {} levels deep", what,
+                kMaxJsonDepth);
     if (event == E::object_start) {
       keys.emplace_back();
       path.push_back(last_key);
