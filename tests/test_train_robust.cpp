@@ -170,7 +170,9 @@ TEST(TrainRobust, SamplingSlidesPastTheContextAndKeepsTheEndOfALongPrompt) {
     EXPECT_TRUE(std::equal(prompt.begin(), prompt.end(), got.begin()));
     const bool long_prompt = prompt_len >= static_cast<size_t>(T);
     ASSERT_EQ(notes.size(), long_prompt ? 2u : 1u);
-    if (long_prompt) EXPECT_NE(notes[0].find("only its last 15 are seen"), std::string::npos);
+    if (long_prompt) {
+      EXPECT_NE(notes[0].find("only its last 15 are seen"), std::string::npos);
+    }
     EXPECT_NE(notes.back().find("the window slides"), std::string::npos);
     // The reference: no cache, the window recomputed in full before every token.
     NoGradGuard ng;
