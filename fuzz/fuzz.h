@@ -18,6 +18,9 @@ void fuzz_one(std::string_view input);
 // Tokens of the target's format (keys, type names) that mutate_main.cpp splices into inputs: a
 // mutation loop without coverage feedback rarely spells "data_offsets" by flipping bytes.
 std::vector<std::string> dictionary();
+// Whether an input starts with an 8-byte little-endian length of the text after it (safetensors):
+// mutate_main.cpp then also sets that length to match the text, to get past the first check.
+bool length_prefixed();
 
 // Calls fuzz_one. Returns true when it returned and false when it threw monet::Error (its message
 // in *error when error is given). Anything else is a finding: it prints what was thrown and aborts

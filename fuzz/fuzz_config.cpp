@@ -55,4 +55,8 @@ std::vector<std::string> dictionary() {
   return words;
 }
 
+bool length_prefixed() {
+  return false;
+}
+
 }  // namespace monet::fuzz

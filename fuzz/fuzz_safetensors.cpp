@@ -44,4 +44,8 @@ std::vector<std::string> dictionary() {
           "[]",        "[0]",        "[1, 1]",           "\"a\":",           "        "};
 }
 
+bool length_prefixed() {
+  return true;
+}
+
 }  // namespace monet::fuzz

@@ -15,4 +15,8 @@ std::vector<std::string> dictionary() {
           "[0, 0, 0, 0]", "[1, 2, 3]"};
 }
 
+bool length_prefixed() {
+  return false;
+}
+
 }  // namespace monet::fuzz

@@ -7,11 +7,11 @@
 // PATH: a folder (each file in it, by name) or a file. Every input is run as is first, so
 // `fuzz_<target> --seconds 0 crash-file` replays a saved finding; then, until S seconds (60 by
 // default) or N mutated runs, whichever comes first (0 turns a bound off; both 0: replay only),
-// an input of the pool is mutated by one to
-// four of: bit flips, random and special bytes, inserted and deleted ranges, copies within the
-// input, splices with another input of the pool, tokens of the target's dictionary, digit runs
-// replaced by boundary numbers, boundary integers written in little endian (the safetensors
-// header length) and long runs of one byte (deep nesting, long strings).
+// an input of the pool is mutated by one to four of: bit flips, random and special bytes,
+// inserted and deleted ranges, copies within the input, splices with another input of the pool,
+// tokens of the target's dictionary, digit runs replaced by boundary numbers or wrapped in brackets
+// thousands deep, boundary integers written in little endian, long runs of one byte (long strings
+// and numbers) and, for safetensors, the header length set to end at the header's last brace.
 //
 // Feedback: a mutant joins the pool when it runs an edge of the loader's code that no run did
 // before (coverage of the loader's own source file, below), or when its outcome (success, or the
@@ -104,6 +104,29 @@ void on_signal(int sig) {
   ::raise(sig);
 }
 
+// AddressSanitizer handles the fatal signals itself (reporting, then the death callback above),
+// on an alternate stack so that a stack overflow can be reported: replacing its handlers would
+// lose both. It leaves SIGABRT alone, and UBSan's abort_on_error raises it. Without ASan, ours go
+// on an alternate stack of their own.
+void install_signal_handlers() {
+#ifdef MONET_FUZZ_ASAN
+  const int signals[] = {SIGABRT};
+#else
+  const int signals[] = {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+  static std::vector<char> alt(1 << 16);
+  stack_t ss{};
+  ss.ss_sp = alt.data();
+  ss.ss_size = alt.size();
+  ::sigaltstack(&ss, nullptr);
+#endif
+  for (int sig : signals) {
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_ONSTACK;
+    ::sigaction(sig, &sa, nullptr);
+  }
+}
+
 // ---- coverage ----
 
 // fuzz/CMakeLists.txt compiles the loader's own source file into its target with
@@ -158,8 +181,8 @@ class Coverage {
 
 class Mutator {
  public:
-  Mutator(uint64_t seed, size_t max_len, std::vector<std::string> dict)
-      : rng_(seed), max_len_(max_len), dict_(std::move(dict)) {
+  Mutator(uint64_t seed, size_t max_len, std::vector<std::string> dict, bool length_prefixed)
+      : rng_(seed), max_len_(max_len), length_prefixed_(length_prefixed), dict_(std::move(dict)) {
     for (const char* w : {"{", "}", "[", "]", ",", ":", "\"", "\\u0000", "null", "true", "false",
                           "{}", "[]", "\"\"", "\\"})
       dict_.push_back(w);
@@ -203,7 +226,7 @@ class Mutator {
                                      0x7f,       0xff,       0xffff,      0x7fffffff,
                                      0xffffffff, 1ull << 32, 1ull << 62,  0x7fffffffffffffffull,
                                      1ull << 63, ~0ull,      100'000'000, 100'000'001};
-    switch (below(12)) {
+    switch (below(length_prefixed_ ? 14 : 13)) {
       case 0:  // flip a bit
         if (!x.empty()) x[below(x.size())] ^= static_cast<char>(1 << below(8));
         break;
@@ -267,14 +290,37 @@ class Mutator {
         x.insert(pos(x), std::string(1 + below(max_len_ / 2), c));
         break;
       }
-      default:  // truncate
+      case 11:  // truncate
         x.resize(pos(x));
         break;
+      case 12: {  // a number becomes the same number in brackets, nested up to thousands deep
+        std::vector<size_t> starts;
+        for (size_t i = 0; i < x.size(); ++i)
+          if (std::isdigit(static_cast<unsigned char>(x[i])) &&
+              (i == 0 || !std::isdigit(static_cast<unsigned char>(x[i - 1]))))
+            starts.push_back(i);
+        if (starts.empty()) break;
+        const size_t at = starts[below(starts.size())];
+        size_t end = at;
+        while (end < x.size() && std::isdigit(static_cast<unsigned char>(x[end]))) ++end;
+        const size_t depth = 1 + below(below(2) ? 200 : max_len_ / 4);
+        x.insert(end, depth, ']');
+        x.insert(at, depth, '[');
+        break;
+      }
+      default: {  // the 8-byte length prefix made to end the text at its last '}' (safetensors)
+        const size_t close = x.rfind('}');
+        if (x.size() < 8 || close == std::string::npos || close < 8) break;
+        const uint64_t n = close + 1 - 8;
+        for (size_t i = 0; i < 8; ++i) x[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+        break;
+      }
     }
   }
 
   std::mt19937_64 rng_;
   size_t max_len_;
+  bool length_prefixed_;
   std::vector<std::string> dict_;
 };
 
@@ -394,7 +440,7 @@ int run(int argc, char** argv) {
 #ifdef MONET_FUZZ_ASAN
   __sanitizer_set_death_callback(save_current_input);
 #endif
-  for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL}) ::signal(sig, on_signal);
+  install_signal_handlers();
 
   // A run that takes longer than --timeout is a finding too (a hang, or work out of proportion to
   // the input): a watchdog saves the input and aborts.
@@ -421,6 +467,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> pool = load_inputs(o.paths);
   MONET_CHECK(!pool.empty(), "no input in {}", fmt::join(o.paths, ", "));
   std::set<std::string> outcomes;
+  const size_t kOutcomeBudget = 512;
   Coverage coverage;
   uint64_t executions = 0;
   auto execute = [&](const std::string& input) {
@@ -432,13 +479,16 @@ int run(int argc, char** argv) {
     g_running.store(false);
     ++executions;
     const bool new_edges = coverage.take_new();
-    return outcomes.insert(outcome(ok, error)).second || new_edges;
+    // A message can still carry some of the input (a quote inside a quoted name): new outcomes
+    // earn a place in the pool only kOutcomeBudget times, new edges always.
+    const bool new_outcome = outcomes.insert(outcome(ok, error)).second;
+    return new_edges || (new_outcome && outcomes.size() <= kOutcomeBudget);
   };
 
   const size_t seeds = pool.size();
   for (size_t i = 0; i < seeds; ++i) execute(pool[i]);
 
-  Mutator mutator(o.seed, o.max_len, dict);
+  Mutator mutator(o.seed, o.max_len, dict, length_prefixed());
   const auto start = Clock::now();
   const size_t kPoolCap = 4096;
   uint64_t runs = 0, added = 0;
