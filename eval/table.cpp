@@ -303,9 +303,10 @@ TableResult run_table(const TableOptions& o, const TableProgress& progress) {
   TableResult res;
   res.options = o;
   res.threads = openblas_get_num_threads();
-  res.device_name = o.device.is_cpu() ? fmt::format("cpu, OpenBLAS {} ({} threads)",
-                                                    openblas_get_corename(), res.threads)
-                                      : "cuda";
+  res.device_name = o.device.is_cpu()
+                        ? fmt::format("cpu, OpenBLAS {} ({} thread{})", openblas_get_corename(),
+                                      res.threads, res.threads == 1 ? "" : "s")
+                        : "cuda";
 #ifdef MONET_WITH_CUDA
   if (o.device.is_cuda()) res.device_name = "cuda: " + cuda::device_name();
 #endif

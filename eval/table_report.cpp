@@ -164,7 +164,9 @@ void write_table_outputs(const TableResult& r, const fs::path& dir) {
   write_file_atomic(dir / "table.json", table_json(r).dump(2) + "\n");
   const std::string sub =
       fmt::format("d = {}, {}", r.options.d,
-                  r.options.device.is_cpu() ? fmt::format("cpu, {} threads", r.threads) : "cuda");
+                  r.options.device.is_cpu()
+                      ? fmt::format("cpu, {} thread{}", r.threads, r.threads == 1 ? "" : "s")
+                      : "cuda");
   struct Plot {
     const char* file;
     const char* title;

@@ -62,8 +62,8 @@ struct RunConfig {
   bool operator==(const RunConfig&) const = default;
 };
 
-// Build one with parse_config (parse_config({}) for the defaults): a default-constructed Config has
-// no ffn params, since their defaults depend on model.d.
+// Build one with parse_config (parse_config(nlohmann::json::object()) for the defaults): a
+// default-constructed Config has no ffn params, since their defaults depend on model.d.
 struct Config {
   ModelConfig model;
   OptimConfig optim;
