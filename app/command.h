@@ -47,6 +47,21 @@ inline void add_device_option(CLI::App* cmd, std::string& device) {
   cmd->add_option("--device", device, "cpu or cuda")->default_str("cpu");
 }
 
+// --gemm and --precision: the CPU's products (core/gemm_mode.h); empty when not given.
+struct GemmArgs {
+  std::string gemm, precision;
+};
+inline void add_gemm_options(CLI::App* cmd, GemmArgs& g, const std::string& defaults_from) {
+  cmd->add_option("--gemm", g.gemm,
+                  "the CPU's GEMM library: auto (oneDNN where built), openblas "
+                  "or onednn")
+      ->check(CLI::IsMember({"auto", "openblas", "onednn"}))
+      ->default_str(defaults_from.empty() ? "auto" : defaults_from + ".gemm");
+  cmd->add_option("--precision", g.precision, "fp32, or bf16 products with f32 accumulation")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->default_str(defaults_from.empty() ? "fp32" : defaults_from + ".precision");
+}
+
 Command add_train_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);
 Command add_sample_command(CLI::App& app);

@@ -20,6 +20,7 @@ Command add_eval_command(CLI::App& app) {
     std::string ckpt, data, device = "cpu";
     int64_t batch = 16, windows = 0;
     bool json = false;
+    GemmArgs gemm;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("eval", "validation loss and bits per byte of a checkpoint");
@@ -33,9 +34,15 @@ Command add_eval_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--json", a->json, "print the results as JSON, at full precision (for scripts)");
   add_device_option(cmd, a->device);
+  add_gemm_options(cmd, a->gemm, "the checkpoint's run");
   return {cmd, [a] {
             Config cfg;
             auto model = load_model(a->ckpt, &cfg, parse_device(a->device));
+            // The checkpoint's products (run.gemm, run.precision) unless the options say others.
+            RunConfig run = cfg.run;
+            if (!a->gemm.gemm.empty()) run.gemm = a->gemm.gemm;
+            if (!a->gemm.precision.empty()) run.precision = a->gemm.precision;
+            const GemmScope gemm(gemm_mode_of(run));
             ByteTokenizer tok;
             const std::string folder = a->data.empty() ? cfg.run.data : a->data;
             // The progress line of training: live on a terminal, a line per tenth in a log.

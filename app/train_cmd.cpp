@@ -14,6 +14,7 @@ namespace fs = std::filesystem;
 Command add_train_command(CLI::App& app) {
   struct Args {
     std::string config, out, resume, device;
+    GemmArgs gemm;
     std::vector<std::string> sets;
     int64_t stop_at = -1;
     bool force = false;
@@ -28,6 +29,7 @@ Command add_train_command(CLI::App& app) {
       ->check(at_least(0))
       ->default_str("run.steps");
   cmd->add_option("--device", a->device, "cpu or cuda")->default_str("run.device");
+  add_gemm_options(cmd, a->gemm, "run");
   cmd->add_flag("--force", a->force, "start over in a folder that already holds a run");
   return {cmd, [a] {
             TrainOptions opt;
@@ -42,6 +44,8 @@ Command add_train_command(CLI::App& app) {
                   a->out.empty() ? fs::path("runs") / fs::path(a->config).stem() : fs::path(a->out);
             }
             if (!a->device.empty()) opt.config.run.device = a->device;
+            if (!a->gemm.gemm.empty()) opt.config.run.gemm = a->gemm.gemm;
+            if (!a->gemm.precision.empty()) opt.config.run.precision = a->gemm.precision;
             opt.stop_at = a->stop_at;
             opt.force = a->force;
             const TrainResult r = train(opt);

@@ -119,6 +119,7 @@ void check_torch(const BenchOptions& o, const fs::path& tmp) {
 void cpp_round(const Config& cfg, const Corpus& corpus, const BenchOptions& o, bool first,
                const fs::path& init_file, BenchRow& row) {
   const Device device = parse_device(cfg.run.device);
+  const GemmScope gemm(gemm_mode_of(cfg.run));
   Generator init(cfg.run.seed);
   Generator rng(cfg.run.seed + 2);  // as the trainer: routing noise
   auto model = build_model(cfg.model, init, DType::F32, device, &rng);

@@ -2,6 +2,8 @@
 // sizes; those beyond ~5,000 input elements (or ~1e6 flops a forward) run in the parity only.
 #include "op_cases.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <utility>
 
@@ -395,6 +397,32 @@ Tensor random_ids(const Shape& s, int64_t n, uint64_t seed, Device d, int32_t ev
   for (size_t i = 0; i < v.size(); ++i)
     v[i] = every_ignored && i % every_ignored == 1 ? -100 : static_cast<int32_t>(g.randint(n));
   return from_vector(v, s).to(d);
+}
+
+double nmse(const Tensor& a, const Tensor& b) {
+  std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
+  EXPECT_EQ(x.size(), y.size());
+  double err = 0, ref = 0;
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
+    err += (x[i] - y[i]) * (x[i] - y[i]);
+    ref += y[i] * y[i];
+  }
+  return ref > 0 ? err / ref : err;
+}
+
+CaseOutcome run_case(const OpCase& c, const std::vector<Tensor>& inputs, Device d) {
+  std::vector<Tensor> leaves;
+  for (const Tensor& t : inputs) leaves.push_back(t.to(d).detach().requires_grad_());
+  Tensor out = c.f(leaves);
+  EXPECT_EQ(out.device(), d) << c.name;
+  CaseOutcome r{out.detach().to(Device::cpu()), {}};
+  if (!c.differentiable) return r;
+  Generator g(7);
+  Tensor w = randn(out.shape(), g).to(d);
+  sum(mul(out, w)).backward();
+  for (const Tensor& l : leaves)
+    r.grads.push_back(l.grad().defined() ? l.grad().to(Device::cpu()) : zeros(l.shape()));
+  return r;
 }
 
 }  // namespace monet::testing

@@ -64,4 +64,16 @@ std::string op_case_name(const ::testing::TestParamInfo<OpCase>& info);
 // ignore_index.
 Tensor random_ids(const Shape& s, int64_t n, uint64_t seed, Device d, int32_t every_ignored = 0);
 
+// Σ(a − b)² / Σ b², or the plain Σ(a − b)² when b is all zeros: how the suites that compare two
+// runs of a case (CUDA against CPU, one GEMM backend against another) measure their difference.
+double nmse(const Tensor& a, const Tensor& b);
+
+// One run of a case: its output and input gradients, on the CPU.
+struct CaseOutcome {
+  Tensor out;
+  std::vector<Tensor> grads;  // zeros where no gradient reached the input; none if !differentiable
+};
+// c.f on device d: the inputs become leaves there, L = Σ f(x) ⊙ w with a fixed random w.
+CaseOutcome run_case(const OpCase& c, const std::vector<Tensor>& inputs, Device d);
+
 }  // namespace monet::testing

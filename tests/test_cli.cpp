@@ -123,6 +123,8 @@ TEST(Cli, UsageErrorsExitWithTwoAndSuggestTheNearestName) {
   expect_clean_error(monet_cli("eval --ckpt x --batch 0", t.path()), "must be positive, got 0", 2);
   expect_clean_error(monet_cli("eval --ckpt x --bogus", t.path()), "--bogus", 2);
   expect_clean_error(monet_cli("help evl", t.path()), "(did you mean 'eval'?)", 2);
+  expect_clean_error(monet_cli("train --config x.json --gemm mkl", t.path()), "--gemm: mkl", 2);
+  expect_clean_error(monet_cli("eval --ckpt x --precision fp16", t.path()), "--precision: fp16", 2);
   EXPECT_EQ(monet_cli("help", t.path()).status, 0);
 }
 
@@ -131,7 +133,9 @@ TEST(Cli, HelpShowsEveryDefault) {
   TempDir t("cli_help");
   const std::string eval = monet_stdout("help eval", t.path());
   for (const char* line :
-       {"--batch INT:> 0=16", "--windows INT:>= 0=0", "--device TEXT=cpu", "--data TEXT=run.data"})
+       {"--batch INT:> 0=16", "--windows INT:>= 0=0", "--device TEXT=cpu", "--data TEXT=run.data",
+        "--gemm TEXT:{auto,openblas,onednn}=the checkpoint's run.gemm",
+        "--precision TEXT:{fp32,bf16}=the checkpoint's run.precision"})
     EXPECT_NE(eval.find(line), std::string::npos) << line << " not in:\n" << eval;
   const std::string sample = monet_stdout("sample --help", t.path());
   for (const char* line :

@@ -25,7 +25,9 @@
 #endif
 
 using namespace monet;
+using monet::testing::CaseOutcome;
 using monet::testing::kTranscendental;
+using monet::testing::nmse;
 using monet::testing::OpCase;
 using monet::testing::random_ids;
 
@@ -49,39 +51,6 @@ std::string no_device_reason() {
 const Device kCuda = Device::cuda();
 const Device kCpu = Device::cpu();
 
-// Σ(a − b)² / Σ b², or the plain Σ(a − b)² when b is all zeros.
-double nmse(const Tensor& a, const Tensor& b) {
-  std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
-  EXPECT_EQ(x.size(), y.size());
-  double err = 0, ref = 0;
-  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-    err += (x[i] - y[i]) * (x[i] - y[i]);
-    ref += y[i] * y[i];
-  }
-  return ref > 0 ? err / ref : err;
-}
-
-struct Outcome {
-  Tensor out;                 // on the CPU
-  std::vector<Tensor> grads;  // on the CPU; zeros where no gradient reached the input
-};
-
-// f on device d: the inputs become leaves there, L = Σ f(x) ⊙ w with a fixed random w.
-Outcome evaluate(const OpCase& c, const std::vector<Tensor>& inputs, Device d) {
-  std::vector<Tensor> leaves;
-  for (const Tensor& t : inputs) leaves.push_back(t.to(d).detach().requires_grad_());
-  Tensor out = c.f(leaves);
-  EXPECT_EQ(out.device(), d) << c.name;
-  Outcome r{out.detach().to(kCpu), {}};
-  if (!c.differentiable) return r;
-  Generator g(7);
-  Tensor w = randn(out.shape(), g).to(d);
-  sum(mul(out, w)).backward();
-  for (const Tensor& l : leaves)
-    r.grads.push_back(l.grad().defined() ? l.grad().to(kCpu) : zeros(l.shape()));
-  return r;
-}
-
 class CudaParity : public ::testing::TestWithParam<OpCase> {};
 
 TEST_P(CudaParity, ForwardAndBackwardMatchCpu) {
@@ -90,7 +59,8 @@ TEST_P(CudaParity, ForwardAndBackwardMatchCpu) {
   Generator g(42);
   std::vector<Tensor> inputs;
   for (const Shape& s : c.shapes) inputs.push_back(uniform(s, c.lo, c.hi, g));
-  Outcome cpu = evaluate(c, inputs, kCpu), gpu = evaluate(c, inputs, kCuda);
+  CaseOutcome cpu = monet::testing::run_case(c, inputs, kCpu),
+              gpu = monet::testing::run_case(c, inputs, kCuda);
   ASSERT_EQ(gpu.out.shape(), cpu.out.shape()) << c.name;
   EXPECT_LE(nmse(gpu.out, cpu.out), c.parity_nmse) << c.name << ": forward";
   ASSERT_EQ(gpu.grads.size(), cpu.grads.size());

@@ -26,6 +26,12 @@ TEST(TrainConfig, DefaultsFromAnEmptyObject) {
   EXPECT_EQ(c.optim.name, "adamw");
   EXPECT_EQ(c.run.device, "cpu");
   EXPECT_EQ(c.run.data, "third_party/corpora/toy4");
+  EXPECT_EQ(c.run.gemm, "auto");
+  EXPECT_EQ(c.run.precision, "fp32");
+  EXPECT_EQ(gemm_mode_of(c.run), (GemmMode{default_gemm_backend(), Precision::F32}));
+  c.run.gemm = "openblas";
+  c.run.precision = "bf16";
+  EXPECT_EQ(gemm_mode_of(c.run), (GemmMode{GemmBackend::OpenBLAS, Precision::BF16}));
   // hidden follows d unless given
   EXPECT_EQ(parse_config(json::parse(R"({"model": {"d": 64}})"))
                 .model.ffn.params.at("hidden")
@@ -100,6 +106,16 @@ TEST(TrainConfig, InvalidValuesNameTheKey) {
   EXPECT_TRUE(ThrowsWith(parse(R"({"optim": {"beta2": 1}})"), {"'optim.beta2'", "[0, 1)"}));
   EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"batch": 0}})"), {"'run.batch'", "positive"}));
   EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"device": "tpu"}})"), {"'run.device'", "cpu|cuda"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"gemm": "mkl"}})"),
+                         {"'run.gemm'", "auto|openblas|onednn", "'mkl'"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"precision": "fp16"}})"),
+                         {"'run.precision'", "fp32|bf16", "'fp16'"}));
+  EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"precision": "bf16", "device": "cuda"}})"),
+                         {"'run.precision' = 'bf16' runs on the CPU only", "run.precision=fp32"}));
+#ifndef MONET_WITH_DNNL
+  EXPECT_TRUE(
+      ThrowsWith(parse(R"({"run": {"gemm": "onednn"}})"), {"'run.gemm'", "not in this build"}));
+#endif
   // A width so large that the dense layer's default hidden = 4·d overflowed int64 (undefined
   // behaviour, reported by the sanitizer build).
   EXPECT_TRUE(ThrowsWith(parse(R"({"model": {"d": 4611686018427387904, "heads": 2}})"),

@@ -12,6 +12,13 @@
 #include "util/suggest.h"
 
 namespace monet {
+
+GemmMode gemm_mode_of(const RunConfig& r) {
+  const GemmBackend b = r.gemm == "auto" ? default_gemm_backend()
+                                         : parse_gemm_backend(r.gemm, "config key 'run.gemm'");
+  return {b, parse_precision(r.precision, "config key 'run.precision'")};
+}
+
 namespace {
 
 using json = nlohmann::json;
@@ -47,11 +54,18 @@ const std::vector<Field<OptimConfig>>& optim_fields() {
 }
 const std::vector<Field<RunConfig>>& run_fields() {
   static const std::vector<Field<RunConfig>> f = {
-      {"steps", &RunConfig::steps},           {"batch", &RunConfig::batch},
-      {"accumulate", &RunConfig::accumulate}, {"seed", &RunConfig::seed},
-      {"eval_every", &RunConfig::eval_every}, {"eval_windows", &RunConfig::eval_windows},
-      {"log_every", &RunConfig::log_every},   {"checkpoint_every", &RunConfig::checkpoint_every},
-      {"device", &RunConfig::device},         {"data", &RunConfig::data}};
+      {"steps", &RunConfig::steps},
+      {"batch", &RunConfig::batch},
+      {"accumulate", &RunConfig::accumulate},
+      {"seed", &RunConfig::seed},
+      {"eval_every", &RunConfig::eval_every},
+      {"eval_windows", &RunConfig::eval_windows},
+      {"log_every", &RunConfig::log_every},
+      {"checkpoint_every", &RunConfig::checkpoint_every},
+      {"device", &RunConfig::device},
+      {"data", &RunConfig::data},
+      {"gemm", &RunConfig::gemm},
+      {"precision", &RunConfig::precision}};
   return f;
 }
 
@@ -167,6 +181,13 @@ void validate(const Config& c) {
   require_config(r.checkpoint_every >= 0, "run.checkpoint_every",
                  "non-negative (0 = only at the end)", r.checkpoint_every);
   require_one_of(r.device, "run.device", {"cpu", "cuda"});
+  require_one_of(r.gemm, "run.gemm", {"auto", "openblas", "onednn"});
+  require_one_of(r.precision, "run.precision", {"fp32", "bf16"});
+  (void)gemm_mode_of(r);  // "onednn" in a build without it
+  MONET_CHECK(r.precision == "fp32" || r.device == "cpu",
+              "config key 'run.precision' = 'bf16' runs on the CPU only (the CUDA backend "
+              "multiplies in fp32): set run.precision=fp32 for run.device={}",
+              r.device);
   require_config(!r.data.empty(), "run.data", "a folder", "''");
 }
 

@@ -14,7 +14,9 @@
 //          eval_windows [64] (windows per domain; 0 = every window), log_every [10],
 //          checkpoint_every [0] (0 = only at the end), device ["cpu"] cpu|cuda,
 //          data ["third_party/corpora/toy4"] (the corpus folder; a relative path is relative to
-//          the current directory, not to the config file, so run `monet` from the repo root)
+//          the current directory, not to the config file, so run `monet` from the repo root),
+//          gemm ["auto"] auto|openblas|onednn (the CPU's GEMM library; auto = oneDNN where built),
+//          precision ["fp32"] fp32|bf16 (bf16 products with f32 accumulation, CPU only)
 //
 // Errors name the full dotted key: "unknown config key 'model.dd'", "config key 'run.steps' must
 // be an integer, got string", "config key 'model.heads' must divide model.d ...".
@@ -28,6 +30,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "core/gemm_mode.h"
 
 namespace monet {
 
@@ -59,8 +63,14 @@ struct RunConfig {
   int64_t eval_every = 100, eval_windows = 64, log_every = 10, checkpoint_every = 0;
   std::string device = "cpu";
   std::string data = "third_party/corpora/toy4";
+  // The CPU's products (core/gemm_mode.h): "auto" (oneDNN where built, else OpenBLAS), "openblas"
+  // or "onednn"; precision "fp32" or "bf16" (bf16 inputs, f32 accumulation; CPU only).
+  std::string gemm = "auto", precision = "fp32";
   bool operator==(const RunConfig&) const = default;
 };
+
+// The GEMM mode run.gemm and run.precision name (validated by parse_config).
+GemmMode gemm_mode_of(const RunConfig& r);
 
 // Build one with parse_config (parse_config(nlohmann::json::object()) for the defaults): a
 // default-constructed Config has no ffn params, since their defaults depend on model.d.

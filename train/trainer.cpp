@@ -148,6 +148,7 @@ void prepare_run_folder(const TrainOptions& opt) {
 TrainResult train(const TrainOptions& opt, std::FILE* out) {
   const Config& cfg = opt.config;
   const Device device = parse_device(cfg.run.device);
+  const GemmScope gemm(gemm_mode_of(cfg.run));  // training and its evaluations
   prepare_run_folder(opt);
   const fs::path log_path = opt.out_dir / "log.jsonl";
 

@@ -14,13 +14,13 @@
 // Backward, with dO the output gradient and P saved (the valid blocks only):
 //   dP = dO·Vᵀ,  D_i = Σ_j P_ij dP_ij (= dO_i·O_i),  dS = scale · P ⊙ (dP − D),
 //   dQ_blk = dS·K,  dK += dSᵀ·Q_blk,  dV += Pᵀ·dO_blk  over the blocks,
-// the softmax row being causal_softmax's backward row. Every gemm goes to OpenBLAS, single-threaded
-// inside the OpenMP loop over (batch, head); views whose last axis has unit stride (v is a
-// transpose of the [B, T, H, hd] projection) are passed with their row stride as the leading
-// dimension, not copied. A 4-D [B, H, T, hd] output (and the input gradients) lies in memory
-// as [B, T, H, hd], so the caller's transpose back to [B, T, H·hd] is free; other ranks are dense.
-// On CUDA there is no fused kernel: the op is the composition causal_softmax(q·kᵀ, scale)·v,
-// whose matmuls and softmax have CUDA kernels (and autograd).
+// the softmax row being causal_softmax's backward row. Every gemm goes to cpu::gemm (the mode of
+// gemm_mode.h), single-threaded inside the OpenMP loop over (batch, head); views whose last axis
+// has unit stride (v is a transpose of the [B, T, H, hd] projection) are passed with their row
+// stride as the leading dimension, not copied. A 4-D [B, H, T, hd] output (and the input gradients)
+// lies in memory as [B, T, H, hd], so the caller's transpose back to [B, T, H·hd] is free; other
+// ranks are dense. On CUDA there is no fused kernel: the op is the composition causal_softmax(q·kᵀ,
+// scale)·v, whose matmuls and softmax have CUDA kernels (and autograd).
 //
 // rotary: RoPE (Su et al. 2021, arXiv 2104.09864) in the rotate-half layout, fused. For a row x at
 // position t with halves x₁, x₂: y₁ = x₁cos_t − x₂sin_t, y₂ = x₂cos_t + x₁sin_t — a rotation by
@@ -135,8 +135,8 @@ int64_t attention_flops(const AttnPlan& pl, bool backward) {
 
 // Forward: out = the output's matrices, p = the saved probabilities (pl.n · pl.per elements).
 template <class V>
-void attention_forward(const AttnPlan& pl, const Mats& q, const Mats& k, const Mats& v,
-                       const Mats& out, V* p) {
+void attention_forward(const GemmMode& mode, const AttnPlan& pl, const Mats& q, const Mats& k,
+                       const Mats& v, const Mats& out, V* p) {
   const int64_t off = pl.Tk - pl.T, hd = pl.hd;
   cpu::parallel_for(pl.n, pl.grain(), [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
@@ -144,12 +144,12 @@ void attention_forward(const AttnPlan& pl, const Mats& q, const Mats& k, const M
       V* O = out.ptr<V>(n);
       for (const Block& b : pl.blocks) {
         V* P = p + n * pl.per + b.p;  // [m, nk]
-        cpu::gemm(CblasNoTrans, CblasTrans, b.m, b.nk, hd, Q + b.r0 * q.ld, q.ld, K, k.ld, V(0), P,
-                  b.nk);
+        cpu::gemm(mode, CblasNoTrans, CblasTrans, b.m, b.nk, hd, Q + b.r0 * q.ld, q.ld, K, k.ld,
+                  V(0), P, b.nk);
         for (int64_t i = 0; i < b.m; ++i)
           causal_row(P + i * b.nk, P + i * b.nk, off + b.r0 + i + 1, b.nk,
                      static_cast<V>(pl.scale));
-        cpu::gemm(CblasNoTrans, CblasNoTrans, b.m, hd, b.nk, P, b.nk, Vv, v.ld, V(0),
+        cpu::gemm(mode, CblasNoTrans, CblasNoTrans, b.m, hd, b.nk, P, b.nk, Vv, v.ld, V(0),
                   O + b.r0 * out.ld, out.ld);
       }
     }
@@ -158,8 +158,9 @@ void attention_forward(const AttnPlan& pl, const Mats& q, const Mats& k, const M
 
 // Backward: the gradients dq, dk, dv (each may be null: not wanted) from g = dO.
 template <class V>
-void attention_backward(const AttnPlan& pl, const Mats& q, const Mats& k, const Mats& v, const V* p,
-                        const Mats& g, const Mats* dq, const Mats* dk, const Mats* dv) {
+void attention_backward(const GemmMode& mode, const AttnPlan& pl, const Mats& q, const Mats& k,
+                        const Mats& v, const V* p, const Mats& g, const Mats* dq, const Mats* dk,
+                        const Mats* dv) {
   const int64_t hd = pl.hd;
   const bool need_ds = dq || dk;
   cpu::parallel_for(pl.n, pl.grain(), [&](int64_t n0, int64_t n1) {
@@ -172,19 +173,20 @@ void attention_backward(const AttnPlan& pl, const Mats& q, const Mats& k, const 
         const V* P = p + n * pl.per + b->p;
         const V* Gb = G + b->r0 * g.ld;
         if (dv)
-          cpu::gemm(CblasTrans, CblasNoTrans, b->nk, hd, b->m, P, b->nk, Gb, g.ld, beta,
+          cpu::gemm(mode, CblasTrans, CblasNoTrans, b->nk, hd, b->m, P, b->nk, Gb, g.ld, beta,
                     dv->ptr<V>(n), dv->ld);
         if (!need_ds) continue;
         V* S = ds.data();  // dP, then dS in place: [m, nk]
-        cpu::gemm(CblasNoTrans, CblasTrans, b->m, b->nk, hd, Gb, g.ld, Vv, v.ld, V(0), S, b->nk);
+        cpu::gemm(mode, CblasNoTrans, CblasTrans, b->m, b->nk, hd, Gb, g.ld, Vv, v.ld, V(0), S,
+                  b->nk);
         for (int64_t i = 0; i < b->m; ++i)
           cpu::softmax_backward_row(P + i * b->nk, S + i * b->nk, S + i * b->nk, b->nk, pl.scale);
         if (dq)
-          cpu::gemm(CblasNoTrans, CblasNoTrans, b->m, hd, b->nk, S, b->nk, K, k.ld, V(0),
+          cpu::gemm(mode, CblasNoTrans, CblasNoTrans, b->m, hd, b->nk, S, b->nk, K, k.ld, V(0),
                     dq->ptr<V>(n) + b->r0 * dq->ld, dq->ld);
         if (dk)
-          cpu::gemm(CblasTrans, CblasNoTrans, b->nk, hd, b->m, S, b->nk, Q + b->r0 * q.ld, q.ld,
-                    beta, dk->ptr<V>(n), dk->ld);
+          cpu::gemm(mode, CblasTrans, CblasNoTrans, b->nk, hd, b->m, S, b->nk, Q + b->r0 * q.ld,
+                    q.ld, beta, dk->ptr<V>(n), dk->ld);
       }
     }
   });
@@ -320,7 +322,7 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
   Tensor p = empty({pl.n * pl.per}, q.dtype(), q.device());
   flops::count(attention_flops(pl, false));
   MONET_SWITCH_FLOAT(q.dtype(), "causal_attention", [&] {
-    attention_forward<scalar_t>(pl, mq, mk, mv, mats(out), p.data<scalar_t>());
+    attention_forward<scalar_t>(gemm_mode(), pl, mq, mk, mv, mats(out), p.data<scalar_t>());
   });
   const bool need_q = q.requires_grad(), need_k = k.requires_grad(), need_v = v.requires_grad();
   record(out, "causal_attention", {q, k, v},
@@ -338,7 +340,7 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
              }
            const Mats mg = mats(gin);
            MONET_SWITCH_FLOAT(gin.dtype(), "causal_attention backward", [&] {
-             attention_backward<scalar_t>(pl, mq, mk, mv, p.data<scalar_t>(), mg,
+             attention_backward<scalar_t>(gemm_mode(), pl, mq, mk, mv, p.data<scalar_t>(), mg,
                                           need_q ? &m[0] : nullptr, need_k ? &m[1] : nullptr,
                                           need_v ? &m[2] : nullptr);
            });

@@ -1,7 +1,8 @@
-// matmul: C = A·B on the last two axes, batch axes broadcast. Each matrix goes to OpenBLAS's
-// gemm as it lies in memory: a row-major view is passed as is, a transposed view (unit stride on
-// the row axis) as a transpose flag with its leading dimension, so x·Wᵀ and the backward products
-// never copy. Only a view with no unit stride on either axis is made dense first.
+// matmul: C = A·B on the last two axes, batch axes broadcast. Each matrix goes to cpu::gemm
+// (OpenBLAS or oneDNN, f32 or bf16 products: core/gemm_mode.h) as it lies in memory: a row-major
+// view is passed as is, a transposed view (unit stride on the row axis) as a transpose flag with
+// its leading dimension, so x·Wᵀ and the backward products never copy. Only a view with no unit
+// stride on either axis is made dense first.
 //
 // Backward (for C = A·B):  dA = dC·Bᵀ,  dB = Aᵀ·dC, each summed back over broadcast batch axes.
 //
@@ -131,6 +132,7 @@ Tensor matmul_kernel(Tensor a, Tensor b) {
     return out;
   }
 #endif
+  const GemmMode mode = gemm_mode();
   MONET_SWITCH_FLOAT(a.dtype(), "matmul", [&] {
     const auto* pa = static_cast<const scalar_t*>(a.storage()->data());
     const auto* pb = static_cast<const scalar_t*>(b.storage()->data());
@@ -140,14 +142,14 @@ Tensor matmul_kernel(Tensor a, Tensor b) {
                          {a.offset(), b.offset(), 0},
                          [&](const std::array<int64_t, 3>& o) { offsets.push_back(o); });
     // Small gemms (attention's per-head products) run one per thread, each single-threaded;
-    // a large one is threaded by OpenBLAS itself.
+    // a large one is threaded by the library itself.
     const int64_t count = static_cast<int64_t>(offsets.size());
     const int64_t grain = M * N * K >= (int64_t{1} << 21) ? count : 1;
     cpu::parallel_for(count, grain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const auto& o = offsets[static_cast<size_t>(i)];
-        cpu::gemm(la.trans, lb.trans, M, N, K, pa + o[0], la.ld, pb + o[1], lb.ld, scalar_t(0),
-                  pc + o[2], N);
+        cpu::gemm(mode, la.trans, lb.trans, M, N, K, pa + o[0], la.ld, pb + o[1], lb.ld,
+                  scalar_t(0), pc + o[2], N);
       }
     });
   });
