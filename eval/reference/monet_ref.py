@@ -386,7 +386,7 @@ def smoe_route(x, gate_w, noise_w, gating: str, k: int, training: bool, eps=None
         h = logits + eps * noise_std if training else logits     # H(x), Eq. 4
         top, idx = h.topk(k, dim=-1)                             # KeepTopK, Eq. 5
         gates = torch.softmax(top, -1)                           # Eq. 3
-        dense = torch.zeros(n, E, dtype=x.dtype).scatter_add(1, idx, gates)
+        dense = torch.zeros(n, E, dtype=x.dtype).scatter_add(1, idx, gates.to(x.dtype))
         r["importance_cv2"] = cv_squared(dense.sum(0))           # Eq. 6–7
         # App. A, Eq. 8–10: P(x, i) = Φ((l_i − kth_excluding(H, k, i)) / noise_std_i). When i is
         # among the top k of H, the k-th largest of the others is the (k+1)-th overall; when it
@@ -559,7 +559,7 @@ def smoe_forward_sparse(x, P: dict, cfg: dict, training: bool, eps=None, x_route
             continue
         tok = torch.div(pairs, k, rounding_mode="floor")
         out = linear(act(linear(x[tok], w1[e])), w2[e])      # V_e σ(U_e x) on the routed rows
-        y = y.index_add(0, tok, out * gates.reshape(-1)[pairs, None])
+        y = y.index_add(0, tok, (out * gates.reshape(-1)[pairs, None]).to(y.dtype))
     return y, r, keep, C
 
 

@@ -15,6 +15,13 @@ losses → backward → clip_grad_norm_ → AdamW (decay on every tensor of 2+ d
 has no "embed", as nn/optim.h) at the constant learning rate optim.lr (`monet bench` uses the
 constant rate too: a bench run is too short for the schedule's warm-up).
 
+Precision: run.precision "fp32" (the default) or "bf16". In bf16 the forward pass and the loss
+run under torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's own mixed-precision recipe:
+weights, gradients and AdamW state stay f32, backward runs outside autocast, and autocast's CPU
+lists decide the rest (in torch 1.13: linear / matmul / einsum in bf16; cross_entropy in f32;
+softmax and batch_norm keep their input's dtype; RMSNorm sees the f32 residual stream). run.gemm
+(the C++ GEMM backend) and any other run.* key this side has no use for are accepted and ignored.
+
 Initial weights: with --init, the C++ model's own initial state (model.safetensors written by
 `monet bench`), so both sides start from identical weights and their losses can be compared step
 by step; without it, drawn here with the C++ scheme (N(0, 0.02²) matrices, unit norm gains, zero
@@ -24,11 +31,12 @@ configurations do not follow the C++ loss exactly.
 
 Prints one JSON object on stdout: step_seconds (the timed steps), losses (LM loss of every step,
 warm-up included), tokens_per_step, median_tokens_per_second, parameters, torch version and
-threads, OPENBLAS_NUM_THREADS, max_rss_bytes (getrusage of this process).
+threads, OPENBLAS_NUM_THREADS, precision, max_rss_bytes (getrusage of this process).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -74,9 +82,23 @@ def resolve_config(raw: dict) -> dict:
     optim = dict(name="adamw", lr=1e-3, min_lr=0, weight_decay=0.1, beta1=0.9, beta2=0.95,
                  eps=1e-8, warmup_steps=0, grad_clip=1.0)
     optim.update(raw.get("optim", {}))
-    run = dict(steps=1000, batch=16, seed=0, data="third_party/corpora/toy4")
-    run.update(raw.get("run", {}))
+    run = dict(steps=1000, batch=16, seed=0, data="third_party/corpora/toy4", precision="fp32",
+               gemm="auto")
+    run.update(raw.get("run", {}))  # keys this side does not use (run.gemm, ...) pass through
+    if run["precision"] not in PRECISIONS:
+        raise SystemExit(f"torch_bench: run.precision '{run['precision']}' is not known "
+                         f"(expected one of: {', '.join(PRECISIONS)})")
     return dict(model=model, optim=optim, run=run)
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast_for(precision: str):
+    """The forward + loss context: PyTorch's bf16 autocast on CPU, or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def apply_set(raw: dict, assignment: str):
@@ -344,6 +366,7 @@ def main():
         apply_set(raw, s)
     cfg = resolve_config(raw)
     m, run = cfg["model"], cfg["run"]
+    precision = run["precision"]
     B, T = run["batch"], m["context"]
     torch.manual_seed(run["seed"] + 2)  # the draws of noisy top-k / jitter (not the C++'s)
     state = load_state(a.init, cfg) if a.init else init_state(cfg, run["seed"])
@@ -364,9 +387,10 @@ def main():
     for step in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         x, y = batcher.next(B, T)
-        logits, aux = forward(x)
-        lm = F.cross_entropy(logits.reshape(B * T, -1), y.reshape(-1))
-        loss = lm + aux if aux is not None else lm
+        with autocast_for(precision):  # forward and loss; backward and the optimizer outside
+            logits, aux = forward(x)
+            lm = F.cross_entropy(logits.reshape(B * T, -1), y.reshape(-1))  # f32 under autocast
+            loss = lm + aux if aux is not None else lm
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if clip > 0:
@@ -384,7 +408,7 @@ def main():
     print(json.dumps({
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", ""),
-        "kind": m["ffn"]["kind"], "d": m["d"], "tokens_per_step": B * T,
+        "kind": m["ffn"]["kind"], "d": m["d"], "precision": precision, "tokens_per_step": B * T,
         "parameters": sum(int(math.prod(s)) for n, (s, _) in shapes.items() if "running_" not in n),
         "init": "file" if a.init else "drawn", "warmup": a.warmup,
         "step_seconds": times, "losses": losses,
