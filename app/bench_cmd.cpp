@@ -17,6 +17,14 @@ Command add_bench_command(CLI::App& app) {
       ->required();
   cmd->add_option("--set", o->sets,
                   "override a key of every config: --set model.d=256 (repeatable)");
+  cmd->add_option("--precision", o->precisions,
+                  "one row per precision of each config: fp32, bf16 or fp32,bf16")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->default_str("run.precision");
+  cmd->add_option("--gemm", o->gemm, "the CPU's GEMM library: auto, openblas or onednn")
+      ->check(CLI::IsMember({"auto", "openblas", "onednn"}))
+      ->default_str("run.gemm");
   cmd->add_option("--steps", o->steps, "timed steps per round")
       ->check(positive())
       ->capture_default_str();

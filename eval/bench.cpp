@@ -3,6 +3,9 @@
 #include "eval/bench.h"
 
 #include <cblas.h>
+#ifdef MONET_OPENMP
+#include <omp.h>
+#endif
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,9 +17,11 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "core/cpu/blas.h"
 #include "core/error.h"
 #include "core/flops.h"
 #include "core/memory.h"
+#include "train/config.h"
 #include "train/corpus.h"
 #include "train/model.h"
 #include "train/safetensors.h"
@@ -36,6 +41,8 @@ void BenchOptions::validate() const {
   MONET_CHECK(steps > 0, "bench: --steps must be positive, got {}", steps);
   MONET_CHECK(warmup >= 0, "bench: --warmup must be >= 0, got {}", warmup);
   MONET_CHECK(rounds > 0, "bench: --rounds must be positive, got {}", rounds);
+  for (const std::string& p : precisions) (void)parse_precision(p, "bench --precision");
+  if (!gemm.empty() && gemm != "auto") (void)parse_gemm_backend(gemm, "bench --gemm");
   MONET_CHECK(torch_threads > 0 && torch_blas_threads > 0,
               "bench: torch threads {} and BLAS threads {} must be positive", torch_threads,
               torch_blas_threads);
@@ -182,24 +189,41 @@ void torch_round(const fs::path& config_file, const fs::path& init_file, const B
   row.has_torch = true;
 }
 
+// "OpenBLAS fp32 180.2, oneDNN fp32 301.5, oneDNN bf16 610.0 GFLOP/s"
+std::string peaks_text(const std::vector<GemmPeak>& peaks) {
+  std::string s;
+  for (const GemmPeak& p : peaks)
+    s += fmt::format("{}{} {} {:.1f}", s.empty() ? "" : ", ", gemm_backend_name(p.mode.backend),
+                     precision_name(p.mode.precision), p.gflops);
+  return s + " GFLOP/s";
+}
+
+// The threads a parallel region gets (OpenMP's, which OpenBLAS and oneDNN share).
+int omp_threads() {
+#ifdef MONET_OPENMP
+  return omp_get_max_threads();
+#else
+  return openblas_get_num_threads();
+#endif
+}
+
 std::string fmt_mib(double bytes) {
   return fmt::format("{:.0f}", bytes / (1024.0 * 1024.0));
 }
 
 }  // namespace
 
-double measure_sgemm_gflops(int64_t n, double seconds) {
+double measure_gemm_gflops(GemmMode mode, int64_t n, double seconds) {
   std::vector<float> a(n * n), b(n * n), c(n * n);
   for (int64_t i = 0; i < n * n; ++i) {
     a[i] = static_cast<float>((i * 7 % 13) - 6) / 8.0f;
     b[i] = static_cast<float>((i * 5 % 11) - 5) / 8.0f;
   }
-  const int N = static_cast<int>(n);
   auto gemm = [&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a.data(), N, b.data(), N,
-                0.0f, c.data(), N);
+    cpu::gemm(mode, CblasNoTrans, CblasNoTrans, n, n, n, a.data(), n, b.data(), n, 0.0f, c.data(),
+              n);
   };
-  gemm();  // warm-up: thread start, page faults
+  gemm();  // warm-up: thread start, page faults, oneDNN's primitive
   int64_t calls = 0;
   const auto t0 = Clock::now();
   double dt = 0;
@@ -211,52 +235,78 @@ double measure_sgemm_gflops(int64_t n, double seconds) {
   return 2.0 * static_cast<double>(n * n * n) * static_cast<double>(calls) / dt / 1e9;
 }
 
+std::vector<GemmMode> peak_modes() {
+  std::vector<GemmMode> modes = {{GemmBackend::OpenBLAS, Precision::F32}};
+  for (GemmBackend b : built_gemm_backends())
+    if (b != GemmBackend::OpenBLAS) {
+      modes.push_back({b, Precision::F32});
+      modes.push_back({b, Precision::BF16});
+    }
+  return modes;
+}
+
 BenchResult run_bench(const BenchOptions& o, std::FILE* log) {
   o.validate();
   BenchResult res;
   res.options = o;
   TempFolder tmp;
   if (o.vs_torch) check_torch(o, tmp.path);
-  res.blas_threads = openblas_get_num_threads();
-  std::vector<double> all_peaks;
-  ByteTokenizer tokenizer;
-  for (size_t ci = 0; ci < o.configs.size(); ++ci) {
-    const Config cfg = load_config(o.configs[ci], o.sets);
-    BenchRow row;
-    row.config = fs::path(o.configs[ci]).stem().string();
-    row.kind = cfg.model.ffn.kind;
-    row.d = cfg.model.d;
-    row.layers = cfg.model.layers;
-    const Corpus corpus = Corpus::load(cfg.run.data, tokenizer);
-    const fs::path config_file = tmp.path / fmt::format("config_{}.json", ci);
-    const fs::path init_file = tmp.path / fmt::format("init_{}.safetensors", ci);
-    if (o.vs_torch) save_config(config_file, cfg);  // every key resolved: no defaults to guess
-    for (int r = 0; r < o.rounds; ++r) {
-      row.sgemm_samples.push_back(measure_sgemm_gflops(1024, o.peak_seconds));
-      if (log)
-        fmt::print(log, "bench: {} round {}/{}: sgemm 1024³ {:.1f} GFLOP/s ({} threads), C++\n",
-                   row.config, r + 1, o.rounds, row.sgemm_samples.back(), res.blas_threads);
-      cpp_round(cfg, corpus, o, r == 0, o.vs_torch ? init_file : fs::path(), row);
-      if (o.vs_torch) {
-        if (log) fmt::print(log, "bench: {} round {}/{}: PyTorch\n", row.config, r + 1, o.rounds);
-        torch_round(config_file, init_file, o, r == 0, tmp.path, row);
-      }
-    }
-    const double tokens = static_cast<double>(row.tokens_per_step);
-    const double cpp_median = median(row.cpp.step_seconds);
-    row.cpp.tokens_per_second = tokens / cpp_median;
-    row.gflops = row.step_flops / cpp_median / 1e9;
-    row.sgemm_gflops = median(row.sgemm_samples);
-    all_peaks.insert(all_peaks.end(), row.sgemm_samples.begin(), row.sgemm_samples.end());
-    if (row.has_torch) row.torch.tokens_per_second = tokens / median(row.torch.step_seconds);
+  res.threads = omp_threads();
+  for (const GemmMode& m : peak_modes()) {
+    res.peaks.push_back({m, measure_gemm_gflops(m, 1024, o.peak_seconds)});
     if (log)
-      fmt::print(log, "bench: {}: C++ {:.0f} tokens/s{}\n", row.config, row.cpp.tokens_per_second,
-                 row.has_torch
-                     ? fmt::format(", PyTorch {:.0f} tokens/s", row.torch.tokens_per_second)
-                     : std::string());
-    res.rows.push_back(std::move(row));
+      fmt::print(log, "bench: GEMM peak, {} {}: {:.1f} GFLOP/s (1024³, {} threads)\n",
+                 gemm_backend_name(m.backend), precision_name(m.precision), res.peaks.back().gflops,
+                 res.threads);
   }
-  res.sgemm_gflops = all_peaks.empty() ? 0.0 : median(all_peaks);
+  ByteTokenizer tokenizer;
+  int file_index = 0;
+  for (const std::string& config_path : o.configs) {
+    const Config base = load_config(config_path, o.sets);
+    const Corpus corpus = Corpus::load(base.run.data, tokenizer);
+    std::vector<std::string> precisions = o.precisions;
+    if (precisions.empty()) precisions.push_back(base.run.precision);
+    for (const std::string& precision : precisions) {
+      Config cfg = base;
+      cfg.run.precision = precision;
+      if (!o.gemm.empty()) cfg.run.gemm = o.gemm;
+      const GemmMode mode = gemm_mode_of(cfg.run);
+      BenchRow row;
+      row.config = fs::path(config_path).stem().string();
+      row.kind = cfg.model.ffn.kind;
+      row.precision = precision;
+      row.gemm = gemm_backend_name(mode.backend);
+      row.d = cfg.model.d;
+      row.layers = cfg.model.layers;
+      const std::string name = fmt::format("{} ({}, {})", row.config, row.precision, row.gemm);
+      const fs::path config_file = tmp.path / fmt::format("config_{}.json", file_index);
+      const fs::path init_file = tmp.path / fmt::format("init_{}.safetensors", file_index++);
+      if (o.vs_torch) save_config(config_file, cfg);  // every key resolved: no defaults to guess
+      for (int r = 0; r < o.rounds; ++r) {
+        row.peak_samples.push_back(measure_gemm_gflops(mode, 1024, o.peak_seconds));
+        if (log)
+          fmt::print(log, "bench: {} round {}/{}: GEMM peak {:.1f} GFLOP/s, C++\n", name, r + 1,
+                     o.rounds, row.peak_samples.back());
+        cpp_round(cfg, corpus, o, r == 0, o.vs_torch ? init_file : fs::path(), row);
+        if (o.vs_torch) {
+          if (log) fmt::print(log, "bench: {} round {}/{}: PyTorch\n", name, r + 1, o.rounds);
+          torch_round(config_file, init_file, o, r == 0, tmp.path, row);
+        }
+      }
+      const double tokens = static_cast<double>(row.tokens_per_step);
+      const double cpp_median = median(row.cpp.step_seconds);
+      row.cpp.tokens_per_second = tokens / cpp_median;
+      row.gflops = row.step_flops / cpp_median / 1e9;
+      row.peak_gflops = median(row.peak_samples);
+      if (row.has_torch) row.torch.tokens_per_second = tokens / median(row.torch.step_seconds);
+      if (log)
+        fmt::print(log, "bench: {}: C++ {:.0f} tokens/s{}\n", name, row.cpp.tokens_per_second,
+                   row.has_torch
+                       ? fmt::format(", PyTorch {:.0f} tokens/s", row.torch.tokens_per_second)
+                       : std::string());
+      res.rows.push_back(std::move(row));
+    }
+  }
   return res;
 }
 
@@ -267,9 +317,11 @@ std::string bench_markdown(const BenchResult& r) {
   std::string s = fmt::format(
       "## monet bench: training step (batch, forward, backward, clip, optimizer step), median of "
       "{} timed steps × {} round{} after {} warm-up\n\n"
-      "sgemm peak (1024³, OpenBLAS, {} threads): {:.1f} GFLOP/s, the median of measurements taken "
-      "before every C++ round of this run; each row's fraction is of its own rounds' median.",
-      o.steps, o.rounds, o.rounds > 1 ? "s" : "", o.warmup, r.blas_threads, r.sgemm_gflops);
+      "GEMM peaks (1024³, {} thread{}) at the start of this run: {}. Each row's fraction is of the "
+      "peak of its own backend and precision, the median of measurements taken before each of its "
+      "C++ rounds.",
+      o.steps, o.rounds, o.rounds > 1 ? "s" : "", o.warmup, r.threads, r.threads == 1 ? "" : "s",
+      peaks_text(r.peaks));
   if (torch) {
     const BenchRow& w =
         *std::find_if(r.rows.begin(), r.rows.end(), [](const BenchRow& x) { return x.has_torch; });
@@ -279,19 +331,19 @@ std::string bench_markdown(const BenchResult& r) {
         "on the same batches.",
         w.torch_version, w.torch_threads, w.torch_blas_threads);
   }
-  s += "\n\n| config | ffn | d | params | tokens/step | C++ tokens/s | GFLOP/step | GFLOP/s | "
-       "of sgemm peak | peak memory (MiB) |";
+  s += "\n\n| config | ffn | d | precision | gemm | params | tokens/step | C++ tokens/s | "
+       "GFLOP/step | GFLOP/s | of GEMM peak | peak memory (MiB) |";
   if (torch)
     s += " PyTorch tokens/s | C++ / PyTorch | PyTorch max RSS (MiB) | LM loss, last step: C++ / "
          "PyTorch |";
-  s += "\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|";
+  s += "\n|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|";
   if (torch) s += "---:|---:|---:|---:|";
   s += "\n";
   for (const BenchRow& w : r.rows) {
-    s += fmt::format("| {} | {} | {} | {} | {} | {:.0f} | {:.2f} | {:.1f} | {:.0f}% | {} |",
-                     w.config, w.kind, w.d, w.params, w.tokens_per_step, w.cpp.tokens_per_second,
-                     w.step_flops / 1e9, w.gflops,
-                     w.sgemm_gflops > 0 ? 100.0 * w.gflops / w.sgemm_gflops : 0.0,
+    s += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {:.0f} | {:.2f} | {:.1f} | {:.0f}% | {} |",
+                     w.config, w.kind, w.d, w.precision, w.gemm, w.params, w.tokens_per_step,
+                     w.cpp.tokens_per_second, w.step_flops / 1e9, w.gflops,
+                     w.peak_gflops > 0 ? 100.0 * w.gflops / w.peak_gflops : 0.0,
                      fmt_mib(static_cast<double>(w.peak_bytes)));
     if (torch) {
       if (w.has_torch) {
@@ -319,8 +371,8 @@ std::string bench_markdown(const BenchResult& r) {
   if (torch)
     s += "; PyTorch max RSS: the whole Python process (interpreter and libtorch included); LM "
          "loss: the first round's last step on each side, and the largest difference over its "
-         "steps (same initial weights, same batches: they differ by float32 rounding and by "
-         "routing choices it flips)";
+         "steps (same initial weights, same batches: they differ by float32 rounding, by bf16 "
+         "rounding in bf16 rows (PyTorch under torch.autocast), and by routing choices it flips)";
   s += ".\n";
   return s;
 }

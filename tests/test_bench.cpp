@@ -2,6 +2,7 @@
 // config: it must finish and print its row), the clean one-line errors of --vs-torch without an
 // interpreter or without torch, and the Markdown table on hand-made numbers. Nothing here checks
 // a timing.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -41,10 +42,32 @@ std::string error_line(const std::string& err) {
 TEST(CliBench, SmokeTwoSteps) {
   TempDir t("cli_bench_smoke");
   const BenchRun r = monet_in_source_dir(
-      "bench --config configs/bench_dense_d128.json --steps 2 --warmup 0 --rounds 1", t.path());
+      "bench --config configs/bench_dense_d128.json --steps 2 --warmup 0 --rounds 1 "
+      "--precision fp32,bf16 --set model.layers=1",
+      t.path());
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_NE(r.out.find("| bench_dense_d128 | dense | 128 |"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("sgemm peak"), std::string::npos) << r.out;
+  const std::string backend = monet::gemm_backend_name(monet::default_gemm_backend());
+  for (const char* p : {"fp32", "bf16"})
+    EXPECT_NE(r.out.find(fmt::format("| bench_dense_d128 | dense | 128 | {} | {} |", p, backend)),
+              std::string::npos)
+        << r.out;
+  EXPECT_NE(r.out.find("GEMM peaks (1024³"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("openblas fp32 "), std::string::npos) << r.out;
+#ifdef MONET_WITH_DNNL
+  EXPECT_NE(r.out.find("onednn bf16 "), std::string::npos) << r.out;
+#endif
+}
+
+TEST(CliBench, BadPrecisionOrGemmIsAUsageError) {
+  TempDir t("cli_bench_bad");
+  for (const char* args : {"--precision fp16", "--gemm mkl", "--precision fp32,half"}) {
+    const BenchRun r = monet_in_source_dir(
+        std::string("bench --config configs/bench_dense_d128.json --steps 1 ") + args, t.path());
+    EXPECT_EQ(r.status, 2) << args;
+    const std::string line = error_line(r.err);
+    EXPECT_NE(line.find(args[2] == 'p' ? "--precision" : "--gemm"), std::string::npos) << r.err;
+    EXPECT_EQ(line.find('\n'), line.size() - 1) << r.err;
+  }
 }
 
 TEST(CliBench, VsTorchWithoutInterpreterIsOneLineError) {
@@ -75,18 +98,21 @@ TEST(BenchMarkdown, RatioPeakFractionAndLosses) {
   monet::BenchResult r;
   r.options.steps = 3;
   r.options.rounds = 2;
-  r.sgemm_gflops = 60;  // the run's median: not what the row is compared with
-  r.blas_threads = 2;
+  r.peaks = {{{monet::GemmBackend::OpenBLAS, monet::Precision::F32}, 60},  // not the row's own
+             {{monet::GemmBackend::OneDNN, monet::Precision::BF16}, 600.5}};
+  r.threads = 2;
   monet::BenchRow w;
   w.config = "bench_x";
   w.kind = "dense";
+  w.precision = "bf16";
+  w.gemm = "onednn";
   w.d = 128;
   w.params = 1000;
   w.tokens_per_step = 2048;
   w.cpp.tokens_per_second = 3000;
   w.step_flops = 20e9;
   w.gflops = 20;  // a quarter of this row's peak
-  w.sgemm_gflops = 80;
+  w.peak_gflops = 80;
   w.peak_bytes = 3 << 20;
   w.cpp.losses = {5.0, 4.5};
   w.has_torch = true;
@@ -95,7 +121,12 @@ TEST(BenchMarkdown, RatioPeakFractionAndLosses) {
   w.torch.max_rss_bytes = 100 << 20;
   r.rows.push_back(w);
   const std::string md = monet::bench_markdown(r);
-  EXPECT_NE(md.find("| bench_x | dense | 128 | 1000 | 2048 | 3000 | 20.00 | 20.0 | 25% | 3 |"),
+  EXPECT_NE(
+      md.find("| bench_x | dense | 128 | bf16 | onednn | 1000 | 2048 | 3000 | 20.00 | 20.0 | 25% | 3 |"),
+      std::string::npos)
+      << md;
+  EXPECT_NE(md.find("(1024³, 2 threads) at the start of this run: openblas fp32 60.0, onednn bf16 "
+                    "600.5 GFLOP/s."),
             std::string::npos)
       << md;
   EXPECT_NE(md.find("| 1500 | 2.00× | 100 | 4.5000 / 4.2500 (max Δ 2.5e-01) |"), std::string::npos)
