@@ -340,11 +340,11 @@ std::string bench_markdown(const BenchResult& r) {
   if (torch) s += "---:|---:|---:|---:|";
   s += "\n";
   for (const BenchRow& w : r.rows) {
-    s += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {:.0f} | {:.2f} | {:.1f} | {:.0f}% | {} |",
-                     w.config, w.kind, w.d, w.precision, w.gemm, w.params, w.tokens_per_step,
-                     w.cpp.tokens_per_second, w.step_flops / 1e9, w.gflops,
-                     w.peak_gflops > 0 ? 100.0 * w.gflops / w.peak_gflops : 0.0,
-                     fmt_mib(static_cast<double>(w.peak_bytes)));
+    s += fmt::format(
+        "| {} | {} | {} | {} | {} | {} | {} | {:.0f} | {:.2f} | {:.1f} | {:.0f}% | {} |", w.config,
+        w.kind, w.d, w.precision, w.gemm, w.params, w.tokens_per_step, w.cpp.tokens_per_second,
+        w.step_flops / 1e9, w.gflops, w.peak_gflops > 0 ? 100.0 * w.gflops / w.peak_gflops : 0.0,
+        fmt_mib(static_cast<double>(w.peak_bytes)));
     if (torch) {
       if (w.has_torch) {
         std::string loss = "-";

@@ -3,10 +3,11 @@
 //   monet bench --config FILE [--config FILE2 ...] [--precision fp32,bf16] [--gemm B]
 //               [--steps N] [--warmup W] [--rounds R] [--vs-torch] [--set key=value ...]
 //
-// For each config and precision (one row each; the config's run.precision when none is given): the model, optimizer and data of `monet train` (train/trainer.h's train_step:
-// batch → forward → LM loss + aux losses → backward → clip → optimizer step, at the constant
-// learning rate optim.lr), W untimed steps then N timed ones, R rounds, each round from the same
-// initial weights and the same batches. Reported per config:
+// For each config and precision (one row each; the config's run.precision when none is given): the
+// model, optimizer and data of `monet train` (train/trainer.h's train_step: batch → forward → LM
+// loss + aux losses → backward → clip → optimizer step, at the constant learning rate optim.lr), W
+// untimed steps then N timed ones, R rounds, each round from the same initial weights and the same
+// batches. Reported per config:
 //   - tokens/s: B·T over the median step time of every timed step (batch drawing included);
 //   - FLOPs of one step as the ops count them (core/flops.h FlopCounter over the first step),
 //     achieved GFLOP/s = FLOPs / median step time, and its fraction of the GEMM peak of the mode

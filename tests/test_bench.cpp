@@ -121,9 +121,9 @@ TEST(BenchMarkdown, RatioPeakFractionAndLosses) {
   w.torch.max_rss_bytes = 100 << 20;
   r.rows.push_back(w);
   const std::string md = monet::bench_markdown(r);
-  EXPECT_NE(
-      md.find("| bench_x | dense | 128 | bf16 | onednn | 1000 | 2048 | 3000 | 20.00 | 20.0 | 25% | 3 |"),
-      std::string::npos)
+  EXPECT_NE(md.find("| bench_x | dense | 128 | bf16 | onednn | 1000 | 2048 | 3000 | 20.00 | 20.0 | "
+                    "25% | 3 |"),
+            std::string::npos)
       << md;
   EXPECT_NE(md.find("(1024³, 2 threads) at the start of this run: openblas fp32 60.0, onednn bf16 "
                     "600.5 GFLOP/s."),
