@@ -4,9 +4,11 @@
 // In bf16, each operand is rounded into a dense per-thread buffer laid out as it lies in memory
 // (the transpose flag is kept, the leading dimension becomes its row length). The rounding costs
 // O(MK + KN) against the product's O(MNK); PyTorch's autocast rounds its inputs the same way.
+#include <algorithm>
 #include <vector>
 
 #include "core/cpu/blas.h"
+#include "core/cpu/parallel.h"
 
 namespace monet::cpu {
 namespace {
@@ -21,19 +23,25 @@ Block stored(CBLAS_TRANSPOSE t, int64_t r, int64_t c) {
 
 // The operand rounded to bf16, densely: `out` gets rows·cols values, row length cols. T is uint16_t
 // (bf16 bits, for oneDNN) or float (the rounded value, for the OpenBLAS emulation).
+// Memory-bound: on the op's own thread the rows are split over the pool, inside a kernel's
+// parallel loop (attention) it runs in that thread.
 template <class T>
 void round_operand(const float* x, int64_t ld, Block b, std::vector<T>& out) {
   out.resize(static_cast<size_t>(b.rows * b.cols));
-  for (int64_t i = 0; i < b.rows; ++i) {
-    const float* src = x + i * ld;
-    T* dst = out.data() + i * b.cols;
-    for (int64_t j = 0; j < b.cols; ++j) {
-      if constexpr (sizeof(T) == 2)
-        dst[j] = to_bf16(src[j]);
-      else
-        dst[j] = from_bf16(to_bf16(src[j]));
-    }
-  }
+  T* base = out.data();
+  parallel_for(b.rows, std::max<int64_t>(1, kElementGrain / std::max<int64_t>(1, b.cols)),
+               [&](int64_t r0, int64_t r1) {
+                 for (int64_t i = r0; i < r1; ++i) {
+                   const float* src = x + i * ld;
+                   T* dst = base + i * b.cols;
+                   for (int64_t j = 0; j < b.cols; ++j) {
+                     if constexpr (sizeof(T) == 2)
+                       dst[j] = to_bf16(src[j]);
+                     else
+                       dst[j] = from_bf16(to_bf16(src[j]));
+                   }
+                 }
+               });
 }
 
 }  // namespace
