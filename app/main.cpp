@@ -11,13 +11,16 @@
 // `monet COMMAND --help` lists each command's options with their defaults.
 #include <cblas.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <exception>
+#include <ranges>
 #include <vector>
 
 #include "app/command.h"
+#include "core/gemm_mode.h"
 #include "util/suggest.h"
 
 using namespace monet;
@@ -101,8 +104,12 @@ int main(int argc, char** argv) {
     for (const app::Command& c : commands) {
       if (!c.cli->parsed()) continue;
       if (c.cli->get_name() != "help" && c.cli->get_name() != "kinds")
-        fmt::print(stderr, "monet {} | OpenBLAS {} ({} threads)\n", MONET_VERSION,
-                   openblas_get_corename(), openblas_get_num_threads());
+        fmt::print(
+            stderr, "monet {} | GEMM {} by default (built: {}) | OpenBLAS {} ({} thread{})\n",
+            MONET_VERSION, gemm_backend_name(default_gemm_backend()),
+            fmt::join(built_gemm_backends() | std::views::transform(gemm_backend_name), ", "),
+            openblas_get_corename(), openblas_get_num_threads(),
+            openblas_get_num_threads() == 1 ? "" : "s");
       return c.run();
     }
     fmt::print("{}", app.help());

@@ -7,13 +7,33 @@
 namespace monet {
 
 // float32 is the working type. float64 exists so gradient checks can run the very same kernels in
-// double precision; int32 holds indices (token ids, top-k indices, targets). bf16/f16 would be added
-// here and in the dtype switch macros below (MONET_SWITCH_FLOAT, MONET_SWITCH_ALL).
-enum class DType : uint8_t { F32, F64, I32 };
+// double precision; int32 holds indices (token ids, top-k indices, targets). bfloat16 is a storage
+// type only (weights kept small in checkpoints): copies and casts convert to and from it (rounding
+// to nearest even), and no op computes in it — `.to(DType::F32)` first. The products of bf16
+// mixed precision (core/gemm_mode.h) round their f32 inputs inside the GEMM, not through tensors.
+enum class DType : uint8_t { F32, F64, I32, BF16 };
 
-inline size_t dtype_size(DType t) { return t == DType::F64 ? 8 : 4; }
+inline size_t dtype_size(DType t) {
+  return t == DType::F64 ? 8 : t == DType::BF16 ? 2 : 4;
+}
 inline bool is_floating(DType t) { return t == DType::F32 || t == DType::F64; }
-std::string dtype_name(DType t);  // "F32", "F64", "I32": the safetensors spelling
+std::string dtype_name(DType t);  // "F32", "F64", "I32", "BF16": the safetensors spelling
+
+// float ↔ bfloat16 bits: round to nearest even (NaN stays a quiet NaN, the largest floats round
+// to infinity); the way back is exact.
+inline uint16_t to_bf16(float x) {
+  uint32_t u = 0;
+  __builtin_memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+inline float from_bf16(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float x = 0;
+  __builtin_memcpy(&x, &u, 4);
+  return x;
+}
 
 template <class T>
 constexpr DType dtype_of();
@@ -61,21 +81,24 @@ struct Device {
   }()
 
 // Same, for every dtype (copies, gathers): integer tensors too.
-#define MONET_SWITCH_ALL(DT, OPNAME, ...)                                                      \
-  [&] {                                                                                         \
-    switch (DT) {                                                                               \
-      case ::monet::DType::F32: {                                                               \
-        using scalar_t = float;                                                                 \
-        return __VA_ARGS__();                                                                   \
-      }                                                                                         \
-      case ::monet::DType::F64: {                                                               \
-        using scalar_t = double;                                                                \
-        return __VA_ARGS__();                                                                   \
-      }                                                                                         \
-      case ::monet::DType::I32: {                                                               \
-        using scalar_t = int32_t;                                                               \
-        return __VA_ARGS__();                                                                   \
-      }                                                                                         \
-    }                                                                                           \
-    throw ::monet::Error(::fmt::format("{}: unknown dtype", OPNAME));                           \
+#define MONET_SWITCH_ALL(DT, OPNAME, ...)                                                          \
+  [&] {                                                                                            \
+    switch (DT) {                                                                                  \
+      case ::monet::DType::F32: {                                                                  \
+        using scalar_t = float;                                                                    \
+        return __VA_ARGS__();                                                                      \
+      }                                                                                            \
+      case ::monet::DType::F64: {                                                                  \
+        using scalar_t = double;                                                                   \
+        return __VA_ARGS__();                                                                      \
+      }                                                                                            \
+      case ::monet::DType::I32: {                                                                  \
+        using scalar_t = int32_t;                                                                  \
+        return __VA_ARGS__();                                                                      \
+      }                                                                                            \
+      case ::monet::DType::BF16:                                                                   \
+        break;                                                                                     \
+    }                                                                                              \
+    throw ::monet::Error(::fmt::format(                                                            \
+        "{}: BF16 is a storage type, no op computes in it: convert with .to(F32) first", OPNAME)); \
   }()

@@ -13,6 +13,8 @@ std::string dtype_name(DType t) {
     case DType::F32: return "F32";
     case DType::F64: return "F64";
     case DType::I32: return "I32";
+    case DType::BF16:
+      return "BF16";
   }
   return "?";
 }

@@ -48,7 +48,7 @@ std::string mode_name(const GemmMode& m) {
 }
 
 float bf16(float x) {
-  return cpu::from_bf16(cpu::to_bf16(x));
+  return from_bf16(to_bf16(x));
 }
 
 }  // namespace
@@ -93,7 +93,7 @@ TEST(GemmMode, ScopesNestAndRestore) {
 }
 
 TEST(Bf16, RoundsToNearestEvenAndKeepsSpecials) {
-  EXPECT_EQ(cpu::to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(to_bf16(1.0f), 0x3f80);
   EXPECT_EQ(bf16(1.0f + std::ldexp(1.0f, -8)), 1.0f);  // a tie: to the even 1.0
   EXPECT_EQ(bf16(1.0f + 3 * std::ldexp(1.0f, -8)), 1.0f + std::ldexp(1.0f, -6));  // a tie: up
   EXPECT_EQ(bf16(1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -20)),

@@ -239,3 +239,29 @@ TEST(Flops, BackwardCountsIntoTheForwardCategory) {
   EXPECT_EQ(c.by_category().at("routing"), 3 * 2 * 8 * 16 * 32);
   EXPECT_GT(c.by_category().at("other"), 0);
 }
+
+// BF16 is a storage type (core/dtype.h): casts in and out round to nearest even through float,
+// and an op given a BF16 tensor says to convert it first.
+TEST(TensorBf16, CastsRoundToNearestEvenAndOpsRefuseIt) {
+  const std::vector<float> v = {1.0f, 1.00390625f, 1.01171875f, -3.14159f, 65504.0f, 1e-20f};
+  Tensor x = from_vector<float>(v, {2, 3});
+  Tensor h = x.to(DType::BF16);
+  EXPECT_EQ(h.dtype(), DType::BF16);
+  EXPECT_EQ(h.storage()->nbytes(), 6 * 2u);
+  std::vector<float> want;
+  for (float f : v) want.push_back(from_bf16(to_bf16(f)));
+  EXPECT_EQ(h.to(DType::F32).to_vector<float>(), want);
+  EXPECT_EQ(want[1], 1.0f);       // 1 + 2⁻⁸ is a tie: to the even 1
+  EXPECT_EQ(want[2], 1.015625f);  // 1 + 3·2⁻⁸ is a tie: to the even 1 + 2⁻⁶
+  EXPECT_EQ(x.to(DType::F64).to(DType::BF16).to(DType::F32).to_vector<float>(), want);
+  EXPECT_EQ(from_vector<int32_t>({3, -257}, {2}).to(DType::BF16).to(DType::F32).to_vector<float>(),
+            (std::vector<float>{3.0f, -256.0f}));  // 257 needs 9 bits: to the even 256
+  Tensor t = h.transpose(0, 1).to(DType::F32);     // a strided BF16 view
+  EXPECT_EQ(t.contiguous().to_vector<float>()[1], want[3]);
+  try {
+    (void)add(h, h);
+    ADD_FAILURE() << "add accepted BF16";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("BF16 is a storage type"), std::string::npos) << e.what();
+  }
+}

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/ops.h"
@@ -40,6 +41,7 @@ TEST(TrainSafetensors, RoundTripEveryDtypeWithMetadata) {
       {"empty.i32", zeros({0}, DType::I32)},
       {"view.t", randn({3, 4}, g).transpose(0, 1)},  // non-contiguous: saved row-major
       {"scalar.i32", scalar(-7, DType::I32)},
+      {"w.bf16", randn({3, 2}, g).to(DType::BF16)},  // storage only: 2 bytes an element
   };
   const Metadata meta = {{"format", "pt"}, {"step", "12"}};
   const auto path = dir / "m.safetensors";
@@ -53,6 +55,10 @@ TEST(TrainSafetensors, RoundTripEveryDtypeWithMetadata) {
   EXPECT_EQ(header["__metadata__"]["step"], "12");
   EXPECT_EQ(header["w.f32"]["data_offsets"], nlohmann::json({0, 24}));
   EXPECT_EQ(header["scalar"]["shape"], nlohmann::json::array());
+  EXPECT_EQ(header["w.bf16"]["dtype"], "BF16");
+  EXPECT_EQ(header["w.bf16"]["data_offsets"][1].get<int>() -
+                header["w.bf16"]["data_offsets"][0].get<int>(),
+            12);
 
   Safetensors out = load_safetensors(path);
   EXPECT_EQ(out.metadata, meta);
@@ -66,6 +72,9 @@ TEST(TrainSafetensors, RoundTripEveryDtypeWithMetadata) {
     EXPECT_TRUE(t.device().is_cpu());
     if (t.dtype() == DType::I32) {
       EXPECT_EQ(t.to_vector<int32_t>(), in[i].second.to_vector<int32_t>());
+    } else if (t.dtype() == DType::BF16) {
+      EXPECT_EQ(t.to(DType::F32).to_vector<float>(),
+                in[i].second.to(DType::F32).to_vector<float>());
     } else {
       EXPECT_EQ(t.to_vector<double>(), in[i].second.to_vector<double>());  // bit-exact
     }
@@ -73,6 +82,21 @@ TEST(TrainSafetensors, RoundTripEveryDtypeWithMetadata) {
   EXPECT_EQ(out.tensors[3].second.item(), 3.25);
   // Encoding what was loaded gives the same bytes.
   EXPECT_EQ(encode_safetensors(out.tensors, out.metadata), bytes);
+}
+
+// bfloat16 bits as another writer (PyTorch's safetensors) stores them: the top half of a float32.
+TEST(TrainSafetensors, ReadsBf16BitsWrittenByHand) {
+  TempDir dir("st_bf16");
+  const auto path = dir / "h.safetensors";
+  const std::vector<uint16_t> bits = {0x3f80, 0xc020, 0x0000, 0x7f80};  // 1, -2.5, 0, +inf
+  write_file_atomic(
+      path, file_bytes(R"({"w":{"dtype":"BF16","shape":[2,2],"data_offsets":[0,8]}})", raw(bits)));
+  Safetensors st = load_safetensors(path);
+  ASSERT_EQ(st.tensors.size(), 1u);
+  const Tensor& w = st.tensors[0].second;
+  EXPECT_EQ(w.dtype(), DType::BF16);
+  EXPECT_EQ(w.to(DType::F32).to_vector<float>(),
+            (std::vector<float>{1.0f, -2.5f, 0.0f, std::numeric_limits<float>::infinity()}));
 }
 
 TEST(TrainSafetensors, LoadsAFileWrittenByHand) {
@@ -120,8 +144,8 @@ TEST(TrainSafetensors, RefusesCorruptFiles) {
   EXPECT_TRUE(ThrowsWith(decode(huge), {"header length", "exceeds"}));
   EXPECT_TRUE(ThrowsWith(decode(file_bytes("{not json", "")), {"not valid JSON"}));
   EXPECT_TRUE(ThrowsWith(decode(file_bytes("[1, 2]", "")), {"JSON object"}));
-  EXPECT_TRUE(ThrowsWith(decode(file_bytes(header({entry("x", "BF16", "[4]", 0, 8)}), d8)),
-                         {"'x'", "unsupported dtype", "BF16"}));
+  EXPECT_TRUE(ThrowsWith(decode(file_bytes(header({entry("x", "F16", "[4]", 0, 8)}), d8)),
+                         {"'x'", "unsupported dtype", "F16", "supported: F32, F64, I32, BF16"}));
   EXPECT_TRUE(ThrowsWith(decode(file_bytes(header({entry("x", "F32", "[3]", 0, 8)}), d8)),
                          {"'x'", "shape mismatch", "needs 12 bytes"}));
   EXPECT_TRUE(ThrowsWith(decode(file_bytes(header({entry("x", "F32", "[-2]", 0, 8)}), d8)),

@@ -29,7 +29,7 @@ struct Entry {
 };
 
 bool parse_dtype(const std::string& s, DType& out) {
-  for (DType t : {DType::F32, DType::F64, DType::I32}) {
+  for (DType t : {DType::F32, DType::F64, DType::I32, DType::BF16}) {
     if (dtype_name(t) == s) {
       out = t;
       return true;
@@ -49,8 +49,8 @@ Entry parse_entry(const std::string& name, const OrderedJson& j, uint64_t data_s
   Entry e{name, DType::F32, {}, 0, 0};
   const OrderedJson& dt = j["dtype"];
   MONET_CHECK(dt.is_string() && parse_dtype(dt.get<std::string>(), e.dtype),
-              "{}: tensor '{}' has unsupported dtype {} (supported: F32, F64, I32)", where, name,
-              dt.dump());
+              "{}: tensor '{}' has unsupported dtype {} (supported: F32, F64, I32, BF16)", where,
+              name, dt.dump());
   const OrderedJson& shape = j["shape"];
   MONET_CHECK(shape.is_array(), "{}: tensor '{}' shape must be a list, got {}", where, name,
               shape.dump());

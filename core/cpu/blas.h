@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "core/dtype.h"
 #include "core/gemm_mode.h"
 
 namespace monet::cpu {
@@ -21,21 +22,6 @@ inline void gemm(const GemmMode& /*mode*/, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE t
                  int64_t N, int64_t K, const double* A, int64_t lda, const double* B, int64_t ldb,
                  double beta, double* C, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, 1.0, A, lda, B, ldb, beta, C, ldc);
-}
-
-// Round to bfloat16, nearest even (NaN stays a quiet NaN): the bits, and the float they stand for.
-inline uint16_t to_bf16(float x) {
-  uint32_t u = 0;
-  __builtin_memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-inline float from_bf16(uint16_t h) {
-  const uint32_t u = static_cast<uint32_t>(h) << 16;
-  float x = 0;
-  __builtin_memcpy(&x, &u, 4);
-  return x;
 }
 
 #ifdef MONET_WITH_DNNL

@@ -87,9 +87,42 @@ using namespace detail;
 
 // ---- copy_ / fill_: the strided kernels under contiguous, cast, concat and slice backward ----
 
+// copy_ into or out of BF16 storage (dtype.h): through float, rounding to nearest even into it.
+static void copy_bf16(const Tensor& dst, const Tensor& src, const Shape& sst) {
+  check_cpu("copy_ (BF16 is stored on the CPU only)", dst);
+  auto each = [&](auto&& f) {
+    cpu::parallel_strided_loop<2>(dst.shape(), {dst.strides(), sst}, {dst.offset(), src.offset()},
+                                  cpu::kElementGrain, f);
+  };
+  if (dst.dtype() == DType::BF16 && src.dtype() == DType::BF16) {
+    auto* d = static_cast<uint16_t*>(dst.storage()->data());
+    const auto* s = static_cast<const uint16_t*>(src.storage()->data());
+    each([&](const std::array<int64_t, 2>& o) { d[o[0]] = s[o[1]]; });
+  } else if (dst.dtype() == DType::BF16) {
+    auto* d = static_cast<uint16_t*>(dst.storage()->data());
+    MONET_SWITCH_ALL(src.dtype(), "copy_", [&] {
+      const auto* s = static_cast<const scalar_t*>(src.storage()->data());
+      each(
+          [&](const std::array<int64_t, 2>& o) { d[o[0]] = to_bf16(static_cast<float>(s[o[1]])); });
+    });
+  } else {
+    const auto* s = static_cast<const uint16_t*>(src.storage()->data());
+    MONET_SWITCH_ALL(dst.dtype(), "copy_", [&] {
+      auto* d = static_cast<scalar_t*>(dst.storage()->data());
+      each([&](const std::array<int64_t, 2>& o) {
+        d[o[0]] = static_cast<scalar_t>(from_bf16(s[o[1]]));
+      });
+    });
+  }
+}
+
 void copy_(const Tensor& dst, const Tensor& src) {
   check_same_device("copy_", dst, src);
   Shape sst = broadcast_strides(src, dst.shape());
+  if (dst.dtype() == DType::BF16 || src.dtype() == DType::BF16) {
+    if (!dst.device().is_meta()) copy_bf16(dst, src, sst);
+    return;
+  }
 #ifdef MONET_WITH_CUDA
   if (dst.device().is_cuda()) {
     cuda::copy(dst.dtype(), dst.storage()->data(), src.dtype(), src.storage()->data(),
