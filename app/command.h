@@ -12,6 +12,8 @@
 #include <functional>
 #include <string>
 
+#include "train/config.h"
+
 namespace monet::app {
 
 struct Command {
@@ -60,6 +62,12 @@ inline void add_gemm_options(CLI::App* cmd, GemmArgs& g, const std::string& defa
   cmd->add_option("--precision", g.precision, "fp32, or bf16 products with f32 accumulation")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->default_str(defaults_from.empty() ? "fp32" : defaults_from + ".precision");
+}
+// The mode of a loaded checkpoint: its run.gemm and run.precision, unless the options say others.
+inline GemmMode checkpoint_gemm_mode(const GemmArgs& g, RunConfig run) {
+  if (!g.gemm.empty()) run.gemm = g.gemm;
+  if (!g.precision.empty()) run.precision = g.precision;
+  return gemm_mode_of(run);
 }
 
 Command add_train_command(CLI::App& app);

@@ -38,11 +38,7 @@ Command add_eval_command(CLI::App& app) {
   return {cmd, [a] {
             Config cfg;
             auto model = load_model(a->ckpt, &cfg, parse_device(a->device));
-            // The checkpoint's products (run.gemm, run.precision) unless the options say others.
-            RunConfig run = cfg.run;
-            if (!a->gemm.gemm.empty()) run.gemm = a->gemm.gemm;
-            if (!a->gemm.precision.empty()) run.precision = a->gemm.precision;
-            const GemmScope gemm(gemm_mode_of(run));
+            const GemmScope gemm(checkpoint_gemm_mode(a->gemm, cfg.run));
             ByteTokenizer tok;
             const std::string folder = a->data.empty() ? cfg.run.data : a->data;
             // The progress line of training: live on a terminal, a line per tenth in a log.

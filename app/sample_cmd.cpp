@@ -13,6 +13,7 @@ Command add_sample_command(CLI::App& app) {
   struct Args {
     std::string ckpt, prompt, device = "cpu";
     SampleOptions so;
+    GemmArgs gemm;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("sample", "generate text from a checkpoint (KV cache)");
@@ -29,8 +30,11 @@ Command add_sample_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--seed", a->so.seed, "random seed")->capture_default_str();
   add_device_option(cmd, a->device);
+  add_gemm_options(cmd, a->gemm, "the checkpoint's run");
   return {cmd, [a] {
-            auto model = load_model(a->ckpt, nullptr, parse_device(a->device));
+            Config cfg;
+            auto model = load_model(a->ckpt, &cfg, parse_device(a->device));
+            const GemmScope gemm(checkpoint_gemm_mode(a->gemm, cfg.run));
             ByteTokenizer tok;
             auto note = [](const std::string& s) { fmt::print(stderr, "sample: {}\n", s); };
             fmt::print("{}\n", tok.decode(sample(*model, tok.encode(a->prompt), a->so, note)));

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/flops.h"
+#include "core/gemm_mode.h"
 #include "core/memory.h"
 #include "core/ops.h"
 #include "core/random.h"
@@ -303,10 +304,12 @@ TableResult run_table(const TableOptions& o, const TableProgress& progress) {
   TableResult res;
   res.options = o;
   res.threads = openblas_get_num_threads();
-  res.device_name = o.device.is_cpu()
-                        ? fmt::format("cpu, OpenBLAS {} ({} thread{})", openblas_get_corename(),
-                                      res.threads, res.threads == 1 ? "" : "s")
-                        : "cuda";
+  res.device_name = o.device.is_cpu() ? fmt::format("cpu, {} {} GEMM (OpenBLAS {}), {} thread{}",
+                                                    gemm_backend_name(gemm_mode().backend),
+                                                    precision_name(gemm_mode().precision),
+                                                    openblas_get_corename(), res.threads,
+                                                    res.threads == 1 ? "" : "s")
+                                      : "cuda";
 #ifdef MONET_WITH_CUDA
   if (o.device.is_cuda()) res.device_name = "cuda: " + cuda::device_name();
 #endif

@@ -165,3 +165,33 @@ TEST(Cli, EvalJsonHasTheTablesNumbersAtFullPrecision) {
   }
   EXPECT_EQ(j.at("results")[2].at("domain"), "all");
 }
+
+// `eval` and `sample` run in the checkpoint's GEMM mode unless --gemm / --precision say otherwise:
+// every backend and precision gives the fp32 OpenBLAS loss within bf16 rounding, and greedy
+// samples of the fp32 backends are the same text.
+TEST(Cli, EvalAndSampleTakeGemmAndPrecision) {
+  TempDir t("cli_gemm");
+  const std::string ck = std::string(MONET_SOURCE_DIR) + "/tests/data/v0_checkpoints/smoe";
+  const std::string data = std::string(MONET_SOURCE_DIR) + "/tests/data/v0_checkpoints/data";
+  auto loss = [&](const std::string& opts) {
+    const nlohmann::json j = nlohmann::json::parse(
+        monet_stdout("eval --json --ckpt " + ck + " --data " + data + " " + opts, t.path()));
+    return j.at("results")[2].at("loss").get<double>();
+  };
+  const double ref = loss("--gemm openblas --precision fp32");
+  for (const std::string backend : {"openblas", "auto"}) {
+    EXPECT_NEAR(loss("--gemm " + backend + " --precision fp32"), ref, 1e-5) << backend;
+    const double bf = loss("--gemm " + backend + " --precision bf16");
+    EXPECT_NEAR(bf, ref, 0.01) << backend;
+    EXPECT_NE(bf, ref) << backend << ": bf16 changed nothing";
+  }
+  auto text = [&](const std::string& opts) {
+    return monet_stdout("sample --ckpt " + ck + " --prompt ab --tokens 8 --temperature 0 " + opts,
+                        t.path());
+  };
+  EXPECT_EQ(text("--gemm openblas"), text("--gemm auto"));
+  const std::string help = monet_stdout("sample --help", t.path());
+  EXPECT_NE(help.find("--precision TEXT:{fp32,bf16}=the checkpoint's run.precision"),
+            std::string::npos)
+      << help;
+}
