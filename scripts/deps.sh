@@ -2,7 +2,8 @@
 # Installs the Debian packages monet-cpp builds with, only those missing (fast when all are there).
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libfmt-dev libgtest-dev libgmock-dev
-      libbenchmark-dev nlohmann-json3-dev libcli11-dev libdnnl-dev)
+      libbenchmark-dev nlohmann-json3-dev libcli11-dev libdnnl-dev
+      libsentencepiece-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
 // Tokenizers turn text into int32 token ids and back. The interface is what the corpus, the
-// trainer and the sampler need; ByteTokenizer (one token per byte, vocab 256) is the only one for
-// now, and a BPE would be another subclass registered in make_tokenizer.
+// trainer and the sampler need. ByteTokenizer (one token per byte, vocab 256) is what models
+// trained here use; SentencePieceTokenizer (train/sentencepiece_tokenizer.h) reads the
+// `tokenizer.model` of LLaMA-style checkpoints.
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -1,0 +1,51 @@
+#include "train/sentencepiece_tokenizer.h"
+
+#include <sentencepiece_processor.h>
+
+#include "core/error.h"
+
+namespace monet {
+
+SentencePieceTokenizer::SentencePieceTokenizer(const std::filesystem::path& model_file)
+    : file_(model_file), sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
+  MONET_CHECK(std::filesystem::is_regular_file(model_file),
+              "tokenizer '{}' does not exist or is not a file", model_file.string());
+  const auto status = sp_->Load(model_file.string());
+  MONET_CHECK(status.ok(), "tokenizer '{}' is not a SentencePiece model ({})", model_file.string(),
+              status.ToString());
+}
+
+SentencePieceTokenizer::~SentencePieceTokenizer() = default;
+
+int64_t SentencePieceTokenizer::vocab_size() const {
+  return sp_->GetPieceSize();
+}
+
+int32_t SentencePieceTokenizer::bos_id() const {
+  return sp_->bos_id();
+}
+int32_t SentencePieceTokenizer::eos_id() const {
+  return sp_->eos_id();
+}
+
+std::vector<int32_t> SentencePieceTokenizer::encode(std::string_view text) const {
+  std::vector<int> ids;
+  const auto status = sp_->Encode(text, &ids);
+  MONET_CHECK(status.ok(), "tokenizer '{}': cannot encode the text ({})", file_.string(),
+              status.ToString());
+  return {ids.begin(), ids.end()};
+}
+
+std::string SentencePieceTokenizer::decode(const std::vector<int32_t>& ids) const {
+  const int64_t n = vocab_size();
+  for (size_t i = 0; i < ids.size(); ++i)
+    MONET_CHECK(ids[i] >= 0 && ids[i] < n,
+                "tokenizer '{}': cannot decode id {} at position {} (vocabulary {})",
+                file_.string(), ids[i], i, n);
+  std::string text;
+  const auto status = sp_->Decode(std::vector<int>(ids.begin(), ids.end()), &text);
+  MONET_CHECK(status.ok(), "tokenizer '{}': cannot decode ({})", file_.string(), status.ToString());
+  return text;
+}
+
+}  // namespace monet
