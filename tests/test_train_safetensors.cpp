@@ -9,6 +9,7 @@
 #include "core/random.h"
 #include "test_train_util.h"
 #include "train/safetensors.h"
+#include "train/safetensors_index.h"
 #include "util/fileio.h"
 
 namespace monet {
@@ -201,6 +202,70 @@ TEST(TrainSafetensors, RefusesBadInputsToSave) {
       {"duplicate", "'a'"}));
   EXPECT_TRUE(ThrowsWith([] { encode_safetensors({{"__metadata__", ones({1})}}); }, {"reserved"}));
   EXPECT_TRUE(ThrowsWith([] { encode_safetensors({{"u", Tensor()}}); }, {"'u'", "undefined"}));
+}
+
+}  // namespace
+}  // namespace monet
+
+namespace monet {
+namespace {
+
+// Two shards and their index, as Hugging Face writes a large checkpoint.
+void write_shards(const std::filesystem::path& dir, Generator& g) {
+  save_safetensors(dir / "model-00001-of-00002.safetensors",
+                   {{"a.weight", randn({2, 3}, g)}, {"b.weight", randn({4}, g).to(DType::BF16)}});
+  save_safetensors(dir / "model-00002-of-00002.safetensors", {{"c.bias", randn({3}, g)}});
+  write_file_atomic(dir / "model.safetensors.index.json",
+                    R"({"metadata": {"total_size": 44}, "weight_map": {
+                         "c.bias": "model-00002-of-00002.safetensors",
+                         "a.weight": "model-00001-of-00002.safetensors",
+                         "b.weight": "model-00001-of-00002.safetensors"}})");
+}
+
+TEST(TrainSafetensors, ShardedCheckpointLoadsEveryTensorOfItsIndex) {
+  TempDir dir("st_sharded");
+  Generator g(5);
+  write_shards(dir.path(), g);
+  const Safetensors st = load_model_safetensors(dir.path());
+  ASSERT_EQ(st.tensors.size(), 3u);
+  EXPECT_EQ(st.tensors[0].first, "a.weight");  // name order
+  EXPECT_EQ(st.tensors[1].second.dtype(), DType::BF16);
+  EXPECT_EQ(st.tensors[2].first, "c.bias");
+  EXPECT_EQ(st.tensors[2].second.shape(), (Shape{3}));
+  EXPECT_EQ(st.metadata.at("total_size"), "44");
+  // The same tensors as each shard holds them.
+  const Safetensors one = load_safetensors(dir / "model-00002-of-00002.safetensors");
+  EXPECT_EQ(st.tensors[2].second.to_vector<float>(), one.tensors[0].second.to_vector<float>());
+}
+
+TEST(TrainSafetensors, ShardedCheckpointErrorsNameTheIndexShardAndTensor) {
+  TempDir dir("st_sharded_bad");
+  Generator g(6);
+  write_shards(dir.path(), g);
+  const auto index = dir / "model.safetensors.index.json";
+  auto with_map = [&](const std::string& map) {
+    write_file_atomic(index, R"({"weight_map": )" + map + "}");
+    return [&] { load_model_safetensors(dir.path()); };
+  };
+  const std::string s1 = "model-00001-of-00002.safetensors",
+                    s2 = "model-00002-of-00002.safetensors";
+  EXPECT_TRUE(
+      ThrowsWith(with_map(R"({"a.weight": ")" + s1 + R"(", "b.weight": ")" + s1 +
+                          R"(", "c.bias": "model-00009.safetensors"})"),
+                 {"index.json", "shard 'model-00009.safetensors'", "'c.bias'", "does not exist"}));
+  EXPECT_TRUE(ThrowsWith(with_map(R"({"a.weight": ")" + s1 + R"(", "b.weight": ")" + s1 +
+                                  R"(", "c.bias": ")" + s2 + R"(", "d.weight": ")" + s2 + R"("})"),
+                         {"tensor 'd.weight' is not in its shard", s2}));
+  EXPECT_TRUE(ThrowsWith(with_map(R"({"a.weight": ")" + s1 + R"(", "c.bias": ")" + s2 + R"("})"),
+                         {"shard '" + s1 + "' holds tensor 'b.weight'", "does not map"}));
+  EXPECT_TRUE(ThrowsWith(with_map(R"({"a.weight": "../x.safetensors"})"),
+                         {"'../x.safetensors'", "not a file name"}));
+  EXPECT_TRUE(ThrowsWith(with_map(R"({"a.weight": ")" + s1 + R"(", "a.weight": ")" + s1 + R"("})"),
+                         {"duplicated key 'weight_map.a.weight'"}));
+  EXPECT_TRUE(ThrowsWith(with_map("[]"), {"no \"weight_map\" object"}));
+  std::filesystem::remove(index);
+  EXPECT_TRUE(ThrowsWith([&] { load_model_safetensors(dir.path()); },
+                         {"neither model.safetensors nor model.safetensors.index.json"}));
 }
 
 }  // namespace
