@@ -51,6 +51,13 @@ TEST(SentencePiece, RoundTripsHeldOutTextInFewerTokensThanBytes) {
   for (int32_t id : ids) ASSERT_TRUE(id >= 0 && id < 512) << id;
   EXPECT_LT(ids.size(), text.size() * 3 / 4);  // a BPE of 512 pieces compresses English
   EXPECT_EQ(tok.decode(ids), text);
+  // The bytes the tokens stand for add up to the text's (bits per byte count them); control
+  // pieces stand for none.
+  int64_t bytes = 0;
+  for (int32_t id : ids) bytes += tok.token_bytes(id);
+  EXPECT_EQ(bytes, static_cast<int64_t>(text.size()));
+  EXPECT_EQ(tok.token_bytes(tok.bos_id()), 0);
+  EXPECT_EQ(tok.token_bytes(tok.eos_id()), 0);
 }
 
 TEST(SentencePiece, BadFilesAndIdsAreOneLineErrors) {

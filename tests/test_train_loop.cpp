@@ -216,3 +216,40 @@ TEST(TrainLoop, CudaRunMatchesTheCpuRun) {
   ASSERT_EQ(cpu.eval.size(), gpu.eval.size());
   for (size_t i = 0; i < cpu.eval.size(); ++i) EXPECT_NEAR(cpu.eval[i].loss, gpu.eval[i].loss, 1e-3);
 }
+
+namespace {
+// A tokenizer whose every token stands for `n` bytes of text, to check how bpb counts bytes.
+class WideTokens final : public monet::Tokenizer {
+ public:
+  explicit WideTokens(int64_t n) : n_(n) {}
+  int64_t vocab_size() const override { return 256; }
+  std::vector<int32_t> encode(std::string_view) const override { return {}; }
+  std::string decode(const std::vector<int32_t>&) const override { return ""; }
+  std::string name() const override { return "wide"; }
+  int64_t token_bytes(int32_t /*id*/) const override { return n_; }
+
+ private:
+  int64_t n_;
+};
+}  // namespace
+
+// bits per byte = total nats / ln 2 / the bytes the scored tokens stand for (the tokenizer's
+// token_bytes): with the byte tokenizer the mean loss / ln 2; with tokens of 3 bytes a third of
+// it, the loss per token unchanged.
+TEST(TrainEval, BitsPerByteDivideTotalNatsByTheTokensBytes) {
+  monet::Generator init(3);
+  monet::Config cfg = monet::parse_config(
+      nlohmann::json::parse(R"({"model": {"d": 16, "layers": 1, "heads": 2, "context": 8}})"));
+  auto model = monet::build_model(cfg.model, init);
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 100; ++i) ids.push_back(40 + i % 50);
+  const monet::DomainEval bytes = monet::evaluate_tokens(*model, "x", ids, 4, 8, 0);
+  EXPECT_EQ(bytes.bytes, bytes.tokens);
+  EXPECT_NEAR(bytes.bpb, bytes.loss / std::log(2.0), 1e-12);
+  const WideTokens wide(3);
+  const monet::DomainEval w = monet::evaluate_tokens(*model, "x", ids, 4, 8, 0, nullptr, wide);
+  EXPECT_EQ(w.tokens, bytes.tokens);
+  EXPECT_DOUBLE_EQ(w.loss, bytes.loss);
+  EXPECT_EQ(w.bytes, 3 * w.tokens);
+  EXPECT_NEAR(w.bpb, bytes.bpb / 3, 1e-12);
+}

@@ -11,12 +11,13 @@ namespace monet {
 
 DomainEval evaluate_tokens(nn::Transformer& model, const std::string& name,
                            const std::vector<int32_t>& tokens, int64_t batch, int64_t context,
-                           int64_t max_windows, const EvalProgress& progress) {
+                           int64_t max_windows, const EvalProgress& progress,
+                           const Tokenizer& tokenizer) {
   NoGradGuard ng;
   const bool was_training = model.is_training();
   model.eval();
   double nats = 0;
-  int64_t scored = 0;
+  int64_t scored = 0, bytes = 0;
   const std::vector<EvalBatch> batches =
       eval_batches(tokens, batch, context, max_windows, model.config().device);
   const int64_t total = static_cast<int64_t>(batches.size());
@@ -27,27 +28,32 @@ DomainEval evaluate_tokens(nn::Transformer& model, const std::string& name,
       nats +=
           cross_entropy(logits, b.targets, kIgnoreTarget).item() * static_cast<double>(b.scored);
       scored += b.scored;
+      for (int32_t id : b.targets.to(Device::cpu()).to_vector<int32_t>())
+        if (id != kIgnoreTarget) bytes += tokenizer.token_bytes(id);
     }
     if (progress) progress(i + 1, total, name);
   }
   model.train(was_training);
-  DomainEval e{name, scored ? nats / static_cast<double>(scored) : 0.0, 0.0, scored};
-  e.bpb = e.loss / std::log(2.0);  // byte tokenizer: one token per byte
+  DomainEval e{name, scored ? nats / static_cast<double>(scored) : 0.0, 0.0, scored, bytes};
+  e.bpb = bytes ? nats / std::log(2.0) / static_cast<double>(bytes) : 0.0;
   return e;
 }
 
 std::vector<DomainEval> evaluate(nn::Transformer& model, const std::vector<Domain>& domains,
                                  int64_t batch, int64_t context, int64_t max_windows,
-                                 const EvalProgress& progress) {
+                                 const EvalProgress& progress, const Tokenizer& tokenizer) {
   std::vector<DomainEval> out;
-  DomainEval all{"all", 0, 0, 0};
+  DomainEval all{"all", 0, 0, 0, 0};
+  double nats = 0;
   for (const Domain& d : domains) {
-    out.push_back(evaluate_tokens(model, d.name, d.val, batch, context, max_windows, progress));
-    all.loss += out.back().loss * static_cast<double>(out.back().tokens);
+    out.push_back(
+        evaluate_tokens(model, d.name, d.val, batch, context, max_windows, progress, tokenizer));
+    nats += out.back().loss * static_cast<double>(out.back().tokens);
     all.tokens += out.back().tokens;
+    all.bytes += out.back().bytes;
   }
-  if (all.tokens) all.loss /= static_cast<double>(all.tokens);
-  all.bpb = all.loss / std::log(2.0);
+  if (all.tokens) all.loss = nats / static_cast<double>(all.tokens);
+  if (all.bytes) all.bpb = nats / std::log(2.0) / static_cast<double>(all.bytes);
   out.push_back(all);
   return out;
 }
@@ -63,7 +69,11 @@ std::string eval_markdown(const std::vector<DomainEval>& ev) {
 nlohmann::json eval_json(const std::vector<DomainEval>& ev) {
   nlohmann::json j = nlohmann::json::array();
   for (const DomainEval& e : ev)
-    j.push_back({{"domain", e.domain}, {"loss", e.loss}, {"bpb", e.bpb}, {"tokens", e.tokens}});
+    j.push_back({{"domain", e.domain},
+                 {"loss", e.loss},
+                 {"bpb", e.bpb},
+                 {"tokens", e.tokens},
+                 {"bytes", e.bytes}});
   return j;
 }
 

@@ -28,6 +28,24 @@ int32_t SentencePieceTokenizer::eos_id() const {
   return sp_->eos_id();
 }
 
+int64_t SentencePieceTokenizer::token_bytes(int32_t id) const {
+  if (id < 0 || id >= vocab_size() || sp_->IsControl(id) || sp_->IsUnknown(id)) return 0;
+  if (sp_->IsByte(id)) return 1;
+  const std::string piece = sp_->IdToPiece(id);
+  const std::string_view space = "\xe2\x96\x81";  // U+2581, SentencePiece's whitespace mark
+  int64_t n = 0;
+  for (size_t i = 0; i < piece.size();) {
+    if (piece.compare(i, space.size(), space) == 0) {
+      n += 1;
+      i += space.size();
+    } else {
+      n += 1;
+      i += 1;
+    }
+  }
+  return n;
+}
+
 std::vector<int32_t> SentencePieceTokenizer::encode(std::string_view text) const {
   std::vector<int> ids;
   const auto status = sp_->Encode(text, &ids);

@@ -26,6 +26,9 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::vector<int32_t> encode(std::string_view text) const override;
   std::string decode(const std::vector<int32_t>& ids) const override;
   std::string name() const override { return "sentencepiece"; }
+  // A piece's UTF-8 bytes with "▁" counted as the one space it stands for; a byte-fallback piece
+  // <0xNN> is 1; control pieces (bos, eos) and unk are 0.
+  int64_t token_bytes(int32_t id) const override;
   int32_t bos_id() const;  // -1 when the model has none
   int32_t eos_id() const;
 

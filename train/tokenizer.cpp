@@ -20,6 +20,11 @@ std::string ByteTokenizer::decode(const std::vector<int32_t>& ids) const {
   return text;
 }
 
+const Tokenizer& byte_tokenizer() {
+  static const ByteTokenizer tok;
+  return tok;
+}
+
 std::unique_ptr<Tokenizer> make_tokenizer(const std::string& name) {
   if (name == "byte") return std::make_unique<ByteTokenizer>();
   throw Error(fmt::format("unknown tokenizer '{}' (known: byte)", name));

@@ -19,6 +19,9 @@ class Tokenizer {
   // Errors on an id outside [0, vocab_size()).
   virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
   virtual std::string name() const = 0;  // as written in configs and checkpoints
+  // How many bytes of text the token stands for: bits per byte divide a text's total nats by its
+  // bytes (train/evaluate.h), so models with different tokenizers compare on the same text.
+  virtual int64_t token_bytes(int32_t id) const = 0;
 };
 
 // Token i is the byte i: lossless on any byte string (UTF-8 or not).
@@ -28,7 +31,11 @@ class ByteTokenizer final : public Tokenizer {
   std::vector<int32_t> encode(std::string_view text) const override;
   std::string decode(const std::vector<int32_t>& ids) const override;
   std::string name() const override { return "byte"; }
+  int64_t token_bytes(int32_t /*id*/) const override { return 1; }
 };
+
+// The byte tokenizer every model trained here uses (one immutable instance).
+const Tokenizer& byte_tokenizer();
 
 // The tokenizer called `name` ("byte"); an error lists the known names.
 std::unique_ptr<Tokenizer> make_tokenizer(const std::string& name);
