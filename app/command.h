@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "train/config.h"
 
@@ -49,24 +50,31 @@ inline void add_device_option(CLI::App* cmd, std::string& device) {
   cmd->add_option("--device", device, "cpu or cuda")->default_str("cpu");
 }
 
-// --gemm and --precision: the CPU's products (core/gemm_mode.h); empty when not given.
+// --gemm and --precision: the CPU's products (core/gemm_mode.h); empty when not given. The
+// choices are those of run.gemm and run.precision (train/config.h).
 struct GemmArgs {
   std::string gemm, precision;
 };
+inline const std::vector<std::string> kGemmChoices = {"auto", "openblas", "onednn"};
+inline const std::vector<std::string> kPrecisionChoices = {"fp32", "bf16"};
 inline void add_gemm_options(CLI::App* cmd, GemmArgs& g, const std::string& defaults_from) {
   cmd->add_option("--gemm", g.gemm,
                   "the CPU's GEMM library: auto (oneDNN where built), openblas "
                   "or onednn")
-      ->check(CLI::IsMember({"auto", "openblas", "onednn"}))
+      ->check(CLI::IsMember(kGemmChoices))
       ->default_str(defaults_from.empty() ? "auto" : defaults_from + ".gemm");
   cmd->add_option("--precision", g.precision, "fp32, or bf16 products with f32 accumulation")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->check(CLI::IsMember(kPrecisionChoices))
       ->default_str(defaults_from.empty() ? "fp32" : defaults_from + ".precision");
+}
+// The options given, written over run.gemm and run.precision.
+inline void apply_gemm_args(const GemmArgs& g, RunConfig& run) {
+  if (!g.gemm.empty()) run.gemm = g.gemm;
+  if (!g.precision.empty()) run.precision = g.precision;
 }
 // The mode of a loaded checkpoint: its run.gemm and run.precision, unless the options say others.
 inline GemmMode checkpoint_gemm_mode(const GemmArgs& g, RunConfig run) {
-  if (!g.gemm.empty()) run.gemm = g.gemm;
-  if (!g.precision.empty()) run.precision = g.precision;
+  apply_gemm_args(g, run);
   return gemm_mode_of(run);
 }
 

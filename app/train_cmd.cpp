@@ -44,8 +44,7 @@ Command add_train_command(CLI::App& app) {
                   a->out.empty() ? fs::path("runs") / fs::path(a->config).stem() : fs::path(a->out);
             }
             if (!a->device.empty()) opt.config.run.device = a->device;
-            if (!a->gemm.gemm.empty()) opt.config.run.gemm = a->gemm.gemm;
-            if (!a->gemm.precision.empty()) opt.config.run.precision = a->gemm.precision;
+            apply_gemm_args(a->gemm, opt.config.run);
             opt.stop_at = a->stop_at;
             opt.force = a->force;
             const TrainResult r = train(opt);

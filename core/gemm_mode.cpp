@@ -5,11 +5,6 @@
 #include "core/error.h"
 
 namespace monet {
-namespace {
-thread_local bool g_scoped = false;
-thread_local GemmMode g_mode;
-}  // namespace
-
 std::string gemm_backend_name(GemmBackend b) {
   return b == GemmBackend::OneDNN ? "onednn" : "openblas";
 }
@@ -50,16 +45,23 @@ Precision parse_precision(std::string_view name, std::string_view what) {
   throw Error(fmt::format("{}: unknown precision '{}' (choose fp32 or bf16)", what, name));
 }
 
+namespace {
+// The calling thread's mode, the default until a GemmScope sets another.
+GemmMode& thread_mode() {
+  thread_local GemmMode mode{default_gemm_backend(), Precision::F32};
+  return mode;
+}
+}  // namespace
+
 GemmMode gemm_mode() {
-  return g_scoped ? g_mode : GemmMode{default_gemm_backend(), Precision::F32};
+  return thread_mode();
 }
 
 GemmScope::GemmScope(GemmMode mode) : prev_(gemm_mode()) {
-  g_mode = mode;
-  g_scoped = true;
+  thread_mode() = mode;
 }
 GemmScope::~GemmScope() {
-  g_mode = prev_;
+  thread_mode() = prev_;
 }
 
 }  // namespace monet

@@ -304,12 +304,13 @@ TableResult run_table(const TableOptions& o, const TableProgress& progress) {
   TableResult res;
   res.options = o;
   res.threads = openblas_get_num_threads();
-  res.device_name = o.device.is_cpu() ? fmt::format("cpu, {} {} GEMM (OpenBLAS {}), {} thread{}",
-                                                    gemm_backend_name(gemm_mode().backend),
-                                                    precision_name(gemm_mode().precision),
-                                                    openblas_get_corename(), res.threads,
-                                                    res.threads == 1 ? "" : "s")
-                                      : "cuda";
+  const GemmMode gemm = gemm_mode();
+  res.device_name =
+      o.device.is_cpu()
+          ? fmt::format("cpu, {} {} GEMM (OpenBLAS {}), {} thread{}",
+                        gemm_backend_name(gemm.backend), precision_name(gemm.precision),
+                        openblas_get_corename(), res.threads, res.threads == 1 ? "" : "s")
+          : "cuda";
 #ifdef MONET_WITH_CUDA
   if (o.device.is_cuda()) res.device_name = "cuda: " + cuda::device_name();
 #endif

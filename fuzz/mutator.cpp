@@ -21,6 +21,18 @@ std::string Mutator::mutate(std::string x, const std::vector<std::string>& pool)
   return x;
 }
 
+bool Mutator::digit_run(const std::string& x, size_t& at, size_t& end) {
+  auto digit = [&x](size_t i) { return std::isdigit(static_cast<unsigned char>(x[i])) != 0; };
+  std::vector<size_t> starts;
+  for (size_t i = 0; i < x.size(); ++i)
+    if (digit(i) && (i == 0 || !digit(i - 1))) starts.push_back(i);
+  if (starts.empty()) return false;
+  at = starts[below(starts.size())];
+  end = at;
+  while (end < x.size() && digit(end)) ++end;
+  return true;
+}
+
 void Mutator::mutate_once(std::string& x, const std::vector<std::string>& pool) {
   static const char kBytes[] = {'\0', 1,   0x7f, char(0x80), char(0xff), '"', '\\', '[', ']', '{',
                                 '}',  ',', ':',  '-',        '.',        'e', '0',  '9', ' ', '\n'};
@@ -84,15 +96,8 @@ void Mutator::mutate_once(std::string& x, const std::vector<std::string>& pool) 
       x.insert(pos(x), dict_[below(dict_.size())]);
       break;
     case 8: {  // a run of digits becomes a boundary number
-      std::vector<size_t> starts;
-      for (size_t i = 0; i < x.size(); ++i)
-        if (std::isdigit(static_cast<unsigned char>(x[i])) &&
-            (i == 0 || !std::isdigit(static_cast<unsigned char>(x[i - 1]))))
-          starts.push_back(i);
-      if (starts.empty()) break;
-      const size_t at = starts[below(starts.size())];
-      size_t end = at;
-      while (end < x.size() && std::isdigit(static_cast<unsigned char>(x[end]))) ++end;
+      size_t at = 0, end = 0;
+      if (!digit_run(x, at, end)) break;
       x.replace(at, end - at, kNumbers[below(std::size(kNumbers))]);
       break;
     }
@@ -114,15 +119,8 @@ void Mutator::mutate_once(std::string& x, const std::vector<std::string>& pool) 
       x.resize(pos(x));
       break;
     case 12: {  // a number becomes the same number in brackets, nested up to thousands deep
-      std::vector<size_t> starts;
-      for (size_t i = 0; i < x.size(); ++i)
-        if (std::isdigit(static_cast<unsigned char>(x[i])) &&
-            (i == 0 || !std::isdigit(static_cast<unsigned char>(x[i - 1]))))
-          starts.push_back(i);
-      if (starts.empty()) break;
-      const size_t at = starts[below(starts.size())];
-      size_t end = at;
-      while (end < x.size() && std::isdigit(static_cast<unsigned char>(x[end]))) ++end;
+      size_t at = 0, end = 0;
+      if (!digit_run(x, at, end)) break;
       const size_t depth = 1 + below(below(2) ? 200 : max_len_ / 4);
       x.insert(end, depth, ']');
       x.insert(at, depth, '[');

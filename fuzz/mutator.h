@@ -26,6 +26,8 @@ class Mutator {
  private:
   size_t pos(const std::string& x) { return static_cast<size_t>(below(x.size() + 1)); }
   void mutate_once(std::string& x, const std::vector<std::string>& pool);
+  // A run of digits of x picked at random, as [at, end); false when x has none.
+  bool digit_run(const std::string& x, size_t& at, size_t& end);
 
   std::mt19937_64 rng_;
   size_t max_len_;

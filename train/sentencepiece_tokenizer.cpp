@@ -31,19 +31,14 @@ int32_t SentencePieceTokenizer::eos_id() const {
 int64_t SentencePieceTokenizer::token_bytes(int32_t id) const {
   if (id < 0 || id >= vocab_size() || sp_->IsControl(id) || sp_->IsUnknown(id)) return 0;
   if (sp_->IsByte(id)) return 1;
+  // Each "▁" (U+2581, 3 bytes in UTF-8) stands for one space.
   const std::string piece = sp_->IdToPiece(id);
-  const std::string_view space = "\xe2\x96\x81";  // U+2581, SentencePiece's whitespace mark
-  int64_t n = 0;
-  for (size_t i = 0; i < piece.size();) {
-    if (piece.compare(i, space.size(), space) == 0) {
-      n += 1;
-      i += space.size();
-    } else {
-      n += 1;
-      i += 1;
-    }
-  }
-  return n;
+  const std::string_view space = "\xe2\x96\x81";
+  int64_t marks = 0;
+  for (size_t i = piece.find(space); i != std::string::npos;
+       i = piece.find(space, i + space.size()))
+    ++marks;
+  return static_cast<int64_t>(piece.size()) - 2 * marks;
 }
 
 std::vector<int32_t> SentencePieceTokenizer::encode(std::string_view text) const {
