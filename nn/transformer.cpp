@@ -11,6 +11,8 @@ void TransformerConfig::validate() const {
   MONET_CHECK(n_heads > 0 && d_model > 0 && d_model % n_heads == 0 && (d_model / n_heads) % 2 == 0,
               "TransformerConfig: d_model {} must split into n_heads {} heads of even size",
               d_model, n_heads);
+  MONET_CHECK(n_kv_heads >= 0 && (n_kv_heads == 0 || n_heads % n_kv_heads == 0),
+              "TransformerConfig: n_kv_heads {} must divide n_heads {}", n_kv_heads, n_heads);
   MONET_CHECK(mlp_hidden >= 0, "TransformerConfig: mlp_hidden must be ≥ 0, got {}", mlp_hidden);
   MONET_CHECK(is_floating(dtype), "TransformerConfig: dtype must be F32 or F64, got {}",
               dtype_name(dtype));
@@ -21,8 +23,9 @@ Block::Block(const TransformerConfig& cfg, std::shared_ptr<const RotaryEmbedding
   MONET_CHECK(ffn != nullptr, "Block: no feed-forward layer");
   const ParamOptions opt = cfg.param_options();
   norm1_ = register_module("norm1", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps, opt));
-  attn_ = register_module("attn", std::make_shared<CausalSelfAttention>(cfg.d_model, cfg.n_heads,
-                                                                        std::move(rope), gen, opt));
+  attn_ = register_module(
+      "attn", std::make_shared<CausalSelfAttention>(cfg.d_model, cfg.n_heads, std::move(rope), gen,
+                                                    opt, cfg.n_kv_heads));
   norm2_ = register_module("norm2", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps, opt));
   ffn_ = register_module("ffn", std::move(ffn));
 }

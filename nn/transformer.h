@@ -20,6 +20,7 @@ namespace monet::nn {
 
 struct TransformerConfig {
   int64_t vocab = 0, d_model = 0, n_layers = 0, n_heads = 0;
+  int64_t n_kv_heads = 0;  // key/value heads of grouped-query attention; 0: n_heads
   int64_t context = 0;  // the longest sequence (RoPE tables, KV cache)
   double norm_eps = 1e-6, rope_theta = 10000.0;
   Activation mlp_activation = Activation::ReLU2;

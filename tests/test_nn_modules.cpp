@@ -1,5 +1,6 @@
 // nn/ modules, forward values against naive loops written here (in double, so the tolerances are
 // tight), and the Module bookkeeping: names, order, buffers, modes, dtypes, devices.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -287,48 +288,64 @@ TEST(NnMLP, ForwardMatchesLoopForEachActivation) {
   EXPECT_THROW(parse_activation("tanh"), Error);
 }
 
+// Multi-head (KV = H) and grouped-query (KV < H: query head h reads key/value head h / (H/KV)).
 TEST(NnAttention, ForwardMatchesLoopOverBHIJ) {
-  Generator g(9);
-  const int64_t B = 2, T = 5, d = 8, H = 2, hd = 4;
-  auto rope = std::make_shared<const RotaryEmbedding>(hd, 16, 10000.0, DType::F64);
-  CausalSelfAttention attn(d, H, rope, g, ParamOptions{DType::F64, Device::cpu(), 0.3});
-  Tensor x = randn({B, T, d}, g, DType::F64);
-  auto P = attn.named_parameters();  // wq, wk, wv, wo
-  std::vector<double> X = vec(x), q = naive_linear(X, B * T, P[0].second),
-                      k = naive_linear(X, B * T, P[1].second),
-                      v = naive_linear(X, B * T, P[2].second);
-  // [B, T, H, hd] -> [B, H, T, hd], then RoPE on q and k
-  auto heads = [&](const std::vector<double>& a) {
-    std::vector<double> o(a.size());
+  for (int64_t KV : {4, 2, 1}) {
+    SCOPED_TRACE(fmt::format("kv heads {}", KV));
+    Generator g(9);
+    const int64_t B = 2, T = 5, d = 16, H = 4, hd = 4;
+    auto rope = std::make_shared<const RotaryEmbedding>(hd, 16, 10000.0, DType::F64);
+    CausalSelfAttention attn(d, H, rope, g, ParamOptions{DType::F64, Device::cpu(), 0.3}, KV);
+    Tensor x = randn({B, T, d}, g, DType::F64);
+    auto P = attn.named_parameters();  // wq, wk, wv, wo
+    ASSERT_EQ(P[1].second.shape(), (Shape{KV * hd, d}));
+    std::vector<double> X = vec(x), q = naive_linear(X, B * T, P[0].second),
+                        k = naive_linear(X, B * T, P[1].second),
+                        v = naive_linear(X, B * T, P[2].second);
+    // [B, T, n, hd] -> [B, n, T, hd], then RoPE on q and k
+    auto heads = [&](const std::vector<double>& a, int64_t n) {
+      std::vector<double> o(a.size());
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t h = 0; h < n; ++h)
+            for (int64_t e = 0; e < hd; ++e)
+              o[((b * n + h) * T + t) * hd + e] = a[((b * T + t) * n + h) * hd + e];
+      return o;
+    };
+    q = naive_rope(heads(q, H), B * H, T, hd, 0);
+    k = naive_rope(heads(k, KV), B * KV, T, hd, 0);
+    v = heads(v, KV);
+    std::vector<double> y(B * T * d, 0.0);  // [B, T, H·hd]
     for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < T; ++t)
-        for (int64_t h = 0; h < H; ++h)
-          for (int64_t e = 0; e < hd; ++e)
-            o[((b * H + h) * T + t) * hd + e] = a[((b * T + t) * H + h) * hd + e];
-    return o;
-  };
-  q = naive_rope(heads(q), B * H, T, hd, 0);
-  k = naive_rope(heads(k), B * H, T, hd, 0);
-  v = heads(v);
-  std::vector<double> y(B * T * d, 0.0);  // [B, T, H·hd]
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t i = 0; i < T; ++i) {
-        const double* qi = &q[((b * H + h) * T + i) * hd];
-        std::vector<double> s(i + 1);
-        double mx = -1e300, z = 0;
-        for (int64_t j = 0; j <= i; ++j) {  // causal: keys 0..i
-          const double* kj = &k[((b * H + h) * T + j) * hd];
-          s[j] = 0;
-          for (int64_t e = 0; e < hd; ++e) s[j] += qi[e] * kj[e] / std::sqrt(double(hd));
-          mx = std::max(mx, s[j]);
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < T; ++i) {
+          const int64_t kvh = h / (H / KV);
+          const double* qi = &q[((b * H + h) * T + i) * hd];
+          std::vector<double> s(i + 1);
+          double mx = -1e300, z = 0;
+          for (int64_t j = 0; j <= i; ++j) {  // causal: keys 0..i
+            const double* kj = &k[((b * KV + kvh) * T + j) * hd];
+            s[j] = 0;
+            for (int64_t e = 0; e < hd; ++e) s[j] += qi[e] * kj[e] / std::sqrt(double(hd));
+            mx = std::max(mx, s[j]);
+          }
+          for (int64_t j = 0; j <= i; ++j) z += s[j] = std::exp(s[j] - mx);
+          for (int64_t j = 0; j <= i; ++j)
+            for (int64_t e = 0; e < hd; ++e)
+              y[(b * T + i) * d + h * hd + e] += s[j] / z * v[((b * KV + kvh) * T + j) * hd + e];
         }
-        for (int64_t j = 0; j <= i; ++j) z += s[j] = std::exp(s[j] - mx);
-        for (int64_t j = 0; j <= i; ++j)
-          for (int64_t e = 0; e < hd; ++e)
-            y[(b * T + i) * d + h * hd + e] += s[j] / z * v[((b * H + h) * T + j) * hd + e];
-      }
-  expect_close(attn.forward(x), naive_linear(y, B * T, P[3].second));
-  EXPECT_THROW(attn.forward(randn({B, T, d + 1}, g, DType::F64)), Error);
-  EXPECT_THROW(CausalSelfAttention(d, 3, rope, g), Error);  // 8 is not a multiple of 3
+    expect_close(attn.forward(x), naive_linear(y, B * T, P[3].second));
+    // Incremental decoding through the cache (which holds the KV heads) gives the same rows.
+    KVCache cache;
+    Tensor first = attn.forward(slice(x, 1, 0, 3), &cache);
+    EXPECT_EQ(cache.k.size(1), KV);
+    Tensor rest = attn.forward(slice(x, 1, 3, T), &cache);
+    expect_close(concat({first, rest}, 1), vec(attn.forward(x)), 1e-12);
+    EXPECT_THROW(attn.forward(randn({B, T, d + 1}, g, DType::F64)), Error);
+  }
+  Generator g(9);
+  auto rope = std::make_shared<const RotaryEmbedding>(2, 16, 10000.0, DType::F64);
+  EXPECT_THROW(CausalSelfAttention(8, 3, rope, g), Error);  // 8 is not a multiple of 3
+  auto rope4 = std::make_shared<const RotaryEmbedding>(4, 16, 10000.0, DType::F64);
+  EXPECT_THROW(CausalSelfAttention(16, 4, rope4, g, {}, 3), Error);  // 3 kv heads for 4
 }

@@ -93,6 +93,12 @@ TEST(NnAttention, GradcheckInputAndParameters) {
   expect_gradcheck("attention_x",
                    [&](const std::vector<Tensor>& in) { return attn.forward(in[0]); }, {x});
   expect_param_gradcheck("attention", attn, [&] { return attn.forward(x); });
+  // Grouped-query: 4 query heads over 2 key/value heads.
+  auto rope2 = std::make_shared<const RotaryEmbedding>(2, 8, 10000.0, DType::F64);
+  CausalSelfAttention gqa(8, 4, rope2, g, ParamOptions{DType::F64, Device::cpu(), 0.3}, 2);
+  expect_gradcheck("attention_gqa_x",
+                   [&](const std::vector<Tensor>& in) { return gqa.forward(in[0]); }, {x});
+  expect_param_gradcheck("attention_gqa", gqa, [&] { return gqa.forward(x); });
 }
 
 TEST(NnBlock, GradcheckInputAndParameters) {

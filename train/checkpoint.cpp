@@ -118,8 +118,17 @@ void load_model_weights(const fs::path& dir, nn::Module& model, const ModelConfi
     const json saved = parse_json_strict(it->second, file + " metadata");
     Config now;
     now.model = *config;
+    // Through parse_config, so keys added since (model.kv_heads, model.rope_theta) take their
+    // defaults on both sides.
+    json saved_model;
+    try {
+      saved_model =
+          to_json(parse_config(json{{"model", saved.value("model", json::object())}}))["model"];
+    } catch (const Error& e) {
+      throw Error(fmt::format("{}: the recorded model config is invalid: {}", file, e.what()));
+    }
     std::vector<std::string> diffs;
-    diff_json(saved.value("model", json()), to_json(now)["model"], ".model", diffs);
+    diff_json(saved_model, to_json(now)["model"], ".model", diffs);
     MONET_CHECK(diffs.empty(),
                 "{}: the weights were saved with another model config ({}); config.json was "
                 "edited, or belongs to another run",

@@ -35,9 +35,10 @@ struct Field {
 
 const std::vector<Field<ModelConfig>>& model_fields() {
   static const std::vector<Field<ModelConfig>> f = {
-      {"vocab", &ModelConfig::vocab},     {"d", &ModelConfig::d},
-      {"layers", &ModelConfig::layers},   {"heads", &ModelConfig::heads},
-      {"context", &ModelConfig::context}, {"norm_eps", &ModelConfig::norm_eps}};
+      {"vocab", &ModelConfig::vocab},       {"d", &ModelConfig::d},
+      {"layers", &ModelConfig::layers},     {"heads", &ModelConfig::heads},
+      {"context", &ModelConfig::context},   {"norm_eps", &ModelConfig::norm_eps},
+      {"kv_heads", &ModelConfig::kv_heads}, {"rope_theta", &ModelConfig::rope_theta}};
   return f;
 }
 const std::vector<Field<OptimConfig>>& optim_fields() {
@@ -154,6 +155,10 @@ void validate(const Config& c) {
                  m.heads);
   require_config(m.context > 0, "model.context", "positive", m.context);
   require_config(m.norm_eps > 0, "model.norm_eps", "positive", m.norm_eps);
+  require_config(m.kv_heads >= 0 && (m.kv_heads == 0 || m.heads % m.kv_heads == 0),
+                 "model.kv_heads", fmt::format("0 or a divisor of model.heads = {}", m.heads),
+                 m.kv_heads);
+  require_config(m.rope_theta > 0, "model.rope_theta", "positive", m.rope_theta);
 
   const OptimConfig& o = c.optim;
   require_one_of(o.name, "optim.name", {"adamw", "sgd"});

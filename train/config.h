@@ -3,7 +3,8 @@
 //
 // Schema (every key optional; defaults in brackets):
 //   model: vocab [256], d [128], layers [4], heads [4] (must divide d), context [128],
-//          norm_eps [1e-5],
+//          norm_eps [1e-5], kv_heads [0] (grouped-query attention's key/value heads, a divisor
+//          of heads; 0 = heads), rope_theta [10000] (RoPE's base θ),
 //          ffn: {kind ["dense"], ...the keys of that kind}: each kind's keys, types, defaults
 //               and rules are its registry row (moe/registry.h; `monet help config` lists them)
 //   optim: name ["adamw"] adamw|sgd, lr [1e-3], min_lr [0] (cosine floor, <= lr),
@@ -45,6 +46,8 @@ struct FfnConfig {
 struct ModelConfig {
   int64_t vocab = 256, d = 128, layers = 4, heads = 4, context = 128;
   double norm_eps = 1e-5;
+  int64_t kv_heads = 0;  // 0: heads (plain multi-head attention)
+  double rope_theta = 10000.0;
   FfnConfig ffn;
   bool operator==(const ModelConfig&) const = default;
 };

@@ -31,6 +31,8 @@ nn::TransformerConfig transformer_config(const ModelConfig& m, DType dtype, Devi
   c.n_heads = m.heads;
   c.context = m.context;
   c.norm_eps = m.norm_eps;
+  c.n_kv_heads = m.kv_heads;
+  c.rope_theta = m.rope_theta;
   c.dtype = dtype;
   c.device = device;
   c.validate();
@@ -71,10 +73,12 @@ void check_model_fits(const ModelConfig& m, Device device) {
               m.context, m.d / m.heads, rope / (1 << 30), avail / (1 << 30));
   // A lower bound first, in doubles (no overflow), so absurd sizes never reach the meta build
   // (2^40 layers would take forever to build even without memory): the attention projections
-  // 4·d² per layer, the embedding and the head 2·vocab·d.
+  // 2·d² + 2·d·d_kv per layer (d_kv = d·kv_heads/heads), the embedding and the head 2·vocab·d.
   const double d = static_cast<double>(m.d);
-  const double floor_bytes =
-      4.0 * (4.0 * d * d * static_cast<double>(m.layers) + 2.0 * static_cast<double>(m.vocab) * d);
+  const double d_kv =
+      m.kv_heads > 0 ? d * static_cast<double>(m.kv_heads) / static_cast<double>(m.heads) : d;
+  const double floor_bytes = 4.0 * ((2.0 * d * d + 2.0 * d * d_kv) * static_cast<double>(m.layers) +
+                                    2.0 * static_cast<double>(m.vocab) * d);
   MONET_CHECK(floor_bytes < avail,
               "the model needs at least {:.3g} GiB of float32 weights (attention and embeddings "
               "alone), over the {:.1f} GiB of memory available on {}; lower the sizes of {}",
