@@ -121,6 +121,26 @@ TEST(TrainSafetensors, LoadsAFileWrittenByHand) {
   EXPECT_EQ(st.metadata.at("k"), "v");
 }
 
+// PyTorch saves counters (BatchNorm's num_batches_tracked) as I64 scalars: read as I32, and a
+// value outside its range is refused by name.
+TEST(TrainSafetensors, ReadsI64AsI32AndRefusesWhatDoesNotFit) {
+  const std::string h = R"({"n":{"dtype":"I64","shape":[],"data_offsets":[0,8]},)"
+                        R"("m":{"dtype":"I64","shape":[2],"data_offsets":[8,24]}})";
+  Safetensors st =
+      decode_safetensors(file_bytes(h, raw(std::vector<int64_t>{1000, -7, 2147483647})), "f.st");
+  ASSERT_EQ(st.tensors.size(), 2u);
+  EXPECT_EQ(st.tensors[0].second.dtype(), DType::I32);
+  EXPECT_EQ(st.tensors[0].second.shape(), Shape{});
+  EXPECT_EQ(st.tensors[0].second.to_vector<int32_t>(), std::vector<int32_t>{1000});
+  EXPECT_EQ(st.tensors[1].second.to_vector<int32_t>(), (std::vector<int32_t>{-7, 2147483647}));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        decode_safetensors(file_bytes(h, raw(std::vector<int64_t>{1, 2, int64_t{1} << 40})),
+                           "f.st");
+      },
+      {"f.st", "'m'", "I64 value 1099511627776", "element 1", "I32 range"}));
+}
+
 // A header of tensor entries.
 std::string header(std::initializer_list<std::string> entries) {
   return fmt::format("{{{}}}", fmt::join(entries, ","));
@@ -145,8 +165,9 @@ TEST(TrainSafetensors, RefusesCorruptFiles) {
   EXPECT_TRUE(ThrowsWith(decode(huge), {"header length", "exceeds"}));
   EXPECT_TRUE(ThrowsWith(decode(file_bytes("{not json", "")), {"not valid JSON"}));
   EXPECT_TRUE(ThrowsWith(decode(file_bytes("[1, 2]", "")), {"JSON object"}));
-  EXPECT_TRUE(ThrowsWith(decode(file_bytes(header({entry("x", "F16", "[4]", 0, 8)}), d8)),
-                         {"'x'", "unsupported dtype", "F16", "supported: F32, F64, I32, BF16"}));
+  EXPECT_TRUE(
+      ThrowsWith(decode(file_bytes(header({entry("x", "F16", "[4]", 0, 8)}), d8)),
+                 {"'x'", "unsupported dtype", "F16", "supported: F32, F64, I32, I64, BF16"}));
   EXPECT_TRUE(ThrowsWith(decode(file_bytes(header({entry("x", "F32", "[3]", 0, 8)}), d8)),
                          {"'x'", "shape mismatch", "needs 12 bytes"}));
   EXPECT_TRUE(ThrowsWith(decode(file_bytes(header({entry("x", "F32", "[-2]", 0, 8)}), d8)),

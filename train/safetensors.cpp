@@ -26,9 +26,15 @@ struct Entry {
   DType dtype;
   Shape shape;
   uint64_t begin, end;
+  bool i64 = false;  // stored as I64, read as I32 (see safetensors.h)
 };
 
-bool parse_dtype(const std::string& s, DType& out) {
+bool parse_dtype(const std::string& s, DType& out, bool& i64) {
+  i64 = s == "I64";
+  if (i64) {
+    out = DType::I32;
+    return true;
+  }
   for (DType t : {DType::F32, DType::F64, DType::I32, DType::BF16}) {
     if (dtype_name(t) == s) {
       out = t;
@@ -48,9 +54,9 @@ Entry parse_entry(const std::string& name, const OrderedJson& j, uint64_t data_s
   }
   Entry e{name, DType::F32, {}, 0, 0};
   const OrderedJson& dt = j["dtype"];
-  MONET_CHECK(dt.is_string() && parse_dtype(dt.get<std::string>(), e.dtype),
-              "{}: tensor '{}' has unsupported dtype {} (supported: F32, F64, I32, BF16)", where,
-              name, dt.dump());
+  MONET_CHECK(dt.is_string() && parse_dtype(dt.get<std::string>(), e.dtype, e.i64),
+              "{}: tensor '{}' has unsupported dtype {} (supported: F32, F64, I32, I64, BF16)",
+              where, name, dt.dump());
   const OrderedJson& shape = j["shape"];
   MONET_CHECK(shape.is_array(), "{}: tensor '{}' shape must be a list, got {}", where, name,
               shape.dump());
@@ -77,11 +83,11 @@ Entry parse_entry(const std::string& name, const OrderedJson& j, uint64_t data_s
               "{}: tensor '{}' data_offsets [{}, {}] lie outside the data region of {} bytes "
               "(truncated file?)",
               where, name, e.begin, e.end, data_size);
-  const uint64_t item = dtype_size(e.dtype);
+  const uint64_t item = e.i64 ? 8 : dtype_size(e.dtype);
   MONET_CHECK(!overflow && numel <= data_size / item && numel * item == e.end - e.begin,
               "{}: tensor '{}' shape mismatch: {} {} needs {} bytes but data_offsets [{}, {}] "
               "span {}",
-              where, name, dtype_name(e.dtype), shape.dump(),
+              where, name, e.i64 ? "I64" : dtype_name(e.dtype), shape.dump(),
               overflow ? std::string("too many") : std::to_string(numel * item), e.begin, e.end,
               e.end - e.begin);
   return e;
@@ -180,7 +186,21 @@ Safetensors decode_safetensors(std::string_view bytes, const std::string& source
 
   for (const Entry& e : entries) {
     Tensor t = empty(e.shape, e.dtype);
-    if (e.end > e.begin) std::memcpy(t.raw_data(), data.data() + e.begin, e.end - e.begin);
+    if (e.i64) {  // narrowed to I32, every value checked
+      int32_t* out = t.data<int32_t>();
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        int64_t v = 0;
+        std::memcpy(&v, data.data() + e.begin + 8 * i, 8);
+        MONET_CHECK(
+            v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max(),
+            "{}: tensor '{}' holds the I64 value {} at element {}, outside the I32 range "
+            "this library reads I64 into",
+            where, e.name, v, i);
+        out[i] = static_cast<int32_t>(v);
+      }
+    } else if (e.end > e.begin) {
+      std::memcpy(t.raw_data(), data.data() + e.begin, e.end - e.begin);
+    }
     out.tensors.emplace_back(e.name, std::move(t));
   }
   return out;
@@ -192,7 +212,8 @@ void save_safetensors(const std::filesystem::path& path, const NamedTensors& ten
 }
 
 Safetensors load_safetensors(const std::filesystem::path& path) {
-  return decode_safetensors(read_file(path), path.string());
+  const MappedFile file(path);  // decoded straight from the mapping: no copy of the file's bytes
+  return decode_safetensors(file.bytes(), path.string());
 }
 
 }  // namespace monet

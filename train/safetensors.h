@@ -7,7 +7,8 @@
 //
 // Offsets count from the first byte after the header; data is raw little-endian, row-major. As in
 // the reference implementation, the tensors must tile the data region exactly (no gap, no overlap,
-// no trailing byte). Supported dtypes: F32, F64, I32, BF16.
+// no trailing byte). Supported dtypes: F32, F64, I32, BF16; I64 (PyTorch's counters, such as
+// BatchNorm's num_batches_tracked) is read as I32, an error for a value outside its range.
 #pragma once
 #include <filesystem>
 #include <map>

@@ -1,6 +1,8 @@
 #include "util/fileio.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -62,6 +64,24 @@ std::string read_file(const fs::path& path) {
   std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   MONET_CHECK(!in.bad(), "cannot read '{}': I/O error", path.string());
   return bytes;
+}
+
+MappedFile::MappedFile(const fs::path& path) {
+  std::error_code ec;
+  MONET_CHECK(fs::exists(path, ec), "cannot read '{}': no such file", path.string());
+  MONET_CHECK(!fs::is_directory(path, ec), "cannot read '{}': it is a folder", path.string());
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  MONET_CHECK(fd.get() >= 0, "cannot read '{}': {}", path.string(), errno_str());
+  struct stat st {};
+  MONET_CHECK(::fstat(fd.get(), &st) == 0, "cannot read '{}': {}", path.string(), errno_str());
+  size_ = static_cast<size_t>(st.st_size);
+  if (size_ == 0) return;  // mmap refuses length 0; the view is empty
+  data_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+  MONET_CHECK(data_ != MAP_FAILED, "cannot map '{}': {}", path.string(), errno_str());
+}
+
+MappedFile::~MappedFile() {
+  if (data_ != nullptr && data_ != MAP_FAILED) ::munmap(data_, size_);
 }
 
 void write_file_atomic(const fs::path& path, std::string_view bytes) {
