@@ -25,12 +25,13 @@ fs::path LoadedRun::out_dir(const CheckpointArgs& a, const std::string& name) co
 
 LoadedRun load_run(const CheckpointArgs& a) {
   LoadedRun l;
-  l.model = load_model(a.ckpt, &l.cfg, parse_device(a.device));
+  l.model = load_model(a.ckpt, &l.cfg, parse_device(a.device), note_to_stderr);
   const fs::path ckpt = resolve_checkpoint(a.ckpt);
   const std::string name = ckpt.filename().string();
   l.run_dir = name == "checkpoint" || name == "checkpoint.prev" ? ckpt.parent_path() : ckpt;
   l.experts = std::make_unique<interp::ExpertModel>(*l.model, l.cfg.model.ffn.kind);
-  l.corpus = Corpus::load(a.data.empty() ? l.cfg.run.data : a.data, ByteTokenizer());
+  l.tokenizer = load_tokenizer(a.ckpt);
+  l.corpus = Corpus::load(a.data.empty() ? l.cfg.run.data : a.data, *l.tokenizer);
   return l;
 }
 

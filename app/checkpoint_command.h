@@ -12,6 +12,7 @@
 #include "eval/experts.h"
 #include "train/config.h"
 #include "train/corpus.h"
+#include "train/tokenizer.h"
 
 namespace monet::app {
 
@@ -28,6 +29,7 @@ struct LoadedRun {
   Corpus corpus;
   std::filesystem::path run_dir;                 // where default outputs go
   std::unique_ptr<interp::ExpertModel> experts;  // the model's expert view
+  std::unique_ptr<Tokenizer> tokenizer;          // the checkpoint's (bytes for runs trained here)
   // --out, or run_dir / name.
   std::filesystem::path out_dir(const CheckpointArgs& a, const std::string& name) const;
 };

@@ -45,6 +45,11 @@ inline CLI::Validator positive() {
       "> 0");
 }
 
+// A line of progress or context on stderr ("monet: ..."), for library calls that take a note.
+inline void note_to_stderr(const std::string& line) {
+  fmt::print(stderr, "monet: {}\n", line);
+}
+
 // "cpu" unless --device said otherwise; the option every command that loads a model has.
 inline void add_device_option(CLI::App* cmd, std::string& device) {
   cmd->add_option("--device", device, "cpu or cuda")->default_str("cpu");
@@ -85,6 +90,7 @@ Command add_table_command(CLI::App& app);
 Command add_experts_command(CLI::App& app);
 Command add_mask_command(CLI::App& app);
 Command add_purge_command(CLI::App& app);
+Command add_export_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
 Command add_demo_command(CLI::App& app);
 Command add_kinds_command(CLI::App& app);

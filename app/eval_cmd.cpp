@@ -37,9 +37,10 @@ Command add_eval_command(CLI::App& app) {
   add_gemm_options(cmd, a->gemm, "the checkpoint's run");
   return {cmd, [a] {
             Config cfg;
-            auto model = load_model(a->ckpt, &cfg, parse_device(a->device));
+            auto model = load_model(a->ckpt, &cfg, parse_device(a->device), note_to_stderr);
             const GemmScope gemm(checkpoint_gemm_mode(a->gemm, cfg.run));
-            ByteTokenizer tok;
+            const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(a->ckpt);
+            const Tokenizer& tok = *tokenizer;
             const std::string folder = a->data.empty() ? cfg.run.data : a->data;
             // The progress line of training: live on a terminal, a line per tenth in a log.
             Progress bar(1, 0, stderr);
@@ -52,11 +53,11 @@ Command add_eval_command(CLI::App& app) {
             std::vector<DomainEval> ev;
             if (fs::is_directory(folder)) {
               ev = evaluate(*model, Corpus::load(folder, tok).domains(), a->batch,
-                            cfg.model.context, a->windows, progress);
+                            cfg.model.context, a->windows, progress, tok);
             } else {  // one text file
               std::vector<int32_t> ids = tok.encode(read_file(folder));
               ev.push_back(evaluate_tokens(*model, fs::path(folder).filename().string(), ids,
-                                           a->batch, cfg.model.context, a->windows, progress));
+                                           a->batch, cfg.model.context, a->windows, progress, tok));
             }
             if (a->json)
               fmt::print("{}\n",

@@ -31,7 +31,9 @@ Command add_experts_command(CLI::App& app) {
   cmd->add_option("--windows", a->co.windows, "windows per domain, evenly spread (0: all)")
       ->check(at_least(0))
       ->capture_default_str();
-  cmd->add_option("--context-bytes", a->window, "bytes shown either side of a token")
+  cmd->add_option(
+         "--context-bytes", a->window,
+         "bytes shown either side of a token (a quarter as many tokens for a SentencePiece model)")
       ->check(at_least(0))
       ->capture_default_str();
   cmd->add_flag("--train-split", a->co.train_split, "stream the train split instead of val");
@@ -52,6 +54,7 @@ Command add_experts_command(CLI::App& app) {
             interp::ReportOptions ro;
             ro.window = a->window;
             ro.train_split = co.train_split;
+            ro.tokenizer = l.tokenizer->name() == "byte" ? nullptr : l.tokenizer.get();
             ro.title =
                 fmt::format("Experts of {} ({})", l.run_dir.filename().string(), l.experts->kind());
             ro.source = fmt::format("checkpoint {} | data {}", fs::absolute(a->ckpt).string(),

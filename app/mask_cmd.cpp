@@ -41,6 +41,7 @@ Command add_mask_command(CLI::App& app) {
             o.domain = a->domain;
             o.rule = interp::parse_rule(a->rule);
             o.batch = a->batch;
+            o.tokenizer = l.tokenizer.get();
             interp::MaskResult r =
                 run_mask(*l.experts, l.corpus.domains(), o, [&](const std::string& what) {
                   fmt::print(stderr, "mask: {} ({:.0f} s)\n", what, seconds_since(t0));

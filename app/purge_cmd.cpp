@@ -39,7 +39,11 @@ Command add_purge_command(CLI::App& app) {
   return {cmd, [a] {
             const auto t0 = std::chrono::steady_clock::now();
             LoadedRun l = load_run(*a);
-            const std::vector<int32_t> text = ByteTokenizer().encode(read_file(a->text));
+            MONET_CHECK(l.tokenizer->name() == "byte",
+                        "purge: --score gives one number per byte, and checkpoint '{}' reads "
+                        "{} tokens; per-byte scores are not mapped onto them yet",
+                        a->ckpt, l.tokenizer->name());
+            const std::vector<int32_t> text = l.tokenizer->encode(read_file(a->text));
             const std::vector<double> score = interp::read_token_scores(a->score);
             interp::PurgeOptions o = a->po;
             o.batch = a->batch;

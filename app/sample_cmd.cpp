@@ -14,6 +14,7 @@ Command add_sample_command(CLI::App& app) {
     std::string ckpt, prompt, device = "cpu";
     SampleOptions so;
     GemmArgs gemm;
+    bool ids = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("sample", "generate text from a checkpoint (KV cache)");
@@ -29,15 +30,20 @@ Command add_sample_command(CLI::App& app) {
       ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--seed", a->so.seed, "random seed")->capture_default_str();
+  cmd->add_flag("--ids", a->ids, "also print the token ids (prompt and generated) on a line first");
   add_device_option(cmd, a->device);
   add_gemm_options(cmd, a->gemm, "the checkpoint's run");
   return {cmd, [a] {
             Config cfg;
-            auto model = load_model(a->ckpt, &cfg, parse_device(a->device));
+            auto model = load_model(a->ckpt, &cfg, parse_device(a->device), note_to_stderr);
             const GemmScope gemm(checkpoint_gemm_mode(a->gemm, cfg.run));
-            ByteTokenizer tok;
+            const std::unique_ptr<Tokenizer> tok = load_tokenizer(a->ckpt);
             auto note = [](const std::string& s) { fmt::print(stderr, "sample: {}\n", s); };
-            fmt::print("{}\n", tok.decode(sample(*model, tok.encode(a->prompt), a->so, note)));
+            std::vector<int32_t> prompt = tok->encode(a->prompt);
+            if (tok->bos_id() >= 0) prompt.insert(prompt.begin(), tok->bos_id());  // as trained
+            const std::vector<int32_t> ids = sample(*model, prompt, a->so, note);
+            if (a->ids) fmt::print("{}\n", fmt::join(ids, " "));
+            fmt::print("{}\n", tok->decode(ids));
             return 0;
           }};
 }

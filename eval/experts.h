@@ -27,6 +27,7 @@
 #include "moe/expert_layer.h"
 #include "nn/transformer.h"
 #include "train/corpus.h"
+#include "train/tokenizer.h"
 
 namespace monet::interp {
 
@@ -130,13 +131,17 @@ const std::vector<int32_t>& split_tokens(const Domain& d, bool train_split);
 struct ContextText {
   std::string left, token, right;
 };
-ContextText context_text(const std::vector<int32_t>& tokens, int64_t offset, int64_t window);
+// Byte tokens when `tokenizer` is null (the window in bytes, widened to whole UTF-8 characters);
+// else the tokens decoded, window / 4 of them either side.
+ContextText context_text(const std::vector<int32_t>& tokens, int64_t offset, int64_t window,
+                         const Tokenizer* tokenizer = nullptr);
 
 struct ReportOptions {
   int64_t window = 40;  // bytes of context either side of a highlighted token
   std::string title;    // shown at the top of the HTML page
   std::string source;   // checkpoint and data, for the record
   bool train_split = false;
+  const Tokenizer* tokenizer = nullptr;  // how tokens become text; null: bytes
 };
 // experts.json (every site, every used expert: routing probabilities, active counts, contexts)
 // and experts.html (self-contained: sortable expert table, contexts on click, active-experts

@@ -29,9 +29,18 @@ std::string bytes(const std::vector<int32_t>& t, int64_t from, int64_t to) {
 }
 }  // namespace
 
-ContextText context_text(const std::vector<int32_t>& t, int64_t offset, int64_t window) {
+ContextText context_text(const std::vector<int32_t>& t, int64_t offset, int64_t window,
+                         const Tokenizer* tokenizer) {
   const int64_t n = static_cast<int64_t>(t.size());
   MONET_CHECK(offset >= 0 && offset < n, "context: offset {} outside [0, {})", offset, n);
+  if (tokenizer != nullptr) {  // whole tokens: a quarter as many as the bytes asked for
+    const int64_t w = std::max<int64_t>(1, window / 4);
+    auto text = [&](int64_t from, int64_t to) {
+      return tokenizer->decode(std::vector<int32_t>(t.begin() + from, t.begin() + to));
+    };
+    return {text(std::max<int64_t>(0, offset - w), offset), text(offset, offset + 1),
+            text(offset + 1, std::min(n, offset + 1 + w))};
+  }
   int64_t lo = offset, hi = offset + 1;  // the token, widened to its whole character
   while (lo > 0 && continuation(t[lo]) && offset - lo < 3) --lo;
   while (hi < n && continuation(t[hi]) && hi - lo < 4) ++hi;
@@ -118,7 +127,7 @@ nlohmann::json site_json(const SiteStats& ss, const ExpertStats& st,
     for (const ContextRef& c : ss.top.best(e)) {
       const ContextText t =
           context_text(split_tokens(domains[static_cast<size_t>(c.domain)], opt.train_split),
-                       c.offset, opt.window);
+                       c.offset, opt.window, opt.tokenizer);
       ctx.push_back({{"score", c.score},
                      {"domain", st.domains[static_cast<size_t>(c.domain)]},
                      {"offset", c.offset},

@@ -99,7 +99,8 @@ MaskResult run_mask(ExpertModel& em, const std::vector<Domain>& domains, const M
   for (const SiteStats& ss : st.sites) prob.push_back(ss.probabilities());
 
   say("val loss of the full model");
-  r.before = evaluate(model, domains, opt.batch, T, opt.eval_windows);
+  r.before = evaluate(model, domains, opt.batch, T, opt.eval_windows, nullptr,
+                      opt.tokenizer ? *opt.tokenizer : byte_tokenizer());
   Generator gen(opt.seed);
   for (size_t d : targets) {
     MaskRow row{r.domains[d], {}, {}};
@@ -110,7 +111,8 @@ MaskResult run_mask(ExpertModel& em, const std::vector<Domain>& domains, const M
       em.remove(s, chosen.back());
     }
     say(fmt::format("val loss without the {} experts", r.domains[d]));
-    row.after = evaluate(model, domains, opt.batch, T, opt.eval_windows);
+    row.after = evaluate(model, domains, opt.batch, T, opt.eval_windows, nullptr,
+                         opt.tokenizer ? *opt.tokenizer : byte_tokenizer());
     em.restore();
     r.rows.push_back(std::move(row));
     if (!opt.control) continue;
@@ -120,7 +122,8 @@ MaskResult run_mask(ExpertModel& em, const std::vector<Domain>& domains, const M
       control.removed.push_back(static_cast<int64_t>(chosen[s].size()));
     }
     say(fmt::format("val loss without as many random experts as {}", r.domains[d]));
-    control.after = evaluate(model, domains, opt.batch, T, opt.eval_windows);
+    control.after = evaluate(model, domains, opt.batch, T, opt.eval_windows, nullptr,
+                             opt.tokenizer ? *opt.tokenizer : byte_tokenizer());
     em.restore();
     r.rows.push_back(std::move(control));
   }

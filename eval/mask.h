@@ -42,6 +42,7 @@ struct MaskOptions {
   int64_t batch = 16;
   bool control = false;  // also remove as many random experts per site as each domain's mask
   uint64_t seed = 0;     // of the random control
+  const Tokenizer* tokenizer = nullptr;  // the bytes behind each token, for bpb; null: bytes
 };
 
 struct MaskRow {

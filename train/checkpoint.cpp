@@ -6,8 +6,10 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "train/hf_checkpoint.h"
 #include "train/model.h"
 #include "train/safetensors.h"
+#include "train/sentencepiece_tokenizer.h"
 #include "util/fileio.h"
 #include "util/json_value.h"
 
@@ -18,9 +20,15 @@ using nlohmann::json;
 
 fs::path resolve_checkpoint(const fs::path& path) {
   MONET_CHECK(fs::exists(path), "checkpoint '{}' does not exist", path.string());
-  if (fs::exists(path / "model.safetensors")) return path;
+  if (fs::exists(path / "model.safetensors") || fs::exists(path / "model.safetensors.index.json"))
+    return path;
   for (const char* sub : {"checkpoint", "checkpoint.prev"})
     if (fs::exists(path / sub / "model.safetensors")) return path / sub;
+  for (const char* pickle : {"pytorch_model.bin", "pytorch_model.bin.index.json"})
+    MONET_CHECK(!fs::exists(path / pickle),
+                "'{}' holds {}, a PyTorch pickle, which monet-cpp does not read (unpickling runs "
+                "code); convert it to model.safetensors with the safetensors package first",
+                path.string(), pickle);
   MONET_CHECK(false, "'{}' holds no checkpoint (no model.safetensors in it or in checkpoint/)",
               path.string());
   return path;
@@ -33,24 +41,6 @@ json state_to_json(const TrainState& s) {
           {"batcher", {{"rng", s.batcher.rng}, {"batches", s.batcher.batches}}},
           {"rng", s.rng},
           {"format", "monet-cpp train state 1"}};
-}
-
-// Copy `src` tensors into same-named `dst` tensors, requiring the same names and shapes.
-void copy_named(const nn::NamedTensors& dst, const NamedTensors& src, const std::string& what) {
-  const std::map<std::string, Tensor> by_name(src.begin(), src.end());
-  std::set<std::string> wanted;
-  for (const auto& [name, t] : dst) {
-    wanted.insert(name);
-    auto it = by_name.find(name);
-    MONET_CHECK(it != by_name.end(), "{}: tensor '{}' is missing", what, name);
-    MONET_CHECK(it->second.shape() == t.shape(),
-                "{}: tensor '{}' has shape {} in the checkpoint but {} in the model built from its "
-                "config", what, name, shape_str(it->second.shape()), shape_str(t.shape()));
-  }
-  for (const auto& [name, t] : src)
-    MONET_CHECK(wanted.count(name), "{}: unexpected tensor '{}'", what, name);
-  NoGradGuard ng;
-  for (const auto& [name, t] : dst) copy_(t, by_name.at(name).to(t.dtype()).to(t.device()));
 }
 
 // A checkpoint holds finite numbers only: training stops before a non-finite value reaches the
@@ -88,6 +78,24 @@ void diff_json(const json& saved, const json& now, const std::string& path,
 
 }  // namespace
 
+void copy_state(const nn::NamedTensors& dst, const NamedTensors& src, const std::string& what) {
+  const std::map<std::string, Tensor> by_name(src.begin(), src.end());
+  std::set<std::string> wanted;
+  for (const auto& [name, t] : dst) {
+    wanted.insert(name);
+    auto it = by_name.find(name);
+    MONET_CHECK(it != by_name.end(), "{}: tensor '{}' is missing", what, name);
+    MONET_CHECK(it->second.shape() == t.shape(),
+                "{}: tensor '{}' has shape {} in the checkpoint but {} in the model built from its "
+                "config",
+                what, name, shape_str(it->second.shape()), shape_str(t.shape()));
+  }
+  for (const auto& [name, t] : src)
+    MONET_CHECK(wanted.count(name), "{}: unexpected tensor '{}'", what, name);
+  NoGradGuard ng;
+  for (const auto& [name, t] : dst) copy_(t, by_name.at(name).to(t.dtype()).to(t.device()));
+}
+
 void save_checkpoint(const fs::path& run_dir, const nn::Module& model,
                      const nn::Optimizer* optimizer, const Config& config, const TrainState& state) {
   const fs::path tmp = run_dir / "checkpoint.tmp", live = run_dir / "checkpoint",
@@ -112,7 +120,7 @@ void load_model_weights(const fs::path& dir, nn::Module& model, const ModelConfi
   Safetensors st = load_safetensors(dir / "model.safetensors");
   require_finite(st.tensors, file);
   // Shapes first (the more concrete message), then what shapes cannot show.
-  copy_named(model_state(model), st.tensors, file);
+  copy_state(model_state(model), st.tensors, file);
   auto it = st.metadata.find(kModelConfigKey);
   if (config && it != st.metadata.end()) {  // checkpoints before the record have none
     const json saved = parse_json_strict(it->second, file + " metadata");
@@ -194,8 +202,10 @@ TrainState load_train_state(const fs::path& dir) {
 
 Config load_checkpoint_config(const fs::path& dir) { return load_config(dir / "config.json"); }
 
-std::shared_ptr<nn::Transformer> load_model(const fs::path& path, Config* config, Device device) {
+std::shared_ptr<nn::Transformer> load_model(const fs::path& path, Config* config, Device device,
+                                            const std::function<void(const std::string&)>& note) {
   const fs::path dir = resolve_checkpoint(path);
+  if (is_hf_checkpoint(dir)) return load_hf_model(dir, config, device, note);
   Config c = load_checkpoint_config(dir);
   Generator gen(c.run.seed);
   auto model = build_model(c.model, gen, DType::F32, device);
@@ -203,6 +213,12 @@ std::shared_ptr<nn::Transformer> load_model(const fs::path& path, Config* config
   model->eval();
   if (config) *config = c;
   return model;
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& path) {
+  const fs::path file = resolve_checkpoint(path) / "tokenizer.model";
+  if (fs::exists(file)) return std::make_unique<SentencePieceTokenizer>(file);
+  return make_tokenizer("byte");
 }
 
 }  // namespace monet

@@ -10,12 +10,15 @@
 #pragma once
 #include <array>
 #include <filesystem>
+#include <functional>
 #include <memory>
 
 #include "nn/optim.h"
 #include "nn/transformer.h"
 #include "train/config.h"
 #include "train/corpus.h"
+#include "train/safetensors.h"
+#include "train/tokenizer.h"
 
 namespace monet {
 
@@ -25,8 +28,10 @@ struct TrainState {
   std::array<uint64_t, 4> rng{};  // the trainer's own generator (noise in routing, if any)
 };
 
-// The checkpoint folder of `path`: `path` itself when it holds model.safetensors, else
-// `path/checkpoint` (or `path/checkpoint.prev` after a crash mid-swap). Errors name what is missing.
+// The checkpoint folder of `path`: `path` itself when it holds model.safetensors (or the index of
+// its shards, model.safetensors.index.json), else
+// `path/checkpoint` (or `path/checkpoint.prev` after a crash mid-swap). Errors name what is
+// missing.
 std::filesystem::path resolve_checkpoint(const std::filesystem::path& path);
 
 void save_checkpoint(const std::filesystem::path& run_dir, const nn::Module& model,
@@ -47,8 +52,18 @@ TrainState parse_train_state(const std::string& text, const std::string& where);
 TrainState load_train_state(const std::filesystem::path& ckpt_dir);
 Config load_checkpoint_config(const std::filesystem::path& ckpt_dir);
 
-// A model built from the checkpoint's config with its weights loaded, in eval mode.
-std::shared_ptr<nn::Transformer> load_model(const std::filesystem::path& path, Config* config = nullptr,
-                                            Device device = Device::cpu());
+// Copies `src` into the same-named `dst` tensors (converting the dtype): the names must be the
+// same sets and each shape equal; errors start with `what`.
+void copy_state(const nn::NamedTensors& dst, const NamedTensors& src, const std::string& what);
+
+// A model built from the checkpoint's config with its weights loaded, in eval mode. `path` may
+// also be a Hugging Face folder of the released MONET models (train/hf_checkpoint.h), whose
+// loading is told to `note`.
+std::shared_ptr<nn::Transformer> load_model(
+    const std::filesystem::path& path, Config* config = nullptr, Device device = Device::cpu(),
+    const std::function<void(const std::string&)>& note = nullptr);
+
+// The checkpoint's tokenizer: its tokenizer.model (SentencePiece) when it has one, else bytes.
+std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path);
 
 }  // namespace monet

@@ -29,7 +29,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   // A piece's UTF-8 bytes with "▁" counted as the one space it stands for; a byte-fallback piece
   // <0xNN> is 1; control pieces (bos, eos) and unk are 0.
   int64_t token_bytes(int32_t id) const override;
-  int32_t bos_id() const;  // -1 when the model has none
+  int32_t bos_id() const override;  // -1 when the model has none
   int32_t eos_id() const;
 
  private:

@@ -22,6 +22,9 @@ class Tokenizer {
   // How many bytes of text the token stands for: bits per byte divide a text's total nats by its
   // bytes (train/evaluate.h), so models with different tokenizers compare on the same text.
   virtual int64_t token_bytes(int32_t id) const = 0;
+  // The id a sequence starts with (LLaMA's <s>), -1 when the tokenizer has none. Prompts to
+  // models trained with one begin with it.
+  virtual int32_t bos_id() const { return -1; }
 };
 
 // Token i is the byte i: lossless on any byte string (UTF-8 or not).

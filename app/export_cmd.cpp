@@ -1,0 +1,46 @@
+// `monet export`: a checkpoint written in the Hugging Face layout of the released MONET models
+// (train/hf_checkpoint.h), so the authors' modelling code, or anything reading their layout,
+// loads a model trained here.
+#include <fmt/format.h>
+
+#include <filesystem>
+
+#include "app/command.h"
+#include "train/checkpoint.h"
+#include "train/hf_checkpoint.h"
+#include "train/model.h"
+
+namespace monet::app {
+
+namespace fs = std::filesystem;
+
+Command add_export_command(CLI::App& app) {
+  struct Args {
+    std::string ckpt, to = "hf", out, dtype = "fp32";
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "export", "write a MONET checkpoint in the Hugging Face layout of the released models");
+  cmd->add_option("--ckpt", a->ckpt, "run or checkpoint folder")->required();
+  cmd->add_option("--to", a->to, "the layout to write")
+      ->check(CLI::IsMember({"hf"}))
+      ->capture_default_str();
+  cmd->add_option("--dtype", a->dtype, "the weights' type: fp32 (exact) or bf16 (as released)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
+  cmd->add_option("out", a->out, "the folder to create (must not exist)")->required();
+  return {cmd, [a] {
+            Config cfg;
+            auto model = load_model(a->ckpt, &cfg, Device::cpu(), note_to_stderr);
+            const fs::path spm = resolve_checkpoint(a->ckpt) / "tokenizer.model";
+            export_hf(*model, cfg.model, a->out, a->dtype == "bf16" ? DType::BF16 : DType::F32,
+                      fs::exists(spm) ? spm : fs::path());
+            fmt::print("{}\n", a->out);
+            fmt::print(stderr, "export: wrote {} ({}, {} parameters{})\n", a->out,
+                       cfg.model.ffn.kind, model->num_parameters(),
+                       fs::exists(spm) ? ", tokenizer.model" : "; byte tokens, no tokenizer.model");
+            return 0;
+          }};
+}
+
+}  // namespace monet::app
