@@ -17,6 +17,7 @@ Command add_experts_command(CLI::App& app) {
   struct Args : CheckpointArgs {
     interp::CollectOptions co;
     int64_t window = 40;  // bytes of context either side
+    int64_t max_experts = 4096;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -34,6 +35,10 @@ Command add_experts_command(CLI::App& app) {
   cmd->add_option(
          "--context-bytes", a->window,
          "bytes shown either side of a token (a quarter as many tokens for a SentencePiece model)")
+      ->check(at_least(0))
+      ->capture_default_str();
+  cmd->add_option("--report-experts", a->max_experts,
+                  "experts listed per site in the report, the most routed-to (0: every used one)")
       ->check(at_least(0))
       ->capture_default_str();
   cmd->add_flag("--train-split", a->co.train_split, "stream the train split instead of val");
@@ -54,6 +59,7 @@ Command add_experts_command(CLI::App& app) {
             interp::ReportOptions ro;
             ro.window = a->window;
             ro.train_split = co.train_split;
+            ro.max_experts = a->max_experts;
             ro.tokenizer = l.tokenizer->name() == "byte" ? nullptr : l.tokenizer.get();
             ro.title =
                 fmt::format("Experts of {} ({})", l.run_dir.filename().string(), l.experts->kind());

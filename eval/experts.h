@@ -142,6 +142,7 @@ struct ReportOptions {
   std::string source;   // checkpoint and data, for the record
   bool train_split = false;
   const Tokenizer* tokenizer = nullptr;  // how tokens become text; null: bytes
+  int64_t max_experts = 0;  // experts listed per site, the most routed-to first; 0: every used one
 };
 // experts.json (every site, every used expert: routing probabilities, active counts, contexts)
 // and experts.html (self-contained: sortable expert table, contexts on click, active-experts

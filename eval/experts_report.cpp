@@ -103,18 +103,28 @@ nlohmann::json site_json(const SiteStats& ss, const ExpertStats& st,
   for (size_t d = 0; d < D; ++d)
     specialised.push_back(specialised_experts(p, d, SelectionRule{}).size());
   j["specialised_ratio2"] = specialised;
-  json experts = json::array();
-  int64_t unused = 0;
+  // The experts routed to, by routing mass; the report lists the max_experts heaviest (a released
+  // model routes to most of its 262,144 per group, far more than a page can show).
+  std::vector<std::pair<double, int64_t>> used;
   for (int64_t e = 0; e < ss.site.experts; ++e) {
     double total = 0;
+    for (size_t d = 0; d < D; ++d) total += ss.mass[d][e];
+    if (total > 0) used.emplace_back(-total, e);
+  }
+  const int64_t unused = ss.site.experts - static_cast<int64_t>(used.size());
+  const size_t listed =
+      opt.max_experts > 0 ? std::min(used.size(), size_t(opt.max_experts)) : used.size();
+  std::partial_sort(used.begin(), used.begin() + static_cast<std::ptrdiff_t>(listed), used.end());
+  used.resize(listed);
+  std::sort(used.begin(), used.end(),
+            [](const auto& a, const auto& b) { return a.second < b.second; });
+  j["used"] = ss.site.experts - unused;
+  j["listed"] = listed;
+  json experts = json::array();
+  for (const auto& [neg_mass, e] : used) {
     std::vector<double> pe;
     std::vector<int64_t> ae;
-    for (size_t d = 0; d < D; ++d)
-      total += ss.mass[d][e], pe.push_back(p[d][e]), ae.push_back(ss.active[d][e]);
-    if (total <= 0) {
-      ++unused;
-      continue;
-    }
+    for (size_t d = 0; d < D; ++d) pe.push_back(p[d][e]), ae.push_back(ss.active[d][e]);
     const Selectivity sel = selectivity(p, static_cast<size_t>(e));
     json x;
     x["id"] = e;

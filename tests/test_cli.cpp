@@ -195,3 +195,66 @@ TEST(Cli, EvalAndSampleTakeGemmAndPrecision) {
             std::string::npos)
       << help;
 }
+
+// Issue #16: a Hugging Face folder of the released layout (the committed fixture) through every
+// command that reads a checkpoint, and `monet export` with its refusals.
+TEST(Cli, HuggingFaceFolderRunsThroughEvalSampleExpertsMaskAndExport) {
+  TempDir t("cli_hf");
+  const std::string vd = std::string(MONET_SOURCE_DIR) + "/tests/data/hf/monet_vd";
+  const std::string data = std::string(MONET_SOURCE_DIR) + "/tests/data/v0_checkpoints/data";
+  const nlohmann::json ev = nlohmann::json::parse(
+      monet_stdout("eval --json --ckpt " + vd + " --data " + data + " --windows 2", t.path()));
+  const nlohmann::json& all = ev.at("results").back();
+  // SentencePiece tokens stand for several bytes each: bpb counts the text's bytes, not tokens.
+  EXPECT_GT(all.at("bytes").get<double>(), 1.5 * all.at("tokens").get<double>()) << ev.dump();
+  EXPECT_NEAR(all.at("bpb").get<double>(),
+              all.at("loss").get<double>() * all.at("tokens").get<double>() / std::log(2.0) /
+                  all.at("bytes").get<double>(),
+              1e-9);
+  // Greedy ids: bos, the prompt's pieces, then the reference's greedy tokens (tests/data/hf).
+  const nlohmann::json ref = nlohmann::json::parse(
+      monet::read_file(std::string(MONET_SOURCE_DIR) + "/tests/data/hf/monet_vd_reference.json"));
+  const std::string out =
+      monet_stdout("sample --ckpt " + vd + " --prompt \"" + ref.at("text").get<std::string>() +
+                       "\" --tokens 16 --temperature 0 --ids",
+                   t.path());
+  std::vector<int32_t> want = ref.at("greedy_prompt_ids").get<std::vector<int32_t>>();
+  for (int32_t id : ref.at("greedy").get<std::vector<int32_t>>()) want.push_back(id);
+  EXPECT_EQ(out.substr(0, out.find('\n')), fmt::format("{}", fmt::join(want, " ")));
+  EXPECT_EQ(monet_cli("experts --ckpt " + vd + " --data " + data + " --windows 2 --out " +
+                          (t / "experts").string(),
+                      t.path())
+                .status,
+            0);
+  EXPECT_TRUE(fs::exists(t / "experts" / "experts.html"));
+  EXPECT_EQ(
+      monet_cli("mask --ckpt " + vd + " --data " + data +
+                    " --domain code --select-windows 2 --windows 2 --out " + (t / "mask").string(),
+                t.path())
+          .status,
+      0);
+  EXPECT_TRUE(fs::exists(t / "mask" / "mask.md"));
+  expect_clean_error(monet_cli("purge --ckpt " + vd + " --data " + data + " --text " + data +
+                                   "/code.val.txt --score " + data + "/code.val.txt",
+                               t.path()),
+                     "sentencepiece tokens");
+
+  // export: the fixture written again as bf16 loads with the same logits as the original.
+  EXPECT_EQ(monet_stdout("export --ckpt " + vd + " --to hf --dtype bf16 " + (t / "out").string(),
+                         t.path()),
+            (t / "out").string() + "\n");
+  EXPECT_TRUE(fs::exists(t / "out" / "tokenizer.model"));
+  auto loss = [&](const std::string& ck) {
+    return nlohmann::json::parse(monet_stdout(
+        "eval --json --ckpt " + ck + " --data " + data + " --windows 2", t.path()))["results"];
+  };
+  EXPECT_EQ(loss((t / "out").string()), loss(vd));
+  expect_clean_error(monet_cli("export --ckpt " + vd + " " + (t / "out").string(), t.path()),
+                     "already exists");
+  expect_clean_error(monet_cli("export --ckpt " + std::string(MONET_SOURCE_DIR) +
+                                   "/tests/data/v0_checkpoints/dense " + (t / "dense").string(),
+                               t.path()),
+                     "MONET models");
+  EXPECT_EQ(monet_cli("export --ckpt " + vd + " --to onnx " + (t / "x").string(), t.path()).status,
+            2);
+}

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <optional>
 
 #include "core/memory.h"
 #include "eval/experts.h"
@@ -244,15 +245,26 @@ TEST(MonetMasking, RemovingPairsEqualsTheReferenceWithoutThem) {
     std::vector<double> u = a.to_vector<double>(), v = b.to_vector<double>();
     for (size_t k = 0; k < u.size(); ++k) ASSERT_NEAR(u[k], v[k], 1e-10 * (1 + std::abs(v[k])));
   };
-  same(sub(monet_hd(x, hd, r), hd_contribution(x, hd, r, removed)),
-       reference_hd(x, hd, r, removed));
-  same(sub(monet_vd(x, vd, r), vd_contribution(x, vd, r, removed)),
-       reference_vd(x, vd, r, removed));
-  // All pairs removed: nothing is left.
-  ExpertPairs all;
-  for (int64_t i = 0; i < SQRT_N; ++i)
-    for (int64_t j = 0; j < SQRT_N; ++j) all.emplace_back(i, j);
-  same(sub(monet_vd(x, vd, r), vd_contribution(x, vd, r, all)), zeros({B, T, D}, DType::F64));
+  // The sparse CPU kernel and the composed form, on dense routing and on routing with zeros (a
+  // token skips the pairs whose sub-experts it does not route to).
+  const Routing sparse = mask_subexperts(r, {1}, {2});
+  for (bool composed : {false, true}) {
+    SCOPED_TRACE(composed ? "composed" : "sparse kernel");
+    std::optional<ComposedOnly> scope;
+    if (composed) scope.emplace();
+    for (const Routing& q : {r, sparse}) {
+      same(sub(monet_hd(x, hd, q), hd_contribution(x, hd, q, removed)),
+           reference_hd(x, hd, q, removed));
+      same(sub(monet_vd(x, vd, q), vd_contribution(x, vd, q, removed)),
+           reference_vd(x, vd, q, removed));
+    }
+    // All pairs removed: nothing is left.
+    ExpertPairs all;
+    for (int64_t i = 0; i < SQRT_N; ++i)
+      for (int64_t j = 0; j < SQRT_N; ++j) all.emplace_back(i, j);
+    same(sub(monet_vd(x, vd, r), vd_contribution(x, vd, r, all)), zeros({B, T, D}, DType::F64));
+    same(sub(monet_hd(x, hd, r), hd_contribution(x, hd, r, all)), zeros({B, T, D}, DType::F64));
+  }
 }
 
 // Masking sub-expert i of the first router removes exactly the √N experts (i, ·).

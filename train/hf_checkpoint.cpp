@@ -273,11 +273,13 @@ void export_hf(const nn::Module& model, const ModelConfig& m, const fs::path& ou
   MONET_CHECK(!fs::exists(out), "export: '{}' already exists; remove it or name another folder",
               out.string());
   const json cfg = hf_config(m, dtype == DType::BF16 ? "bfloat16" : "float32");
+  // Parameters in `dtype`; buffers (the routers' running statistics) stay f32, whose rounding
+  // would move the routers' thresholds.
   NamedTensors tensors;
-  for (const auto& [name, t] : model_state(model)) {
-    Tensor v = t.detach().to(Device::cpu());
-    tensors.emplace_back(hf_tensor_name(name), is_floating(v.dtype()) ? v.to(dtype) : v);
-  }
+  for (const auto& [name, t] : model.named_parameters())
+    tensors.emplace_back(hf_tensor_name(name), t.detach().to(Device::cpu()).to(dtype));
+  for (const auto& [name, t] : model.named_buffers())
+    tensors.emplace_back(hf_tensor_name(name), t.detach().to(Device::cpu()).to(DType::F32));
   const fs::path tmp = out.string() + ".tmp";
   fs::remove_all(tmp);
   fs::create_directories(tmp);

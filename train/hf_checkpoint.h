@@ -5,7 +5,8 @@
 //                                     moe_topk, moe_groups, moe_decompose (vertical | horizontal)
 //   model.safetensors                 or model.safetensors.index.json and its shards; bf16 weights
 //   tokenizer.model                   SentencePiece (LLaMA's: bos 1, eos 2)
-// The tensors map one to one onto this library's parameters (docs/hf_layout.md has the table):
+// The tensors map one to one onto this library's parameters (README.md, "Running the released
+// MONET models", has the table):
 //   model.embed_tokens.weight                        embed.weight
 //   model.layers.{i}.input_layernorm.weight          layers.{i}.norm1.weight
 //   model.layers.{i}.self_attn.{q,k,v,o}_proj.weight layers.{i}.attn.{wq,wk,wv,wo}.weight
@@ -52,8 +53,9 @@ std::shared_ptr<nn::Transformer> load_hf_model(
     const std::function<void(const std::string&)>& note = nullptr);
 
 // Writes `model` (of config `m`) as an HF folder `out` (which must not exist): config.json,
-// model.safetensors in `dtype` (F32 or BF16), and `tokenizer_model` when given. Written into
-// `out`.tmp and renamed, so a failure leaves nothing half-written under `out`.
+// model.safetensors with the parameters in `dtype` (F32 or BF16) and the buffers in F32, and
+// `tokenizer_model` when given. Written into `out`.tmp and renamed, so a failure leaves nothing
+// half-written under `out`.
 void export_hf(const nn::Module& model, const ModelConfig& m, const std::filesystem::path& out,
                DType dtype, const std::filesystem::path& tokenizer_model = {});
 

@@ -47,8 +47,8 @@ def save_safetensors(path: str, tensors: dict) -> int:
     for name in names:
         t = tensors[name].detach().contiguous()
         code = code_of[t.dtype]
-        vals = (t.view(torch.int16) if code == "BF16" else t).reshape(-1).tolist()
-        blob = struct.pack("<%d%s" % (len(vals), _CODES[code][1]), *vals)
+        # raw little-endian bytes (numpy comes with Debian's python3-torch)
+        blob = (t.view(torch.int16) if code == "BF16" else t).reshape(-1).numpy().tobytes()
         header[name] = {"dtype": code, "shape": list(t.shape),
                         "data_offsets": [offset, offset + len(blob)]}
         offset += len(blob)
@@ -56,7 +56,9 @@ def save_safetensors(path: str, tensors: dict) -> int:
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)
     with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+        f.write(struct.pack("<Q", len(text)) + text)
+        for blob in blobs:
+            f.write(blob)
     return offset
 
 
@@ -125,6 +127,16 @@ def hf_config(vocab: int, decompose: str, kv_heads: int, tie: bool) -> dict:
     }
 
 
+# The released VD sizes: the 1.4B config.json as published; 850M and 4.1B from the paper's
+# Table 6 (850M checks against the released 1.71 GB bf16 file, 855M parameters).
+RELEASED = {
+    "850M": dict(hidden_size=1536, num_hidden_layers=24, num_attention_heads=12, moe_heads=6,
+                 moe_dim=12),
+    "1.4B": dict(hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, moe_heads=8,
+                 moe_dim=16),
+}
+
+
 def draw_weights(c: dict, seed: int) -> dict:
     """MonetForCausalLM's state dict, N(0, 1) scaled so the model is far from uniform:
     projections 1/sqrt(fan-in), V matrices 1/sqrt(columns of one expert), norms 1 +- 0.1,
@@ -179,6 +191,10 @@ def make_fixture(a):
     train_tokenizer(tok)
     vocab = spm.SentencePieceProcessor(model_file=tok).get_piece_size()
     c = hf_config(vocab, a.decompose, a.kv_heads, a.tie)
+    if a.size:  # a released shape (random weights, for predicting memory and time), vocab 32000
+        c.update(RELEASED[a.size], vocab_size=32000, max_position_embeddings=2048, moe_experts=512,
+                 moe_topk=8, moe_groups=4)
+        c["num_key_value_heads"] = c["num_attention_heads"]
     w = draw_weights(c, a.seed)
     if a.shards == 1:
         save_safetensors(os.path.join(a.outdir, "model.safetensors"), w)
@@ -390,6 +406,7 @@ def main():
     m.add_argument("--tie", action="store_true", help="tie_word_embeddings (no lm_head.weight)")
     m.add_argument("--kv-heads", type=int, default=4)
     m.add_argument("--seed", type=int, required=True)
+    m.add_argument("--size", choices=sorted(RELEASED), help="a released shape instead of the tiny one")
     r = sub.add_parser("reference", help="logits and greedy tokens of an HF MONET folder")
     r.add_argument("modeldir")
     src = r.add_mutually_exclusive_group(required=True)
