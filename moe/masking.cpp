@@ -1,5 +1,6 @@
 #include "moe/masking.h"
 
+#include <algorithm>
 #include <map>
 #include <tuple>
 #include <vector>
@@ -82,12 +83,15 @@ Tensor vd_contribution_composed(const Tensor& x, const VdWeights& w, const Routi
 // ---- sparse (CPU): per token, only the removed pairs it routes to ----
 //
 // A token reaches pair (i, j) only when some head keeps both i and j (ĝ1_hi ĝ2_hj > 0), at most
-// H·k1·k2 pairs of the N, so the cost is tokens × (removed ∩ routed) pairs × the expert's size,
-// not |S| × tokens: at N = 512² a domain's mask removes tens of thousands of pairs per group.
-// Per token, with w_ij = Σ_h ĝ1_hi ĝ2_hj over the removed pairs it reaches:
-//   HD  C = Σ_j V_j (Σ_i w_ij a_i) + (Σ_i w_ij) b_j,               a_i = relu²(U_i x + bu_i)
-//   VD  C_top    = Σ_i V11_i (s_i a1_i) + V12_i (Σ_j w_ij a2_j) + s_i b1_i,   s_i = Σ_j w_ij
-//       C_bottom = Σ_j V21_j (Σ_i w_ij a1_i) + V22_j (t_j a2_j) + t_j b2_j,   t_j = Σ_i w_ij
+// H·k1·k2 of the N pairs. With w_ij = Σ_h ĝ1_hi ĝ2_hj over the removed pairs a token reaches, the
+// contribution regroups into the layer's own products (all sub-expert activations a = relu²(u x)
+// come from one GEMM, as in the forward):
+//   HD  C = Z·vᵀ + t·b,        Z_j = Σ_i w_ij a_i,  t_j = Σ_i w_ij
+//   VD  C_top    = Z1·v11ᵀ + Z2·v12ᵀ + s·b1,   Z1_i = s_i a1_i,        Z2_i = Σ_j w_ij a2_j
+//       C_bottom = Z3·v21ᵀ + Z4·v22ᵀ + t·b2,   Z3_j = Σ_i w_ij a1_i,   Z4_j = t_j a2_j
+// with s_i = Σ_j w_ij; only the per-token building of Z, s, t visits pairs. At N = 512² a domain's
+// mask removes tens of thousands of pairs per group: a few ops per pair over every token (the
+// composed form) would not finish.
 
 // Which pairs are removed, as a √N × √N table.
 std::vector<uint8_t> pair_table(const ExpertPairs& s, int64_t sqrt_n) {
@@ -96,31 +100,7 @@ std::vector<uint8_t> pair_table(const ExpertPairs& s, int64_t sqrt_n) {
   return in;
 }
 
-// relu²(W_i x + b_i) for the `width` rows of block i of W [√N·width, d].
-template <class T>
-void block_act(const T* W, const T* b, int64_t i, int64_t width, int64_t d, const T* x, T* out) {
-  for (int64_t c = 0; c < width; ++c) {
-    const T* row = W + (i * width + c) * d;
-    T acc = b[i * width + c];
-    for (int64_t k = 0; k < d; ++k) acc += row[k] * x[k];
-    out[c] = acc > 0 ? acc * acc : T(0);
-  }
-}
-
-// out[r] += Σ_c V[r, j·width + c] · a[c] for the `rows` rows of V [rows, √N·width].
-template <class T>
-void block_matvec(const T* V, int64_t j, int64_t width, int64_t rows, int64_t ld, const T* a,
-                  T* out) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* v = V + r * ld + j * width;
-    T acc = 0;
-    for (int64_t c = 0; c < width; ++c) acc += v[c] * a[c];
-    out[r] += acc;
-  }
-}
-
-// For every token: the removed pairs it routes to, with their weights w_ij. Calls
-// `pairs(token, list)` with list of (i, j, w).
+// For every token t: pairs(t, list) with the removed pairs it routes to, as (i, j, w_ij).
 template <class T, class F>
 void for_routed_pairs(const Routing& r, const std::vector<uint8_t>& removed, F&& pairs) {
   const Tensor g1 = r.g1.contiguous(), g2 = r.g2.contiguous();
@@ -129,17 +109,17 @@ void for_routed_pairs(const Routing& r, const std::vector<uint8_t>& removed, F&&
   cpu::parallel_for(n, 1, [&](int64_t t0, int64_t t1) {
     std::vector<int64_t> I1, I2;
     std::vector<std::tuple<int64_t, int64_t, T>> list;
+    auto routed = [&](const T* g, std::vector<int64_t>& I) {
+      I.clear();
+      for (int64_t i = 0; i < S; ++i)
+        for (int64_t h = 0; h < H; ++h)
+          if (g[h * S + i] != T(0)) {
+            I.push_back(i);
+            break;
+          }
+    };
     for (int64_t t = t0; t < t1; ++t) {
       const T *a = p1 + t * H * S, *b = p2 + t * H * S;
-      auto routed = [&](const T* g, std::vector<int64_t>& I) {
-        I.clear();
-        for (int64_t i = 0; i < S; ++i)
-          for (int64_t h = 0; h < H; ++h)
-            if (g[h * S + i] != T(0)) {
-              I.push_back(i);
-              break;
-            }
-      };
       routed(a, I1);
       routed(b, I2);
       list.clear();
@@ -155,86 +135,62 @@ void for_routed_pairs(const Routing& r, const std::vector<uint8_t>& removed, F&&
   });
 }
 
-Tensor hd_contribution_sparse(const Tensor& xin, const HdWeights& w, const Routing& r,
-                              const ExpertPairs& s) {
-  const int64_t S = w.b.size(0), m = w.u_weight.size(0) / S, d = w.b.size(1);
-  const std::vector<uint8_t> removed = pair_table(s, S);
-  const Tensor x = xin.contiguous(), U = w.u_weight.contiguous(), bu = w.u_bias.contiguous(),
-               V = w.v_weight.contiguous(), b = w.b.contiguous();
-  Tensor out = zeros({x.size(0), x.size(1), d}, x.dtype());
-  MONET_SWITCH_FLOAT(x.dtype(), "monet masking", [&] {
-    using T = scalar_t;
-    for_routed_pairs<T>(r, removed, [&](int64_t t, const auto& list) {
-      if (list.empty()) return;
-      const T* xt = x.data<T>() + t * d;
-      T* o = out.data<T>() + t * d;
-      std::map<int64_t, std::vector<T>> act, mix;  // a_i; Σ_i w_ij a_i per j
-      std::map<int64_t, T> tw;                     // Σ_i w_ij per j
-      for (const auto& [i, j, wij] : list) {
-        auto [it, fresh] = act.try_emplace(i, std::vector<T>(static_cast<size_t>(m)));
-        if (fresh) block_act(U.data<T>(), bu.data<T>(), i, m, d, xt, it->second.data());
-        auto& A = mix.try_emplace(j, std::vector<T>(static_cast<size_t>(m), T(0))).first->second;
-        for (int64_t c = 0; c < m; ++c) A[c] += wij * it->second[c];
-        tw[j] += wij;
-      }
-      for (const auto& [j, A] : mix) {
-        block_matvec(V.data<T>(), j, m, d, S * m, A.data(), o);
-        for (int64_t k = 0; k < d; ++k) o[k] += tw[j] * b.data<T>()[j * d + k];
-      }
-    });
-  });
-  return out;
+// dst[t, k-block] += w · src[t, l-block] for blocks of `width`.
+template <class T>
+void axpy_block(T* dst, int64_t k, const T* src, int64_t l, int64_t width, T w) {
+  for (int64_t c = 0; c < width; ++c) dst[k * width + c] += w * src[l * width + c];
 }
 
-Tensor vd_contribution_sparse(const Tensor& xin, const VdWeights& w, const Routing& r,
+Tensor hd_contribution_sparse(const Tensor& x, const HdWeights& w, const Routing& r,
                               const ExpertPairs& s) {
-  const int64_t S = w.b1.size(0), hm = w.u1_weight.size(0) / S, h = w.b1.size(1), d = 2 * h;
+  const int64_t S = w.b.size(0), m = w.u_weight.size(0) / S, d = w.b.size(1);
+  const int64_t n = x.numel() / d;
   const std::vector<uint8_t> removed = pair_table(s, S);
-  const Tensor x = xin.contiguous(), U1 = w.u1_weight.contiguous(), c1 = w.u1_bias.contiguous(),
-               U2 = w.u2_weight.contiguous(), c2 = w.u2_bias.contiguous(), V11 = w.v11.contiguous(),
-               V12 = w.v12.contiguous(), V21 = w.v21.contiguous(), V22 = w.v22.contiguous(),
-               b1 = w.b1.contiguous(), b2 = w.b2.contiguous();
-  Tensor out = zeros({x.size(0), x.size(1), d}, x.dtype());
+  const Tensor a = relu2(nn::linear(x, w.u_weight, w.u_bias)).reshape({n, S * m}).contiguous();
+  Tensor Z = zeros({n, S * m}, x.dtype()), t = zeros({n, S}, x.dtype());
   MONET_SWITCH_FLOAT(x.dtype(), "monet masking", [&] {
     using T = scalar_t;
-    using Vec = std::vector<T>;
-    const size_t W = static_cast<size_t>(hm);
-    for_routed_pairs<T>(r, removed, [&](int64_t t, const auto& list) {
-      if (list.empty()) return;
-      const T* xt = x.data<T>() + t * d;
-      T *top = out.data<T>() + t * d, *bottom = top + h;
-      std::map<int64_t, Vec> a1, a2, mix2,
-          mix1;  // a1_i, a2_j, Σ_j w_ij a2_j (per i), Σ_i w_ij a1_i (per j)
-      std::map<int64_t, T> si, tj;
-      auto act = [&](std::map<int64_t, Vec>& cache, const Tensor& U, const Tensor& c, int64_t i) {
-        auto [it, fresh] = cache.try_emplace(i, Vec(W));
-        if (fresh) block_act(U.data<T>(), c.data<T>(), i, hm, d, xt, it->second.data());
-        return it->second.data();
-      };
+    for_routed_pairs<T>(r, removed, [&](int64_t tok, const auto& list) {
+      const T* at = a.data<T>() + tok * S * m;
+      T *zt = Z.data<T>() + tok * S * m, *tt = t.data<T>() + tok * S;
+      for (const auto& [i, j, wij] : list) axpy_block(zt, j, at, i, m, wij), tt[j] += wij;
+    });
+  });
+  Tensor out = add(nn::linear(Z, w.v_weight), matmul(t, w.b));
+  return out.reshape({x.size(0), x.size(1), d});
+}
+
+Tensor vd_contribution_sparse(const Tensor& x, const VdWeights& w, const Routing& r,
+                              const ExpertPairs& s) {
+  const int64_t S = w.b1.size(0), hm = w.u1_weight.size(0) / S, h = w.b1.size(1);
+  const int64_t n = x.numel() / (2 * h), width = S * hm;
+  const std::vector<uint8_t> removed = pair_table(s, S);
+  const Tensor a1 = relu2(nn::linear(x, w.u1_weight, w.u1_bias)).reshape({n, width}).contiguous();
+  const Tensor a2 = relu2(nn::linear(x, w.u2_weight, w.u2_bias)).reshape({n, width}).contiguous();
+  Tensor Z1 = zeros({n, width}, x.dtype()), Z2 = zeros_like(Z1), Z3 = zeros_like(Z1),
+         Z4 = zeros_like(Z1), si = zeros({n, S}, x.dtype()), tj = zeros_like(si);
+  MONET_SWITCH_FLOAT(x.dtype(), "monet masking", [&] {
+    using T = scalar_t;
+    for_routed_pairs<T>(r, removed, [&](int64_t tok, const auto& list) {
+      const int64_t o = tok * width;
+      const T *x1 = a1.data<T>() + o, *x2 = a2.data<T>() + o;
+      T *z1 = Z1.data<T>() + o, *z2 = Z2.data<T>() + o, *z3 = Z3.data<T>() + o,
+        *z4 = Z4.data<T>() + o, *s_ = si.data<T>() + tok * S, *t_ = tj.data<T>() + tok * S;
       for (const auto& [i, j, wij] : list) {
-        const T *x1 = act(a1, U1, c1, i), *x2 = act(a2, U2, c2, j);
-        T* m2 = mix2.try_emplace(i, Vec(W, T(0))).first->second.data();
-        T* m1 = mix1.try_emplace(j, Vec(W, T(0))).first->second.data();
-        for (size_t c = 0; c < W; ++c) m2[c] += wij * x2[c], m1[c] += wij * x1[c];
-        si[i] += wij;
-        tj[j] += wij;
+        axpy_block(z2, i, x2, j, hm, wij);  // Z2_i += w_ij a2_j
+        axpy_block(z3, j, x1, i, hm, wij);  // Z3_j += w_ij a1_i
+        s_[i] += wij;
+        t_[j] += wij;
       }
-      Vec scaled(W);
-      for (const auto& [i, M2] : mix2) {
-        for (size_t c = 0; c < W; ++c) scaled[c] = si[i] * a1[i][c];
-        block_matvec(V11.data<T>(), i, hm, h, S * hm, scaled.data(), top);
-        block_matvec(V12.data<T>(), i, hm, h, S * hm, M2.data(), top);
-        for (int64_t k = 0; k < h; ++k) top[k] += si[i] * b1.data<T>()[i * h + k];
-      }
-      for (const auto& [j, M1] : mix1) {
-        for (size_t c = 0; c < W; ++c) scaled[c] = tj[j] * a2[j][c];
-        block_matvec(V21.data<T>(), j, hm, h, S * hm, M1.data(), bottom);
-        block_matvec(V22.data<T>(), j, hm, h, S * hm, scaled.data(), bottom);
-        for (int64_t k = 0; k < h; ++k) bottom[k] += tj[j] * b2.data<T>()[j * h + k];
+      for (int64_t i = 0; i < S; ++i) {
+        if (s_[i] != T(0)) axpy_block(z1, i, x1, i, hm, s_[i]);  // Z1_i = s_i a1_i
+        if (t_[i] != T(0)) axpy_block(z4, i, x2, i, hm, t_[i]);  // Z4_j = t_j a2_j
       }
     });
   });
-  return out;
+  Tensor top = add(add(nn::linear(Z1, w.v11), nn::linear(Z2, w.v12)), matmul(si, w.b1));
+  Tensor bottom = add(add(nn::linear(Z3, w.v21), nn::linear(Z4, w.v22)), matmul(tj, w.b2));
+  return concat({top, bottom}, -1).reshape({x.size(0), x.size(1), 2 * h});
 }
 
 }  // namespace
