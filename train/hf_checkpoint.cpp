@@ -236,6 +236,18 @@ std::shared_ptr<nn::Transformer> load_hf_model(
         "(predicted on the meta device)",
         dir.string(), c.model.ffn.kind, hf.value("torch_dtype", "float32"),
         static_cast<double>(params) / 1e6, 4.0 * static_cast<double>(params) / (1 << 30)));
+  // Loading holds the f32 weights and, while they are copied, the file's tensors (bf16 as
+  // released): both must fit, or the refusal comes now rather than from the kernel's OOM killer.
+  double staged = 0;
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.path().extension() == ".safetensors")
+      staged += static_cast<double>(fs::file_size(entry.path()));
+  const double need = 4.0 * static_cast<double>(params) + staged, avail = available_bytes(device);
+  MONET_CHECK(need < avail,
+              "{}: loading needs {:.2f} GiB ({:.2f} GiB of float32 weights and {:.2f} GiB of the "
+              "checkpoint's tensors while they are converted), over the {:.2f} GiB available",
+              dir.string(), need / (1 << 30), 4.0 * static_cast<double>(params) / (1 << 30),
+              staged / (1 << 30), avail / (1 << 30));
   Generator gen(c.run.seed);
   auto model = build_model(c.model, gen, DType::F32, device);  // refuses what will not fit
 

@@ -373,13 +373,13 @@ def reference(a):
         best = forward(seq, c, W, margins)[-1].topk(2)
         top2.append((best.values[0] - best.values[1]).item())
         seq.append(int(best.indices[0]))
-    margin, gap = min(margins), min(top2, default=float("inf"))
+    margin, gap = min(margins), min(top2, default=None)  # None (JSON null) without --greedy
     print(f"{len(ids)} ids, {a.greedy} greedy tokens; min router margin {margin:.3e} over "
-          f"{1 + a.greedy} forwards, min greedy top-2 gap {gap:.3e}")
+          f"{1 + a.greedy} forwards, min greedy top-2 gap {gap if gap is None else f'{gap:.3e}'}")
     if margin < MASK_MARGIN:
         sys.exit(f"a router logit lies {margin:.2e} < {MASK_MARGIN} from its threshold tau: "
                  "float32 rounding could change a kept set; pick another seed or text")
-    if gap < GREEDY_GAP:
+    if gap is not None and gap < GREEDY_GAP:
         sys.exit(f"a greedy step's two best logits differ by {gap:.2e} < {GREEDY_GAP}: "
                  "pick another seed or text")
     out = {"ids": ids, "greedy_prompt_ids": ids, "greedy": seq[len(ids):], "dtype": a.dtype,
