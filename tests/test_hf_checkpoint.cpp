@@ -43,6 +43,18 @@ Tensor ids_tensor(const std::vector<int32_t>& ids) {
 // float64 there: measured 5.1e-6 (VD) and 6.7e-6 (HD) on logits of magnitude ~1-5.
 constexpr double kLogitTolerance = 5e-5;
 
+// A MONET-VD trained here for a few steps (in `dir`), loaded from its checkpoint.
+std::shared_ptr<nn::Transformer> train_tiny_vd(const fs::path& dir, Config& cfg) {
+  monet::testing::write_corpus(dir / "data");
+  cfg = monet::testing::tiny_config(
+      dir / "data",
+      R"({"kind": "monet_vd", "heads": 2, "sqrt_n": 8, "dim": 4, "topk": 2, "group": 2})");
+  cfg.run.steps = 4;
+  cfg.run.checkpoint_every = 0;
+  train({cfg, dir / "run", false, -1}, monet::testing::quiet());
+  return load_model(dir / "run");
+}
+
 }  // namespace
 
 class HfFixture : public ::testing::TestWithParam<std::string> {};
@@ -129,14 +141,8 @@ TEST(HfCheckpoint, ParameterCountsOfTheReleasedVdSizes) {
 // in bf16 as close as its rounding allows.
 TEST(HfCheckpoint, ExportOfATrainedModelLoadsBackWithTheSameLogits) {
   TempDir t("hf_export");
-  monet::testing::write_corpus(t / "data");
-  Config cfg = monet::testing::tiny_config(
-      t / "data",
-      R"({"kind": "monet_vd", "heads": 2, "sqrt_n": 8, "dim": 4, "topk": 2, "group": 2})");
-  cfg.run.steps = 4;
-  cfg.run.checkpoint_every = 0;
-  train({cfg, t / "run", false, -1}, monet::testing::quiet());
-  auto trained = load_model(t / "run");
+  Config cfg;
+  auto trained = train_tiny_vd(t.path(), cfg);
   export_hf(*trained, cfg.model, t / "hf32", DType::F32);
   export_hf(*trained, cfg.model, t / "hf16", DType::BF16);
   ASSERT_TRUE(is_hf_checkpoint(t / "hf32"));
@@ -224,14 +230,8 @@ TEST(HfCheckpoint, ExportLoadsInThePyTorchReferenceForward) {
   if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "needs /usr/bin/python3 with torch (apt-get install python3-torch)";
   TempDir t("hf_torch");
-  monet::testing::write_corpus(t / "data");
-  Config cfg = monet::testing::tiny_config(
-      t / "data",
-      R"({"kind": "monet_vd", "heads": 2, "sqrt_n": 8, "dim": 4, "topk": 2, "group": 2})");
-  cfg.run.steps = 4;
-  cfg.run.checkpoint_every = 0;
-  train({cfg, t / "run", false, -1}, monet::testing::quiet());
-  auto model = load_model(t / "run");
+  Config cfg;
+  auto model = train_tiny_vd(t.path(), cfg);
   export_hf(*model, cfg.model, t / "hf", DType::F32);
   const std::vector<int32_t> ids = {100, 101, 102, 32, 109, 97, 105, 110, 40, 41, 58, 10};
   const std::string cmd = fmt::format(
