@@ -257,6 +257,14 @@ TEST(TrainSafetensors, ShardedCheckpointLoadsEveryTensorOfItsIndex) {
   // The same tensors as each shard holds them.
   const Safetensors one = load_safetensors(dir / "model-00002-of-00002.safetensors");
   EXPECT_EQ(st.tensors[2].second.to_vector<float>(), one.tensors[0].second.to_vector<float>());
+  // Shard by shard (in the order the index, read with sorted keys, first names each), each with
+  // its own tensors only.
+  std::vector<std::vector<std::string>> visits;
+  for_each_model_shard(dir.path(), [&](NamedTensors&& shard) {
+    visits.emplace_back();
+    for (const auto& [name, t] : shard) visits.back().push_back(name);
+  });
+  EXPECT_EQ(visits, (std::vector<std::vector<std::string>>{{"a.weight", "b.weight"}, {"c.bias"}}));
 }
 
 TEST(TrainSafetensors, ShardedCheckpointErrorsNameTheIndexShardAndTensor) {

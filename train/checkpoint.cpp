@@ -43,6 +43,26 @@ json state_to_json(const TrainState& s) {
           {"format", "monet-cpp train state 1"}};
 }
 
+// Copies `src` into the same-named `dst` tensors (converting the dtype): the names must be the
+// same sets and each shape equal; errors start with `what`.
+void copy_state(const nn::NamedTensors& dst, const NamedTensors& src, const std::string& what) {
+  const std::map<std::string, Tensor> by_name(src.begin(), src.end());
+  std::set<std::string> wanted;
+  for (const auto& [name, t] : dst) {
+    wanted.insert(name);
+    auto it = by_name.find(name);
+    MONET_CHECK(it != by_name.end(), "{}: tensor '{}' is missing", what, name);
+    MONET_CHECK(it->second.shape() == t.shape(),
+                "{}: tensor '{}' has shape {} in the checkpoint but {} in the model built from its "
+                "config",
+                what, name, shape_str(it->second.shape()), shape_str(t.shape()));
+  }
+  for (const auto& [name, t] : src)
+    MONET_CHECK(wanted.count(name), "{}: unexpected tensor '{}'", what, name);
+  NoGradGuard ng;
+  for (const auto& [name, t] : dst) copy_(t, by_name.at(name).to(t.dtype()).to(t.device()));
+}
+
 // A checkpoint holds finite numbers only: training stops before a non-finite value reaches the
 // weights, so a NaN or an infinity here means the file was damaged or edited.
 void require_finite(const NamedTensors& tensors, const std::string& what) {
@@ -77,24 +97,6 @@ void diff_json(const json& saved, const json& now, const std::string& path,
 }
 
 }  // namespace
-
-void copy_state(const nn::NamedTensors& dst, const NamedTensors& src, const std::string& what) {
-  const std::map<std::string, Tensor> by_name(src.begin(), src.end());
-  std::set<std::string> wanted;
-  for (const auto& [name, t] : dst) {
-    wanted.insert(name);
-    auto it = by_name.find(name);
-    MONET_CHECK(it != by_name.end(), "{}: tensor '{}' is missing", what, name);
-    MONET_CHECK(it->second.shape() == t.shape(),
-                "{}: tensor '{}' has shape {} in the checkpoint but {} in the model built from its "
-                "config",
-                what, name, shape_str(it->second.shape()), shape_str(t.shape()));
-  }
-  for (const auto& [name, t] : src)
-    MONET_CHECK(wanted.count(name), "{}: unexpected tensor '{}'", what, name);
-  NoGradGuard ng;
-  for (const auto& [name, t] : dst) copy_(t, by_name.at(name).to(t.dtype()).to(t.device()));
-}
 
 void save_checkpoint(const fs::path& run_dir, const nn::Module& model,
                      const nn::Optimizer* optimizer, const Config& config, const TrainState& state) {

@@ -17,7 +17,6 @@
 #include "nn/transformer.h"
 #include "train/config.h"
 #include "train/corpus.h"
-#include "train/safetensors.h"
 #include "train/tokenizer.h"
 
 namespace monet {
@@ -51,10 +50,6 @@ void load_optimizer_state(const std::filesystem::path& ckpt_dir, nn::Optimizer& 
 TrainState parse_train_state(const std::string& text, const std::string& where);
 TrainState load_train_state(const std::filesystem::path& ckpt_dir);
 Config load_checkpoint_config(const std::filesystem::path& ckpt_dir);
-
-// Copies `src` into the same-named `dst` tensors (converting the dtype): the names must be the
-// same sets and each shape equal; errors start with `what`.
-void copy_state(const nn::NamedTensors& dst, const NamedTensors& src, const std::string& what);
 
 // A model built from the checkpoint's config with its weights loaded, in eval mode. `path` may
 // also be a Hugging Face folder of the released MONET models (train/hf_checkpoint.h), whose

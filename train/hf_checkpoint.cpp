@@ -2,10 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
+#include <map>
 #include <optional>
+#include <set>
 #include <utility>
 
+#include "core/autograd.h"
 #include "core/ops.h"
 #include "train/checkpoint.h"
 #include "train/model.h"
@@ -236,43 +240,57 @@ std::shared_ptr<nn::Transformer> load_hf_model(
         "(predicted on the meta device)",
         dir.string(), c.model.ffn.kind, hf.value("torch_dtype", "float32"),
         static_cast<double>(params) / 1e6, 4.0 * static_cast<double>(params) / (1 << 30)));
-  // Loading holds the f32 weights and, while they are copied, the file's tensors (bf16 as
-  // released): both must fit, or the refusal comes now rather than from the kernel's OOM killer.
-  double staged = 0;
+  // Loading holds the f32 weights and one shard's tensors (bf16 as released) while they are
+  // converted: both must fit, or the refusal comes now rather than from the kernel's OOM killer.
+  double shard = 0;
   for (const auto& entry : fs::directory_iterator(dir))
     if (entry.path().extension() == ".safetensors")
-      staged += static_cast<double>(fs::file_size(entry.path()));
-  const double need = 4.0 * static_cast<double>(params) + staged, avail = available_bytes(device);
-  MONET_CHECK(need < avail,
-              "{}: loading needs {:.2f} GiB ({:.2f} GiB of float32 weights and {:.2f} GiB of the "
-              "checkpoint's tensors while they are converted), over the {:.2f} GiB available",
-              dir.string(), need / (1 << 30), 4.0 * static_cast<double>(params) / (1 << 30),
-              staged / (1 << 30), avail / (1 << 30));
+      shard = std::max(shard, static_cast<double>(fs::file_size(entry.path())));
+  const double weights = 4.0 * static_cast<double>(params), avail = available_bytes(device);
+  MONET_CHECK(weights + shard < avail,
+              "{}: loading needs {:.2f} GiB ({:.2f} GiB of float32 weights and {:.2f} GiB for the "
+              "largest shard while it is converted), over the {:.2f} GiB available",
+              dir.string(), (weights + shard) / (1 << 30), weights / (1 << 30), shard / (1 << 30),
+              avail / (1 << 30));
   Generator gen(c.run.seed);
   auto model = build_model(c.model, gen, DType::F32, device);  // refuses what will not fit
 
+  // Shard by shard, each tensor converted into its parameter and dropped.
   const std::string what = fmt::format("checkpoint '{}'", dir.string());
-  Safetensors st = load_model_safetensors(dir);
-  NamedTensors ours;
-  for (auto& [name, t] : st.tensors) {
-    std::string mine;
-    try {
-      mine = our_tensor_name(name);
-    } catch (const Error& e) {
-      throw Error(fmt::format("{}: {}", what, e.what()));
-    }
-    if (!mine.empty()) ours.emplace_back(std::move(mine), std::move(t));
-  }
-  st.tensors.clear();
   const bool tied = field<bool>(hf, "tie_word_embeddings", cfg_file.string(), false);
-  if (tied) {
-    for (const auto& [name, t] : ours)
-      MONET_CHECK(name != "lm_head.weight",
+  std::map<std::string, Tensor> dst;
+  for (const auto& [name, t] : model_state(*model)) dst.emplace(name, t);
+  std::set<std::string> filled;
+  auto fill = [&](const std::string& mine, const Tensor& t) {
+    auto it = dst.find(mine);
+    MONET_CHECK(it != dst.end(), "{}: unexpected tensor '{}'", what, mine);
+    MONET_CHECK(it->second.shape() == t.shape(),
+                "{}: tensor '{}' has shape {} in the checkpoint but {} in the model built from its "
+                "config",
+                what, mine, shape_str(t.shape()), shape_str(it->second.shape()));
+    MONET_CHECK(filled.insert(mine).second, "{}: tensor '{}' is given twice", what, mine);
+    copy_(it->second, t.to(it->second.dtype()).to(it->second.device()));
+  };
+  for_each_model_shard(dir, [&](NamedTensors&& shard_tensors) {
+    NoGradGuard ng;
+    for (auto& [name, t] : shard_tensors) {
+      std::string mine;
+      try {
+        mine = our_tensor_name(name);
+      } catch (const Error& e) {
+        throw Error(fmt::format("{}: {}", what, e.what()));
+      }
+      if (mine.empty()) continue;
+      MONET_CHECK(!(tied && mine == "lm_head.weight"),
                   "{}: holds lm_head.weight although config.json ties it to the embedding", what);
-    for (const auto& [name, t] : NamedTensors(ours))
-      if (name == "embed.weight") ours.emplace_back("lm_head.weight", t);
-  }
-  copy_state(model_state(*model), ours, what);
+      fill(mine, t);
+      if (tied && mine == "embed.weight") fill("lm_head.weight", t);
+      t = Tensor();  // its memory goes back now, not with the shard
+    }
+  });
+  for (const auto& [name, t] : dst)
+    MONET_CHECK(filled.count(name), "{}: tensor '{}' ({}) is missing", what, hf_tensor_name(name),
+                name);
   model->eval();
   if (config) *config = c;
   return model;

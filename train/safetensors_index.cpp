@@ -10,17 +10,23 @@
 namespace monet {
 
 namespace fs = std::filesystem;
-Safetensors load_sharded_safetensors(const fs::path& index_file) {
-  const std::string where = fmt::format("safetensors index '{}'", index_file.string());
+namespace {
+
+// The index, checked, with the names of each shard in the order the index first names the shard.
+struct Index {
+  std::vector<std::pair<std::string, std::vector<std::string>>> shards;  // file, tensor names
+  Metadata metadata;
+};
+
+Index read_index(const fs::path& index_file, const std::string& where) {
   const nlohmann::json index = parse_json_strict(read_file(index_file), where);
   MONET_CHECK(index.is_object(), "{}: not a JSON object", where);
   MONET_CHECK(index.contains("weight_map") && index["weight_map"].is_object(),
               "{}: no \"weight_map\" object", where);
   const nlohmann::json& map = index["weight_map"];
   MONET_CHECK(!map.empty(), "{}: the weight map is empty", where);
-
-  // Each shard loaded once, in the order the index first names it.
-  std::map<std::string, std::map<std::string, Tensor>> shards;
+  Index out;
+  std::map<std::string, size_t> slot;
   for (const auto& [name, file] : map.items()) {
     MONET_CHECK(file.is_string(), "{}: tensor '{}' maps to a {}, not a file name", where, name,
                 file.type_name());
@@ -28,41 +34,76 @@ Safetensors load_sharded_safetensors(const fs::path& index_file) {
     MONET_CHECK(fs::path(shard).filename() == shard,
                 "{}: shard '{}' of tensor '{}' is not a file name in the index's folder", where,
                 shard, name);
-    if (shards.count(shard)) continue;
-    const fs::path path = index_file.parent_path() / shard;
-    MONET_CHECK(fs::exists(path), "{}: shard '{}' (holding tensor '{}') does not exist", where,
-                shard, name);
-    std::map<std::string, Tensor>& held = shards[shard];
-    for (auto& [n, t] : load_safetensors(path).tensors) held.emplace(n, std::move(t));
+    auto [it, fresh] = slot.try_emplace(shard, out.shards.size());
+    if (fresh) {
+      MONET_CHECK(fs::exists(index_file.parent_path() / shard),
+                  "{}: shard '{}' (holding tensor '{}') does not exist", where, shard, name);
+      out.shards.emplace_back(shard, std::vector<std::string>{});
+    }
+    out.shards[it->second].second.push_back(name);
   }
-
-  Safetensors out;
-  for (const auto& [name, file] : map.items()) {
-    const std::string shard = file.get<std::string>();
-    const auto& held = shards.at(shard);
-    const auto it = held.find(name);
-    MONET_CHECK(it != held.end(), "{}: tensor '{}' is not in its shard '{}'", where, name, shard);
-    out.tensors.emplace_back(name, it->second);
-  }
-  for (const auto& [shard, held] : shards)
-    for (const auto& [name, t] : held)
-      MONET_CHECK(map.contains(name) && map[name] == shard,
-                  "{}: shard '{}' holds tensor '{}', which the index does not map to it", where,
-                  shard, name);
   if (index.contains("metadata") && index["metadata"].is_object())
     for (const auto& [k, v] : index["metadata"].items())
       out.metadata[k] = v.is_string() ? v.get<std::string>() : v.dump();
   return out;
 }
 
-Safetensors load_model_safetensors(const fs::path& dir) {
-  const fs::path single = dir / "model.safetensors", index = dir / "model.safetensors.index.json";
-  if (fs::exists(single)) return load_safetensors(single);
+// The index of a folder without model.safetensors; an error naming both files when it is missing.
+fs::path index_of(const fs::path& dir) {
+  const fs::path index = dir / "model.safetensors.index.json";
   MONET_CHECK(fs::exists(index),
-              "checkpoint '{}' has neither model.safetensors nor "
-              "model.safetensors.index.json",
+              "checkpoint '{}' has neither model.safetensors nor model.safetensors.index.json",
               dir.string());
-  return load_sharded_safetensors(index);
+  return index;
+}
+
+}  // namespace
+
+Metadata for_each_shard(const fs::path& index_file,
+                        const std::function<void(NamedTensors&&)>& visit) {
+  const std::string where = fmt::format("safetensors index '{}'", index_file.string());
+  const Index index = read_index(index_file, where);  // every shard exists before one is read
+  for (const auto& [shard, names] : index.shards) {
+    std::map<std::string, Tensor> held;
+    for (auto& [n, t] : load_safetensors(index_file.parent_path() / shard).tensors)
+      held.emplace(n, std::move(t));
+    NamedTensors tensors;
+    for (const std::string& name : names) {
+      auto it = held.find(name);
+      MONET_CHECK(it != held.end(), "{}: tensor '{}' is not in its shard '{}'", where, name, shard);
+      tensors.emplace_back(name, std::move(it->second));
+      held.erase(it);
+    }
+    MONET_CHECK(held.empty(),
+                "{}: shard '{}' holds tensor '{}', which the index does not map to it", where,
+                shard, held.empty() ? "" : held.begin()->first);
+    visit(std::move(tensors));
+  }
+  return index.metadata;
+}
+
+Safetensors load_sharded_safetensors(const fs::path& index_file) {
+  std::map<std::string, Tensor> all;  // name order
+  Safetensors out;
+  out.metadata = for_each_shard(index_file, [&](NamedTensors&& shard) {
+    for (auto& [name, t] : shard) all.emplace(name, std::move(t));
+  });
+  for (auto& [name, t] : all) out.tensors.emplace_back(name, std::move(t));
+  return out;
+}
+
+void for_each_model_shard(const fs::path& dir, const std::function<void(NamedTensors&&)>& visit) {
+  const fs::path single = dir / "model.safetensors";
+  if (fs::exists(single))
+    visit(std::move(load_safetensors(single).tensors));
+  else
+    for_each_shard(index_of(dir), visit);
+}
+
+Safetensors load_model_safetensors(const fs::path& dir) {
+  const fs::path single = dir / "model.safetensors";
+  if (fs::exists(single)) return load_safetensors(single);
+  return load_sharded_safetensors(index_of(dir));
 }
 
 }  // namespace monet

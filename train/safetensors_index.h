@@ -7,6 +7,7 @@
 // be in the shard it names, and a shard may hold nothing the index does not list.
 #pragma once
 #include <filesystem>
+#include <functional>
 
 #include "train/safetensors.h"
 
@@ -18,6 +19,16 @@ namespace monet {
 // does not map to it, a shard path outside the index's folder, and a malformed index (duplicated
 // keys too).
 Safetensors load_sharded_safetensors(const std::filesystem::path& index_file);
+
+// The same, one shard at a time (the peak is one shard, not the checkpoint): `visit` gets each
+// shard's tensors, checked against the index, in the order the index names them. Every shard is
+// checked to exist before the first is read. Returns the index's metadata.
+Metadata for_each_shard(const std::filesystem::path& index_file,
+                        const std::function<void(NamedTensors&&)>& visit);
+// A checkpoint folder's weights shard by shard: model.safetensors (one visit), else the shards of
+// model.safetensors.index.json; an error naming both when neither is.
+void for_each_model_shard(const std::filesystem::path& dir,
+                          const std::function<void(NamedTensors&&)>& visit);
 
 // A checkpoint folder's weights: `model.safetensors` when it is there, else the shards of
 // `model.safetensors.index.json`; an error naming both when neither is.
