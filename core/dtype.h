@@ -62,40 +62,32 @@ struct Device {
 
 }  // namespace monet
 
+// One case of the dtype switches below: BODY (a lambda) run with `scalar_t` bound to TYPE.
+#define MONET_DTYPE_CASE(ENUM, TYPE, ...) \
+  case ::monet::DType::ENUM: {            \
+    using scalar_t = TYPE;                \
+    return __VA_ARGS__();                 \
+  }
+
 // The dtype switch: runs BODY with `scalar_t` bound to the C++ type of a floating dtype.
-#define MONET_SWITCH_FLOAT(DT, OPNAME, ...)                                                   \
-  [&] {                                                                                         \
-    switch (DT) {                                                                               \
-      case ::monet::DType::F32: {                                                               \
-        using scalar_t = float;                                                                 \
-        return __VA_ARGS__();                                                                   \
-      }                                                                                         \
-      case ::monet::DType::F64: {                                                               \
-        using scalar_t = double;                                                                \
-        return __VA_ARGS__();                                                                   \
-      }                                                                                         \
-      default:                                                                                  \
-        throw ::monet::Error(                                                                   \
-            ::fmt::format("{}: expected a floating tensor, got {}", OPNAME, ::monet::dtype_name(DT))); \
-    }                                                                                           \
+#define MONET_SWITCH_FLOAT(DT, OPNAME, ...)                                                  \
+  [&] {                                                                                      \
+    switch (DT) {                                                                            \
+      MONET_DTYPE_CASE(F32, float, __VA_ARGS__)                                              \
+      MONET_DTYPE_CASE(F64, double, __VA_ARGS__)                                             \
+      default:                                                                               \
+        throw ::monet::Error(::fmt::format("{}: expected a floating tensor, got {}", OPNAME, \
+                                           ::monet::dtype_name(DT)));                        \
+    }                                                                                        \
   }()
 
 // Same, for every dtype (copies, gathers): integer tensors too.
 #define MONET_SWITCH_ALL(DT, OPNAME, ...)                                                          \
   [&] {                                                                                            \
     switch (DT) {                                                                                  \
-      case ::monet::DType::F32: {                                                                  \
-        using scalar_t = float;                                                                    \
-        return __VA_ARGS__();                                                                      \
-      }                                                                                            \
-      case ::monet::DType::F64: {                                                                  \
-        using scalar_t = double;                                                                   \
-        return __VA_ARGS__();                                                                      \
-      }                                                                                            \
-      case ::monet::DType::I32: {                                                                  \
-        using scalar_t = int32_t;                                                                  \
-        return __VA_ARGS__();                                                                      \
-      }                                                                                            \
+      MONET_DTYPE_CASE(F32, float, __VA_ARGS__)                                                    \
+      MONET_DTYPE_CASE(F64, double, __VA_ARGS__)                                                   \
+      MONET_DTYPE_CASE(I32, int32_t, __VA_ARGS__)                                                  \
       case ::monet::DType::BF16:                                                                   \
         break;                                                                                     \
     }                                                                                              \
