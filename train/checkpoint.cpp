@@ -34,6 +34,14 @@ fs::path resolve_checkpoint(const fs::path& path) {
   return path;
 }
 
+void check_checkpoint_shape(const std::string& what, const std::string& name, const Tensor& saved,
+                            const Tensor& param) {
+  MONET_CHECK(saved.shape() == param.shape(),
+              "{}: tensor '{}' has shape {} in the checkpoint but {} in the model built from its "
+              "config",
+              what, name, shape_str(saved.shape()), shape_str(param.shape()));
+}
+
 namespace {
 
 json state_to_json(const TrainState& s) {
@@ -52,10 +60,7 @@ void copy_state(const nn::NamedTensors& dst, const NamedTensors& src, const std:
     wanted.insert(name);
     auto it = by_name.find(name);
     MONET_CHECK(it != by_name.end(), "{}: tensor '{}' is missing", what, name);
-    MONET_CHECK(it->second.shape() == t.shape(),
-                "{}: tensor '{}' has shape {} in the checkpoint but {} in the model built from its "
-                "config",
-                what, name, shape_str(it->second.shape()), shape_str(t.shape()));
+    check_checkpoint_shape(what, name, it->second, t);
   }
   for (const auto& [name, t] : src)
     MONET_CHECK(wanted.count(name), "{}: unexpected tensor '{}'", what, name);

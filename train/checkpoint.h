@@ -33,6 +33,10 @@ struct TrainState {
 // missing.
 std::filesystem::path resolve_checkpoint(const std::filesystem::path& path);
 
+// The error for a checkpoint tensor whose shape is not its parameter's, starting with `what`.
+void check_checkpoint_shape(const std::string& what, const std::string& name, const Tensor& saved,
+                            const Tensor& param);
+
 void save_checkpoint(const std::filesystem::path& run_dir, const nn::Module& model,
                      const nn::Optimizer* optimizer, const Config& config, const TrainState& state);
 

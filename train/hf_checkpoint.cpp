@@ -264,10 +264,7 @@ std::shared_ptr<nn::Transformer> load_hf_model(
   auto fill = [&](const std::string& mine, const Tensor& t) {
     auto it = dst.find(mine);
     MONET_CHECK(it != dst.end(), "{}: unexpected tensor '{}'", what, mine);
-    MONET_CHECK(it->second.shape() == t.shape(),
-                "{}: tensor '{}' has shape {} in the checkpoint but {} in the model built from its "
-                "config",
-                what, mine, shape_str(t.shape()), shape_str(it->second.shape()));
+    check_checkpoint_shape(what, mine, t, it->second);
     MONET_CHECK(filled.insert(mine).second, "{}: tensor '{}' is given twice", what, mine);
     copy_(it->second, t.to(it->second.dtype()).to(it->second.device()));
   };
