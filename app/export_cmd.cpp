@@ -33,12 +33,13 @@ Command add_export_command(CLI::App& app) {
             Config cfg;
             auto model = load_model(a->ckpt, &cfg, Device::cpu(), note_to_stderr);
             const fs::path spm = resolve_checkpoint(a->ckpt) / "tokenizer.model";
+            const bool has_spm = fs::exists(spm);
             export_hf(*model, cfg.model, a->out, a->dtype == "bf16" ? DType::BF16 : DType::F32,
-                      fs::exists(spm) ? spm : fs::path());
+                      has_spm ? spm : fs::path());
             fmt::print("{}\n", a->out);
             fmt::print(stderr, "export: wrote {} ({}, {} parameters{})\n", a->out,
                        cfg.model.ffn.kind, model->num_parameters(),
-                       fs::exists(spm) ? ", tokenizer.model" : "; byte tokens, no tokenizer.model");
+                       has_spm ? ", tokenizer.model" : "; byte tokens, no tokenizer.model");
             return 0;
           }};
 }

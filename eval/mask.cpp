@@ -98,9 +98,9 @@ MaskResult run_mask(ExpertModel& em, const std::vector<Domain>& domains, const M
   std::vector<std::vector<std::vector<double>>> prob;  // [site][domain][expert]
   for (const SiteStats& ss : st.sites) prob.push_back(ss.probabilities());
 
+  const Tokenizer& tok = opt.tokenizer ? *opt.tokenizer : byte_tokenizer();  // bytes for bpb
   say("val loss of the full model");
-  r.before = evaluate(model, domains, opt.batch, T, opt.eval_windows, nullptr,
-                      opt.tokenizer ? *opt.tokenizer : byte_tokenizer());
+  r.before = evaluate(model, domains, opt.batch, T, opt.eval_windows, nullptr, tok);
   Generator gen(opt.seed);
   for (size_t d : targets) {
     MaskRow row{r.domains[d], {}, {}};
@@ -111,8 +111,7 @@ MaskResult run_mask(ExpertModel& em, const std::vector<Domain>& domains, const M
       em.remove(s, chosen.back());
     }
     say(fmt::format("val loss without the {} experts", r.domains[d]));
-    row.after = evaluate(model, domains, opt.batch, T, opt.eval_windows, nullptr,
-                         opt.tokenizer ? *opt.tokenizer : byte_tokenizer());
+    row.after = evaluate(model, domains, opt.batch, T, opt.eval_windows, nullptr, tok);
     em.restore();
     r.rows.push_back(std::move(row));
     if (!opt.control) continue;
@@ -122,8 +121,7 @@ MaskResult run_mask(ExpertModel& em, const std::vector<Domain>& domains, const M
       control.removed.push_back(static_cast<int64_t>(chosen[s].size()));
     }
     say(fmt::format("val loss without as many random experts as {}", r.domains[d]));
-    control.after = evaluate(model, domains, opt.batch, T, opt.eval_windows, nullptr,
-                             opt.tokenizer ? *opt.tokenizer : byte_tokenizer());
+    control.after = evaluate(model, domains, opt.batch, T, opt.eval_windows, nullptr, tok);
     em.restore();
     r.rows.push_back(std::move(control));
   }

@@ -45,9 +45,9 @@ Tensor CausalSelfAttention::forward(const Tensor& x, KVCache* cache) {
     return transpose(reshape(t, {B, T, n, hd}), 1, 2);
   };
   // One gemm for the three projections: x·[W_q; W_k; W_v]ᵀ, then q, k, v sliced out of its
-  // [B, T, 3d] result. The parameters stay three [d, d] matrices (checkpoints, the PyTorch twin);
-  // concatenating them copies 3·d² per step. Measured a few percent faster per layer than three
-  // linears on the bench configs (d 256, B·T 2048).
+  // [B, T, d + 2·d_kv] result. The parameters stay three matrices (checkpoints, the PyTorch
+  // twin); concatenating them copies (d + 2·d_kv)·d per step. Measured a few percent faster per
+  // layer than three linears on the bench configs (d 256, B·T 2048).
   const int64_t d = d_model_, dkv = KV * hd;
   Tensor qkv = linear(x, concat({wq_->weight(), wk_->weight(), wv_->weight()}, 0));
   Tensor q = rope_->forward(heads(slice(qkv, 2, 0, d), H), p0);

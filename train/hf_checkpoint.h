@@ -6,16 +6,15 @@
 //   model.safetensors                 or model.safetensors.index.json and its shards; bf16 weights
 //   tokenizer.model                   SentencePiece (LLaMA's: bos 1, eos 2)
 // The tensors map one to one onto this library's parameters (README.md, "Running the released
-// MONET models", has the table):
-//   model.embed_tokens.weight                        embed.weight
+// MONET models", has the table), within layer i:
 //   model.layers.{i}.input_layernorm.weight          layers.{i}.norm1.weight
 //   model.layers.{i}.self_attn.{q,k,v,o}_proj.weight layers.{i}.attn.{wq,wk,wv,wo}.weight
 //   model.layers.{i}.post_attention_layernorm.weight layers.{i}.norm2.weight
-//   model.layers.{i}.router.*                        layers.{i}.ffn.router.*   (i % moe_groups ==
-//   0) model.layers.{i}.moe.*                           layers.{i}.ffn.*          (u1, u2,
-//   v11..v22,
-//                                                                               b1, b2 | u, v, b)
-//   model.norm.weight, lm_head.weight                norm.weight, lm_head.weight
+//   model.layers.{i}.router.*                        layers.{i}.ffn.router.*  (i % moe_groups = 0)
+//   model.layers.{i}.moe.*                           layers.{i}.ffn.*  (VD u1, u2, v11..v22,
+//                                                                       b1, b2; HD u, v, b)
+// and outside the layers model.embed_tokens.weight, model.norm.weight, lm_head.weight are
+// embed.weight, norm.weight, lm_head.weight.
 // PyTorch's BatchNorm counters (router.norm{1,2}.num_batches_tracked) are read and ignored; with
 // tie_word_embeddings the head is the embedding.
 #pragma once
@@ -46,8 +45,8 @@ std::string hf_tensor_name(const std::string& ours);
 std::string our_tensor_name(const std::string& hf);
 
 // The model of an HF folder with its weights (bf16 or f32, converted to the model's f32), in
-// eval mode. The memory the weights need is predicted on the meta device and checked before
-// anything is read (train/model.h check_model_fits); `note` hears what is loaded.
+// eval mode, read shard by shard. The memory the weights need is predicted on the meta device
+// and checked, with the largest shard, before anything is read; `note` hears what is loaded.
 std::shared_ptr<nn::Transformer> load_hf_model(
     const std::filesystem::path& dir, Config* config, Device device,
     const std::function<void(const std::string&)>& note = nullptr);
