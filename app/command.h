@@ -84,6 +84,8 @@ inline GemmMode checkpoint_gemm_mode(const GemmArgs& g, RunConfig run) {
 }
 
 Command add_train_command(CLI::App& app);
+Command add_finetune_command(CLI::App& app);
+Command add_instruct_eval_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);
 Command add_sample_command(CLI::App& app);
 Command add_table_command(CLI::App& app);

@@ -1,5 +1,7 @@
 // The `monet` program: train, evaluate and sample models, measure the layers, read their experts.
 //   monet train --config FILE.json [--out DIR] [--set key=value ...] | --resume DIR
+//   monet finetune --ckpt DIR [--data FOLDER] [--freeze ...] | --resume DIR  (instruction tuning)
+//   monet instruct-eval --ckpt DIR [--data FOLDER]                (exact match per task family)
 //   monet eval --ckpt DIR [--data FOLDER]
 //   monet sample --ckpt DIR --prompt TEXT [--tokens N --temperature T --top-k K --seed S]
 //   monet table [--out DIR] [--quick] [--kinds dense,smoe,...]   (the complexity table)
@@ -84,10 +86,13 @@ int main(int argc, char** argv) {
       "(after saving).\n`monet help COMMAND` (or `monet COMMAND --help`) lists a command's options "
       "with their defaults.");
   const std::vector<app::Command> commands = {
-      app::add_train_command(app), app::add_eval_command(app),    app::add_sample_command(app),
-      app::add_table_command(app), app::add_experts_command(app), app::add_mask_command(app),
-      app::add_purge_command(app), app::add_export_command(app),  app::add_bench_command(app),
-      app::add_demo_command(app),  app::add_kinds_command(app),   add_help_command(app),
+      app::add_train_command(app),         app::add_finetune_command(app),
+      app::add_instruct_eval_command(app), app::add_eval_command(app),
+      app::add_sample_command(app),        app::add_table_command(app),
+      app::add_experts_command(app),       app::add_mask_command(app),
+      app::add_purge_command(app),         app::add_export_command(app),
+      app::add_bench_command(app),         app::add_demo_command(app),
+      app::add_kinds_command(app),         add_help_command(app),
   };
   try {
     app.parse(argc, argv);

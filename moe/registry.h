@@ -88,4 +88,20 @@ const FfnKind& ffn_kind(std::string_view name,
                         std::string_view what = "config key 'model.ffn.kind'");
 std::vector<std::string> ffn_kind_names();
 
+// The parameter groups fine-tuning can freeze (config key finetune.freeze), told apart by a model
+// parameter's name (nn/transformer.h) and the kind's row:
+//   experts      a feed-forward layer's expert parameters (is_expert_param; dense: its MLP, the
+//                one always-on expert)
+//   routers      a feed-forward layer's other parameters: SMoE's gate, PEER's query network and
+//                product keys, MONET's routers and their BatchNorm gains
+//   non-experts  everything outside the feed-forward layers: embeddings, attention, norms, head
+// Together they cover every parameter once, so FLAN-MoE's "freeze the MoE layers" is
+// "routers,experts" and ST-MoE's "freeze the rest" is "non-experts".
+enum class ParamGroup { Experts, Routers, NonExperts };
+ParamGroup param_group(std::string_view name, const FfnKind& kind);
+std::string_view param_group_name(ParamGroup g);
+// finetune.freeze: "none" → {}, else a comma list of group names, each at most once and not all
+// three. Errors name the config key and the choices.
+std::vector<ParamGroup> parse_freeze(std::string_view text);
+
 }  // namespace monet::moe

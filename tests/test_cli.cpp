@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "test_train_util.h"
+#include "train/config.h"
 #include "util/fileio.h"
 
 using monet::testing::TempDir;
@@ -257,4 +258,56 @@ TEST(Cli, HuggingFaceFolderRunsThroughEvalSampleExpertsMaskAndExport) {
                      "MONET models");
   EXPECT_EQ(monet_cli("export --ckpt " + vd + " --to onnx " + (t / "x").string(), t.path()).status,
             2);
+}
+
+// `monet finetune` then `monet instruct-eval` on the committed mixture: a tiny model pretrained
+// for 2 steps, fine-tuned for 2; the outputs and the bad-input errors of both commands.
+TEST(Cli, FinetuneAndInstructEvalRunOnTheMixture) {
+  TempDir t("cli_ft");
+  const std::string src = MONET_SOURCE_DIR;
+  monet::write_file_atomic(
+      t / "pre.json",
+      R"({"model": {"d": 16, "layers": 1, "heads": 2, "context": 128, "ffn": {"kind": "smoe", "experts": 4}},
+          "run": {"steps": 2, "batch": 2, "eval_windows": 1, "data": ")" +
+          src + R"(/third_party/corpora/toy4"}})");
+  const std::string pre = (t / "pre").string(), ft = (t / "ft").string();
+  ASSERT_EQ(
+      monet_cli("train --config " + (t / "pre.json").string() + " --out " + pre, t.path()).status,
+      0);
+  const std::string data = " --data " + src + "/data/toy4_instruct";
+  const std::string table = monet_stdout(
+      "finetune --ckpt " + pre + data + " --steps 2 --batch 2 --freeze routers --out " + ft,
+      t.path());
+  for (const char* row : {"| classify |", "| complete |", "| all |"})
+    EXPECT_NE(table.find(row), std::string::npos) << row << " not in\n" << table;
+  const monet::Config cfg = monet::load_config(t / "ft" / "checkpoint" / "config.json");
+  EXPECT_EQ(cfg.finetune.freeze, "routers");
+  EXPECT_EQ(cfg.finetune.init, (t / "pre" / "checkpoint").string());
+  EXPECT_EQ(cfg.run.steps, 2);
+  const std::string md = monet_stdout("instruct-eval --ckpt " + ft + data + " --limit 1", t.path());
+  EXPECT_NE(md.find("| held-out | 4 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| held-in | 12 |"), std::string::npos) << md;
+  const nlohmann::json j =
+      nlohmann::json::parse(monet::read_file(t / "ft" / "instruct_eval" / "instruct_eval.json"));
+  EXPECT_EQ(j.at("predictions").size(), 16u);
+  EXPECT_EQ(j.at("families").size(), 16u);
+
+  expect_clean_error(monet_cli("finetune" + data, t.path()), "give --ckpt");
+  expect_clean_error(monet_cli("finetune --ckpt " + pre + " --data " + src +
+                                   "/third_party/corpora/toy4 --out " + (t / "x").string(),
+                               t.path()),
+                     "holds no train.jsonl");
+  expect_clean_error(monet_cli("finetune --ckpt " + pre + data + " --freeze gates", t.path()),
+                     "finetune.freeze");
+  expect_clean_error(
+      monet_cli("finetune --ckpt " + pre + data + " --families nope --out " + (t / "x").string(),
+                t.path()),
+      "no family 'nope'");
+  expect_clean_error(monet_cli("finetune --ckpt " + pre + data + " --out " + ft, t.path()),
+                     "already holds a run");
+  expect_clean_error(
+      monet_cli("instruct-eval --ckpt " + ft + " --data " + (t / "none").string(), t.path()),
+      "no folder");
+  expect_clean_error(monet_cli("instruct-eval --ckpt " + ft + data + " --split val", t.path()),
+                     "--split", 2);
 }

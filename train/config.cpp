@@ -26,7 +26,7 @@ using json = nlohmann::json;
 // ---- the plain sections: one table of (key, member) per struct drives parse and to_json ----
 
 template <class S>
-using Member = std::variant<int64_t S::*, uint64_t S::*, double S::*, std::string S::*>;
+using Member = std::variant<int64_t S::*, uint64_t S::*, double S::*, std::string S::*, bool S::*>;
 template <class S>
 struct Field {
   std::string key;
@@ -67,6 +67,14 @@ const std::vector<Field<RunConfig>>& run_fields() {
       {"data", &RunConfig::data},
       {"gemm", &RunConfig::gemm},
       {"precision", &RunConfig::precision}};
+  return f;
+}
+
+const std::vector<Field<FinetuneConfig>>& finetune_fields() {
+  static const std::vector<Field<FinetuneConfig>> f = {{"init", &FinetuneConfig::init},
+                                                       {"freeze", &FinetuneConfig::freeze},
+                                                       {"aux", &FinetuneConfig::aux},
+                                                       {"families", &FinetuneConfig::families}};
   return f;
 }
 
@@ -194,14 +202,16 @@ void validate(const Config& c) {
               "multiplies in fp32): set run.precision=fp32 for run.device={}",
               r.device);
   require_config(!r.data.empty(), "run.data", "a folder", "''");
+  (void)moe::parse_freeze(c.finetune.freeze);
 }
 
 // Every dotted key the schema knows (sections included); ffn keys of any kind.
 std::set<std::string> schema_keys() {
-  std::set<std::string> keys = {"model", "optim", "run", "model.ffn", "model.ffn.kind"};
+  std::set<std::string> keys = {"model", "optim", "run", "finetune", "model.ffn", "model.ffn.kind"};
   for (const auto& f : model_fields()) keys.insert("model." + f.key);
   for (const auto& f : optim_fields()) keys.insert("optim." + f.key);
   for (const auto& f : run_fields()) keys.insert("run." + f.key);
+  for (const auto& f : finetune_fields()) keys.insert("finetune." + f.key);
   for (const moe::FfnKind* kind : moe::ffn_kinds())
     for (const moe::FieldInfo& f : kind->fields) keys.insert("model.ffn." + f.key);
   return keys;
@@ -212,7 +222,7 @@ std::set<std::string> schema_keys() {
 Config parse_config(const json& j) {
   MONET_CHECK(j.is_object(), "config must be a JSON object, got {}", json_kind(j));
   for (const auto& [k, v] : j.items()) {
-    if (k != "model" && k != "optim" && k != "run") unknown_key(k);
+    if (k != "model" && k != "optim" && k != "run" && k != "finetune") unknown_key(k);
   }
   Config c;
   const json empty = json::object();
@@ -222,6 +232,7 @@ Config parse_config(const json& j) {
   read_section(section("model"), "model", model_fields(), c.model, {"ffn"});
   read_section(section("optim"), "optim", optim_fields(), c.optim);
   read_section(section("run"), "run", run_fields(), c.run);
+  read_section(section("finetune"), "finetune", finetune_fields(), c.finetune);
   validate(c);  // before the ffn, whose defaults read model.d
   const json& model = section("model");
   c.model.ffn = parse_ffn(model.contains("ffn") ? model["ffn"] : empty, c.model);
@@ -235,7 +246,8 @@ json to_json(const Config& c) {
   model["ffn"] = ffn;
   return {{"model", model},
           {"optim", write_section(c.optim, optim_fields())},
-          {"run", write_section(c.run, run_fields())}};
+          {"run", write_section(c.run, run_fields())},
+          {"finetune", write_section(c.finetune, finetune_fields())}};
 }
 
 void apply_override(json& j, std::string_view assignment) {

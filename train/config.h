@@ -18,6 +18,14 @@
 //          the current directory, not to the config file, so run `monet` from the repo root),
 //          gemm ["auto"] auto|openblas|onednn (the CPU's GEMM library; auto = oneDNN where built),
 //          precision ["fp32"] fp32|bf16 (bf16 products with f32 accumulation, CPU only)
+//   finetune: init [""] (a checkpoint whose weights start the run: `monet finetune`; "" = the
+//          seeded initialisation), freeze ["none"] (parameter groups left untouched: none, or a
+//          comma list of routers, experts, non-experts; moe/registry.h defines the groups),
+//          aux [true] (add the layers' auxiliary losses to the loss; false: log them only),
+//          families [""] (with instruction data, the train.jsonl families trained on, a comma
+//          list; "" = all)
+//   run.data is a corpus folder (train/corpus.h) or a folder of instruction data holding
+//   train.jsonl (train/instruct.h).
 //
 // Errors name the full dotted key: "unknown config key 'model.dd'", "config key 'run.steps' must
 // be an integer, got string", "config key 'model.heads' must divide model.d ...".
@@ -72,6 +80,15 @@ struct RunConfig {
   bool operator==(const RunConfig&) const = default;
 };
 
+// Fine-tuning: where the weights start, what stays frozen, whether the aux losses train.
+struct FinetuneConfig {
+  std::string init;  // "": the seeded initialisation
+  std::string freeze = "none";
+  bool aux = true;
+  std::string families;  // "": every family of train.jsonl
+  bool operator==(const FinetuneConfig&) const = default;
+};
+
 // The GEMM mode run.gemm and run.precision name (validated by parse_config).
 GemmMode gemm_mode_of(const RunConfig& r);
 
@@ -81,6 +98,7 @@ struct Config {
   ModelConfig model;
   OptimConfig optim;
   RunConfig run;
+  FinetuneConfig finetune;
   bool operator==(const Config&) const = default;
 };
 

@@ -97,9 +97,13 @@ std::pair<Tensor, Tensor> Batcher::next(int64_t B, int64_t T, Device device) {
   return {from_vector(in, {B, T}, device), from_vector(out, {B, T}, device)};
 }
 
-void Batcher::set_state(const BatcherState& s) {
+void check_batcher_state(const BatcherState& s) {
   MONET_CHECK(s.batches >= 0, "batcher: negative batch count {} in saved state", s.batches);
   MONET_CHECK(s.rng != (std::array<uint64_t, 4>{}), "batcher: all-zero generator state");
+}
+
+void Batcher::set_state(const BatcherState& s) {
+  check_batcher_state(s);
   gen_.set_state(s.rng);
   batches_ = s.batches;
 }

@@ -48,6 +48,8 @@ struct BatcherState {
   int64_t batches = 0;            // batches drawn so far
   bool operator==(const BatcherState&) const = default;
 };
+// Errors on a negative batch count or an all-zero generator state (a damaged checkpoint).
+void check_batcher_state(const BatcherState& s);
 
 // Random training windows: each row of a batch starts at a uniformly drawn position of the token
 // stream (drawn from the batcher's own generator, row by row), so the draws depend only on the

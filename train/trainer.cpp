@@ -3,14 +3,17 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "moe/registry.h"
 #include "nn/optim.h"
 #include "train/checkpoint.h"
 #include "train/model.h"
 #include "train/tokenizer.h"
+#include "train/train_data.h"
 #include "util/fileio.h"
 #include "util/interrupt.h"
 #include "util/plot.h"
@@ -34,7 +37,7 @@ std::unique_ptr<nn::Optimizer> make_optimizer(const OptimConfig& o, const nn::Na
 
 StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer,
                       const std::vector<Batch>& batches, double grad_clip, int64_t step,
-                      const std::string& stop_note) {
+                      const std::string& stop_note, bool train_aux) {
   MONET_CHECK(!batches.empty(), "train_step: no batch");
   const double scale = 1.0 / static_cast<double>(batches.size());
   StepResult r;
@@ -42,7 +45,7 @@ StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer,
   for (const auto& [x, y] : batches) {  // gradients add up over the micro-batches
     Tensor lm = cross_entropy(model.forward(x), y);
     Tensor aux = model.aux_loss();
-    Tensor loss = aux.defined() ? add(lm, aux) : lm;
+    Tensor loss = aux.defined() && train_aux ? add(lm, aux) : lm;
     const double lm_value = lm.item(), aux_value = aux.defined() ? aux.item() : 0.0;
     MONET_CHECK(std::isfinite(lm_value) && std::isfinite(aux_value),
                 "training stopped at step {}: the loss is {} (aux {}); {}", step + 1, lm_value,
@@ -61,8 +64,8 @@ StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer,
 
 StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer, const Tensor& inputs,
                       const Tensor& targets, double grad_clip, int64_t step,
-                      const std::string& stop_note) {
-  return train_step(model, optimizer, {{inputs, targets}}, grad_clip, step, stop_note);
+                      const std::string& stop_note, bool train_aux) {
+  return train_step(model, optimizer, {{inputs, targets}}, grad_clip, step, stop_note, train_aux);
 }
 
 namespace {
@@ -122,6 +125,35 @@ void write_loss_plot(const fs::path& log, const fs::path& svg) {
 
 }  // namespace
 
+Trainable trainable_parameters(nn::Module& model, const Config& cfg) {
+  const std::vector<moe::ParamGroup> frozen = moe::parse_freeze(cfg.finetune.freeze);
+  const moe::FfnKind& kind = moe::ffn_kind(cfg.model.ffn.kind);
+  Trainable t;
+  std::map<moe::ParamGroup, int64_t> frozen_count;
+  int64_t total = 0, trained = 0;
+  for (auto& [name, p] : model.named_parameters()) {
+    const moe::ParamGroup g = moe::param_group(name, kind);
+    total += p.numel();
+    if (std::find(frozen.begin(), frozen.end(), g) != frozen.end()) {
+      p.requires_grad_(false);
+      frozen_count[g] += p.numel();
+    } else {
+      t.params.emplace_back(name, p);
+      trained += p.numel();
+    }
+  }
+  std::vector<std::string> parts;
+  for (moe::ParamGroup g : frozen) {
+    MONET_CHECK(frozen_count[g] > 0,
+                "config key 'finetune.freeze' = '{}': ffn kind '{}' has no {} parameters",
+                cfg.finetune.freeze, kind.name, moe::param_group_name(g));
+    parts.push_back(fmt::format("{} ({})", moe::param_group_name(g), frozen_count[g]));
+  }
+  t.note = fmt::format("training {} of {} parameters, frozen: {}", trained, total,
+                       parts.empty() ? "none" : fmt::format("{}", fmt::join(parts, ", ")));
+  return t;
+}
+
 Config resume_config(const fs::path& dir, const std::vector<std::string>& overrides) {
   const fs::path ckpt = resolve_checkpoint(dir);
   return load_config(ckpt / "config.json", overrides);
@@ -152,14 +184,16 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   prepare_run_folder(opt);
   const fs::path log_path = opt.out_dir / "log.jsonl";
 
-  ByteTokenizer tokenizer;
-  Corpus corpus = Corpus::load(cfg.run.data, tokenizer);
+  std::unique_ptr<TrainData> data = open_train_data(cfg);
   Generator init(cfg.run.seed);
   Generator rng(cfg.run.seed + 2);  // the trainer's own draws (routing noise), saved in checkpoints
   auto model = build_model(cfg.model, init, DType::F32, device, &rng);
   model->train();
-  auto optimizer = make_optimizer(cfg.optim, model->named_parameters());
-  Batcher batcher(corpus.train_stream(), cfg.run.seed + 1);
+  // A fine-tuning run starts from the weights of finetune.init (a resumed one from its own).
+  if (!cfg.finetune.init.empty() && !opt.resume)
+    load_model_weights(resolve_checkpoint(cfg.finetune.init), *model, &cfg.model);
+  const Trainable trainable = trainable_parameters(*model, cfg);
+  auto optimizer = make_optimizer(cfg.optim, trainable.params);
   TrainState state;
 
   if (opt.resume) {
@@ -171,7 +205,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
                 "train --resume: the checkpoint is at step {}, past run.steps = {}; to train on, "
                 "raise it: --set run.steps=N with N > {}",
                 state.step, cfg.run.steps, state.step);
-    batcher.set_state(state.batcher);
+    data->set_state(state.batcher);
     rng.set_state(state.rng);
     truncate_log(log_path, state.step);
   } else {
@@ -185,13 +219,16 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   const int64_t stop = opt.stop_at >= 0 ? std::min(opt.stop_at, total) : total;
   const nn::LrSchedule sched{cfg.optim.lr, cfg.optim.min_lr, cfg.optim.warmup_steps, total};
   Progress progress(total, state.step, out);
-  progress.line(fmt::format("model: {} parameters, ffn {}, {} layers, d {} | data: {} ({} train tokens)",
+  progress.line(fmt::format("model: {} parameters, ffn {}, {} layers, d {} | data: {}",
                             result.parameters, cfg.model.ffn.kind, cfg.model.layers, cfg.model.d,
-                            cfg.run.data, corpus.train_stream().size()));
+                            data->describe()));
+  if (!cfg.finetune.init.empty())
+    progress.line(fmt::format("fine-tuning from {}: {}{}", cfg.finetune.init, trainable.note,
+                              cfg.finetune.aux ? "" : "; aux losses logged, not trained"));
   std::ofstream log(log_path, std::ios::app);
   int64_t saved_step = opt.resume ? state.step : -1;  // the step of the newest checkpoint on disk
   auto checkpoint = [&] {
-    state.batcher = batcher.state();
+    state.batcher = data->state();
     state.rng = rng.state();
     save_checkpoint(opt.out_dir, *model, optimizer.get(), cfg, state);
     saved_step = state.step;
@@ -207,9 +244,9 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   for (int64_t step = state.step; step < stop && !interrupt.interrupted(); ++step) {
     const double lr = nn::scheduled_lr(sched, step);
     optimizer->set_lr(lr);
-    for (Batch& b : batches) b = batcher.next(B, T, device);
-    const StepResult s =
-        train_step(*model, *optimizer, batches, cfg.optim.grad_clip, step, stop_note());
+    for (Batch& b : batches) b = data->next(B, T, device);
+    const StepResult s = train_step(*model, *optimizer, batches, cfg.optim.grad_clip, step,
+                                    stop_note(), cfg.finetune.aux);
     const double lm_value = s.lm, aux_value = s.aux, norm = s.grad_norm;
     state.step = step + 1;
     result.last_loss = lm_value;
@@ -222,7 +259,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
     log << line.dump() << "\n";
     const bool last = state.step == total;
     if (!last && cfg.run.eval_every > 0 && state.step % cfg.run.eval_every == 0) {
-      auto ev = evaluate(*model, corpus.domains(), B, T, cfg.run.eval_windows);
+      auto ev = data->evaluate(*model, B, T, cfg.run.eval_windows);
       progress.line(eval_line(state.step, ev));
       log << eval_log_line(state.step, ev).dump() << "\n";
     }
@@ -234,7 +271,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   result.steps = state.step;
   result.tokens_per_second = progress.tokens_per_second();
   if (state.step == total) {
-    result.eval = evaluate(*model, corpus.domains(), B, T, cfg.run.eval_windows);
+    result.eval = data->evaluate(*model, B, T, cfg.run.eval_windows);
     progress.line(eval_line(state.step, result.eval));
     log << eval_log_line(state.step, result.eval).dump() << "\n";
   }

@@ -62,12 +62,22 @@ struct StepResult {
   bool has_aux = false;
 };
 using Batch = std::pair<Tensor, Tensor>;  // inputs [B, T], targets [B, T]
+// train_aux = false (finetune.aux) leaves the aux losses out of the loss; they are still reported.
 StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer,
                       const std::vector<Batch>& batches, double grad_clip, int64_t step,
-                      const std::string& stop_note);
+                      const std::string& stop_note, bool train_aux = true);
 StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer, const Tensor& inputs,
                       const Tensor& targets, double grad_clip, int64_t step,
-                      const std::string& stop_note);
+                      const std::string& stop_note, bool train_aux = true);
+
+// The parameters a run trains: all but the groups of finetune.freeze (moe/registry.h), whose
+// parameters stop requiring gradients. Errors when a frozen group is empty for the model's kind
+// (routers of a dense model). `note` says what is trained and frozen, with parameter counts.
+struct Trainable {
+  nn::NamedTensors params;
+  std::string note;
+};
+Trainable trainable_parameters(nn::Module& model, const Config& cfg);
 
 // A config for a run resumed from `dir`: the checkpoint's, with `overrides` applied on top.
 Config resume_config(const std::filesystem::path& dir, const std::vector<std::string>& overrides);

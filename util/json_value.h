@@ -52,6 +52,10 @@ inline void read_json_value(const nlohmann::json& v, const std::string& key, dou
   MONET_CHECK(v.is_number(), "config key '{}' must be a number, got {}", key, json_kind(v));
   out = v.get<double>();
 }
+inline void read_json_value(const nlohmann::json& v, const std::string& key, bool& out) {
+  MONET_CHECK(v.is_boolean(), "config key '{}' must be true or false, got {}", key, json_kind(v));
+  out = v.get<bool>();
+}
 inline void read_json_value(const nlohmann::json& v, const std::string& key, std::string& out) {
   MONET_CHECK(v.is_string(), "config key '{}' must be a string, got {}", key, json_kind(v));
   out = v.get<std::string>();
