@@ -1,4 +1,4 @@
-// `monet finetune`: a pretrained checkpoint trained on on instruction data (train/instruct.h),
+// `monet finetune`: a pretrained checkpoint trained on instruction data (train/instruct.h),
 // the loss on response tokens only, some parameter groups optionally frozen. The run is a
 // `monet train` run whose config says where its weights start (finetune.init); it keeps the
 // pretrained model's config and optimizer settings, with the fine-tuning defaults below on top.
@@ -6,25 +6,23 @@
 
 #include <filesystem>
 
-#include "app/command.h"
+#include "app/run_command.h"
 #include "moe/registry.h"
 #include "train/checkpoint.h"
 #include "train/hf_checkpoint.h"
 #include "train/instruct.h"
-#include "train/trainer.h"
 
 namespace monet::app {
 
 namespace fs = std::filesystem;
 
 Command add_finetune_command(CLI::App& app) {
-  struct Args {
-    std::string ckpt, data = "data/toy4_instruct", out, resume, families, freeze = "none";
-    std::vector<std::string> sets;
-    int64_t steps = 300, batch = 16, stop_at = -1;
+  struct Args : RunArgs {
+    std::string ckpt, data = "data/toy4_instruct", out, families, freeze = "none";
+    int64_t steps = 300, batch = 16;
     uint64_t seed = 0;
     double lr = 1e-3;
-    bool no_aux = false, force = false;
+    bool no_aux = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -51,19 +49,10 @@ Command add_finetune_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--seed", a->seed, "seed of the example draws (and routing noise)")
       ->capture_default_str();
-  cmd->add_option("--set", a->sets, "override any config key: --set run.eval_every=50");
-  cmd->add_option("--resume", a->resume, "continue the fine-tuning run in this folder");
-  cmd->add_option("--stop-at", a->stop_at, "stop with a checkpoint after this many steps")
-      ->check(at_least(0))
-      ->default_str("--steps");
-  cmd->add_flag("--force", a->force, "start over in a folder that already holds a run");
+  add_run_options(cmd, *a, "--steps");
   return {cmd, [a] {
-            TrainOptions opt;
-            if (!a->resume.empty()) {
-              opt.resume = true;
-              opt.out_dir = a->resume;
-              opt.config = resume_config(a->resume, a->sets);
-            } else {
+            return run_training(*a, [&] {
+              TrainOptions opt;
               MONET_CHECK(!a->ckpt.empty(), "finetune: give --ckpt PRETRAINED (or --resume DIR)");
               const fs::path ckpt = resolve_checkpoint(a->ckpt);
               MONET_CHECK(!is_hf_checkpoint(ckpt),
@@ -99,12 +88,8 @@ Command add_finetune_command(CLI::App& app) {
               const std::string run =
                   ckpt.filename() == "checkpoint" ? ckpt.parent_path().string() : ckpt.string();
               opt.out_dir = a->out.empty() ? fs::path(run + "_ft") : fs::path(a->out);
-            }
-            opt.stop_at = a->stop_at;
-            opt.force = a->force;
-            const TrainResult r = train(opt);
-            if (!r.eval.empty()) fmt::print("{}", eval_markdown(r.eval));
-            return r.interrupted ? kExitInterrupted : 0;
+              return opt;
+            });
           }};
 }
 

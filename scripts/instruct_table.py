@@ -3,8 +3,8 @@
 
     python3 scripts/instruct_table.py runs/instruct > runs/instruct/table.md
 
-OUT/<kind>/pretrained/instruct_eval.json, OUT/<kind>/{direct,mixture}_s<seed>/instruct_eval/...
-and the ablation runs OUT/<kind>/{freeze_*,noaux}_s0/. Accuracies are exact-match fractions;
+OUT/<kind>/pretrained/instruct_eval.json, OUT/<kind>/{direct,mixture,mixture+direct}_s<seed>/
+instruct_eval/instruct_eval.json, and the ablation runs OUT/<kind>/{freeze_*,noaux}_s0/. Accuracies are exact-match fractions;
 "a ± b" is the mean and the sample standard deviation over the seeds present.
 """
 import json
@@ -30,13 +30,17 @@ def metrics(j):
     }
 
 
-def runs(kind_dir, prefix):
+def runs(kind_dir, prefix, of=metrics):
     out = []
     for d in sorted(kind_dir.glob(prefix + "_s*")):
         j = load(d / "instruct_eval" / "instruct_eval.json")
         if j:
-            out.append(metrics(j))
+            out.append(of(j))
     return out
+
+
+def by_family(j):
+    return {f["name"]: f["accuracy"] for f in j["families"]}
 
 
 def fmt(values, digits=3):
@@ -61,19 +65,36 @@ def main():
         pre = load(out / kind / "pretrained" / "instruct_eval.json")
         conds = [("pretrained (zero-shot)", [metrics(pre)] if pre else []),
                  (f"direct ({TARGET} only)", runs(out / kind, "direct")),
-                 ("instruction-tuned (mixture)", runs(out / kind, "mixture"))]
-        for name, rs in conds:
-            table[(kind, name.split()[0])] = rs
+                 ("instruction-tuned (mixture)", runs(out / kind, "mixture")),
+                 (f"instruction-tuned, then {TARGET}", runs(out / kind, "mixture+direct"))]
+        for key, (name, rs) in zip(["pretrained", "direct", "mixture", "mixture+direct"], conds):
+            table[(kind, key)] = rs
             print(f"| {kind} | {name} | {len(rs)} | " +
-                  " | ".join(fmt([r[k] for r in rs], 3 if "loss" not in k else 3) for k in keys) + " |")
-    print("\n### Gain from instruction tuning (mixture minus direct, per seed, then mean ± sd)\n")
-    print(f"| kind | Δ {TARGET} acc | Δ held-in acc | Δ held-out acc | Δ held-in loss | Δ held-out loss |")
+                  " | ".join(fmt([r[k] for r in rs]) for k in keys) + " |")
+    print("\n### Gain from instruction tuning (per seed, then mean ± sd)\n")
+    print("Accuracy: the mixture minus direct fine-tuning, seed by seed. Loss: the mixture minus the "
+          f"pretrained model. Last column: instruction-tuned then {TARGET}, minus direct, on "
+          f"{TARGET} (FLAN-MoE's setting iii against i).\n")
+    print(f"| kind | Δ held-in acc | Δ held-out acc | Δ held-in loss | Δ held-out loss "
+          f"| Δ {TARGET} acc, IT then {TARGET} |")
     print("|---|---:|---:|---:|---:|---:|")
     for kind in kinds:
-        d, m = table.get((kind, "direct"), []), table.get((kind, "instruction-tuned"), [])
-        n = min(len(d), len(m))
-        print(f"| {kind} | " + " | ".join(
-            fmt([m[i][k] - d[i][k] for i in range(n)]) for k in keys) + " |")
+        p, d, m, md = (table.get((kind, c), [])
+                       for c in ("pretrained", "direct", "mixture", "mixture+direct"))
+        n, n3 = min(len(d), len(m)), min(len(d), len(md))
+        cells = [fmt([m[i][k] - d[i][k] for i in range(n)]) for k in ("held_in", "held_out")]
+        cells += [fmt([r[k] - p[0][k] for r in m] if p else []) for k in ("held_in_loss", "held_out_loss")]
+        cells.append(fmt([md[i]["target"] - d[i]["target"] for i in range(n3)]))
+        print(f"| {kind} | " + " | ".join(cells) + " |")
+    print("\n### Exact match per family after instruction tuning (mixture, mean over seeds)\n")
+    pre = load(out / kinds[0] / "pretrained" / "instruct_eval.json") if kinds else None
+    families = [(f["name"], f["cluster"], f["held_out"]) for f in pre["families"]] if pre else []
+    print("| family | cluster | " + " | ".join(kinds) + " |")
+    print("|---|---|" + "---:|" * len(kinds))
+    per_kind = {kind: runs(out / kind, "mixture", by_family) for kind in kinds}
+    for name, cluster, held_out in families:
+        print(f"| {name} | {cluster}{' (held out)' if held_out else ''} | " +
+              " | ".join(fmt([r[name] for r in per_kind[kind]], 2) for kind in kinds) + " |")
     print("\n### Ablations on the mixture (seed 0; the mixture row is seed 0 of the table above)\n")
     print("| kind | run | held-in acc | held-out acc | held-in loss | held-out loss |")
     print("|---|---|---:|---:|---:|---:|")

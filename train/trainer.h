@@ -1,7 +1,10 @@
-// The training loop of `monet train`:
-//   batch from the corpus → forward → LM loss (+ the layers' auxiliary losses) → backward →
-//   clip → optimizer step → progress line and log.jsonl → periodic evaluation and checkpoint.
+// The training loop of `monet train` and `monet finetune`:
+//   batch from the data (train/train_data.h: a corpus, or instruction data) → forward → LM loss (+
+//   the layers' auxiliary losses) → backward → clip → optimizer step → progress line and log.jsonl
+//   → periodic evaluation and checkpoint.
 // At the end: a final evaluation, a checkpoint, and loss.svg (train loss and val loss per step).
+// A fine-tuning run (config section `finetune`) starts from finetune.init's weights, trains all
+// but the frozen parameter groups (trainable_parameters), and may leave the aux losses out.
 //
 // A new run refuses a folder that already holds one (TrainOptions::force starts it over).
 // Ctrl-C (SIGINT) or SIGTERM: the current step finishes, the checkpoint and the loss plot are

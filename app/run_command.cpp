@@ -1,0 +1,36 @@
+#include "app/run_command.h"
+
+#include <fmt/format.h>
+
+namespace monet::app {
+
+void add_run_options(CLI::App* cmd, RunArgs& a, const std::string& steps_from) {
+  cmd->add_option("--set", a.sets, "override a config key: --set run.eval_every=50 (repeatable)");
+  cmd->add_option("--resume", a.resume, "continue the run in this folder from its checkpoint");
+  cmd->add_option("--stop-at", a.stop_at, "stop with a checkpoint after this many steps")
+      ->check(at_least(0))
+      ->default_str(steps_from);
+  cmd->add_option("--device", a.device, "cpu or cuda")->default_str("run.device");
+  add_gemm_options(cmd, a.gemm, "run");
+  cmd->add_flag("--force", a.force, "start over in a folder that already holds a run");
+}
+
+int run_training(const RunArgs& a, const std::function<TrainOptions()>& fresh) {
+  TrainOptions opt;
+  if (!a.resume.empty()) {
+    opt.resume = true;
+    opt.out_dir = a.resume;
+    opt.config = resume_config(a.resume, a.sets);
+  } else {
+    opt = fresh();
+  }
+  if (!a.device.empty()) opt.config.run.device = a.device;
+  apply_gemm_args(a.gemm, opt.config.run);
+  opt.stop_at = a.stop_at;
+  opt.force = a.force;
+  const TrainResult r = train(opt);
+  if (!r.eval.empty()) fmt::print("{}", eval_markdown(r.eval));
+  return r.interrupted ? kExitInterrupted : 0;
+}
+
+}  // namespace monet::app

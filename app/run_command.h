@@ -1,0 +1,31 @@
+// What `monet train` and `monet finetune` share: the options of a training run besides where its
+// config comes from (--set, --resume, --stop-at, --device, --gemm/--precision, --force), and
+// running it: resumed from its folder, or new from the command's own config, then the final
+// evaluation's table on stdout.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "app/command.h"
+#include "train/trainer.h"
+
+namespace monet::app {
+
+struct RunArgs {
+  std::string resume, device;
+  GemmArgs gemm;
+  std::vector<std::string> sets;
+  int64_t stop_at = -1;
+  bool force = false;
+};
+// `steps_from` names where the step count comes from, for --stop-at's default.
+void add_run_options(CLI::App* cmd, RunArgs& a, const std::string& steps_from);
+
+// With --resume, the run in that folder (its config, --set on top); else `fresh()`'s config and
+// folder. Then --device, --gemm, --precision, --stop-at and --force; returns the exit status.
+int run_training(const RunArgs& a, const std::function<TrainOptions()>& fresh);
+
+}  // namespace monet::app
