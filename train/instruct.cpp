@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <set>
 
 #include "core/autograd.h"
@@ -63,10 +64,12 @@ bool is_instruct_folder(const fs::path& folder) {
 }
 
 const FamilyInfo& InstructData::family(std::string_view name) const {
-  for (const FamilyInfo& f : families)
-    if (f.name == name) return f;
-  std::vector<std::string> names;
-  for (const FamilyInfo& f : families) names.push_back(f.name);
+  const auto it = std::find_if(families.begin(), families.end(),
+                               [&](const FamilyInfo& f) { return f.name == name; });
+  if (it != families.end()) return *it;
+  std::vector<std::string> names(families.size());
+  std::transform(families.begin(), families.end(), names.begin(),
+                 [](const FamilyInfo& f) { return f.name; });
   throw Error(fmt::format("instruction data '{}': no family '{}'; the families are {}",
                           folder.string(), name, fmt::join(names, ", ")));
 }
@@ -94,10 +97,10 @@ InstructData load_instruct_data(const fs::path& folder) {
   for (const auto* split : {&d.train, &d.test}) {
     const std::string file = (folder / (split == &d.train ? "train.jsonl" : "test.jsonl")).string();
     for (const InstructExample& e : *split) {
-      const FamilyInfo* info = nullptr;
-      for (const FamilyInfo& f : d.families)
-        if (f.name == e.family) info = &f;
-      MONET_CHECK(info != nullptr, "{}: family '{}' is not in families.json", file, e.family);
+      const auto info = std::find_if(d.families.begin(), d.families.end(),
+                                     [&](const FamilyInfo& f) { return f.name == e.family; });
+      MONET_CHECK(info != d.families.end(), "{}: family '{}' is not in families.json", file,
+                  e.family);
       MONET_CHECK(info->cluster == e.cluster,
                   "{}: family '{}' has cluster '{}' here and '{}' in families.json", file, e.family,
                   e.cluster, info->cluster);
@@ -206,8 +209,9 @@ std::vector<ResponseLoss> response_losses(nn::Transformer& model,
         if (y == kIgnoreTarget) continue;
         const float* z = &logits[(r * T + t) * V];
         const float top = *std::max_element(z, z + V);
-        double sum = 0;
-        for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(z[v] - top));
+        const double sum = std::accumulate(z, z + V, 0.0, [&](double acc, float zv) {
+          return acc + std::exp(static_cast<double>(zv - top));
+        });  // >= 1: the top logit adds exp(0)
         ResponseLoss& l = out[first + r];
         l.nats += std::log(sum) + top - z[y];
         ++l.tokens;

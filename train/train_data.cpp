@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -36,8 +37,9 @@ class CorpusData final : public TrainData {
 };
 
 std::vector<InstructTokens> tokenize_all(const std::vector<InstructExample>& examples) {
-  std::vector<InstructTokens> out;
-  for (const InstructExample& e : examples) out.push_back(tokenize_instruct(byte_tokenizer(), e));
+  std::vector<InstructTokens> out(examples.size());
+  std::transform(examples.begin(), examples.end(), out.begin(),
+                 [](const InstructExample& e) { return tokenize_instruct(byte_tokenizer(), e); });
   return out;
 }
 
