@@ -4,7 +4,6 @@
 
 #include <algorithm>
 
-#include "core/autograd.h"
 #include "core/error.h"
 #include "train/sample.h"
 #include "util/fileio.h"
@@ -38,19 +37,12 @@ std::string greedy_answer(nn::Transformer& model, const Tokenizer& tokenizer,
   MONET_CHECK(n > 0 && n < context,
               "instruct-eval: a prompt of {} tokens does not leave room in the context of {}", n,
               context);
-  NoGradGuard ng;
-  model.eval();
-  auto caches = model.make_caches();
-  Tensor logits = model.forward(from_vector(prompt, {1, n}), caches);
-  std::vector<int32_t> out;
-  Generator unused(0);
-  for (int64_t i = 0; i < max_new; ++i) {
-    const Tensor last = logits.slice(1, logits.size(1) - 1, logits.size(1)).reshape({-1});
-    const int32_t next = draw_token(last.to(Device::cpu()).to_vector<float>(), 0.0, 0, unused);
-    out.push_back(next);
-    if (tokenizer.decode({next}).find('\n') != std::string::npos || n + i + 1 >= context) break;
-    logits = model.forward(from_vector<int32_t>({next}, {1, 1}, model.config().device), caches);
-  }
+  SampleOptions greedy;
+  greedy.temperature = 0;
+  greedy.tokens = std::min(max_new, context - n);  // never past the context: no window slides
+  greedy.stop = [&](int32_t id) { return tokenizer.decode({id}).find('\n') != std::string::npos; };
+  const std::vector<int32_t> ids = sample(model, prompt, greedy);
+  const std::vector<int32_t> out(ids.begin() + n, ids.end());
   return answer_of(tokenizer.decode(out));
 }
 

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "util/suggest.h"
+#include "util/text.h"
 
 namespace monet::moe {
 
@@ -75,9 +76,7 @@ std::vector<ParamGroup> parse_freeze(std::string_view text) {
                                        ParamGroup::NonExperts};
   std::vector<ParamGroup> out;
   if (text == "none") return out;
-  for (size_t start = 0; start <= text.size();) {
-    const size_t comma = std::min(text.find(',', start), text.size());
-    const std::string_view part = text.substr(start, comma - start);
+  for (const std::string& part : split_commas(text)) {
     const auto it = std::find_if(all.begin(), all.end(),
                                  [&](ParamGroup g) { return param_group_name(g) == part; });
     MONET_CHECK(it != all.end(),
@@ -87,7 +86,6 @@ std::vector<ParamGroup> parse_freeze(std::string_view text) {
     MONET_CHECK(std::find(out.begin(), out.end(), *it) == out.end(),
                 "config key 'finetune.freeze' names '{}' twice, got '{}'", part, text);
     out.push_back(*it);
-    start = comma + 1;
   }
   MONET_CHECK(out.size() < all.size(),
               "config key 'finetune.freeze' = '{}' freezes every parameter: nothing would train",

@@ -169,7 +169,7 @@ TEST(TrainLoop, KvCacheSamplingEqualsFullRecomputation) {
   Generator gen(3);
   auto model = build_model(tiny_config(dir / "data").model, gen);
   const std::vector<int32_t> prompt{116, 104, 101, 32};
-  std::vector<int32_t> cached = sample(*model, prompt, {10, 0.0, 0, 0});  // greedy
+  std::vector<int32_t> cached = sample(*model, prompt, {10, 0.0, 0, 0, {}});  // greedy
   // The same greedy decoding, recomputing the whole sequence at every step.
   NoGradGuard ng;
   std::vector<int32_t> ids = prompt;

@@ -164,8 +164,8 @@ TEST(TrainRobust, SamplingSlidesPastTheContextAndKeepsTheEndOfALongPrompt) {
     std::vector<int32_t> prompt(prompt_len);
     for (size_t i = 0; i < prompt_len; ++i) prompt[i] = static_cast<int32_t>(97 + i % 26);
     std::vector<std::string> notes;
-    const std::vector<int32_t> got =
-        sample(*model, prompt, {40, 0.0, 0, 0}, [&](const std::string& s) { notes.push_back(s); });
+    const std::vector<int32_t> got = sample(*model, prompt, {40, 0.0, 0, 0, {}},
+                                            [&](const std::string& s) { notes.push_back(s); });
     ASSERT_EQ(got.size(), prompt_len + 40);
     EXPECT_TRUE(std::equal(prompt.begin(), prompt.end(), got.begin()));
     const bool long_prompt = prompt_len >= static_cast<size_t>(T);

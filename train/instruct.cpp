@@ -12,6 +12,8 @@
 #include "core/autograd.h"
 #include "core/error.h"
 #include "util/fileio.h"
+#include "util/json_value.h"
+#include "util/text.h"
 
 namespace monet {
 
@@ -80,7 +82,7 @@ InstructData load_instruct_data(const fs::path& folder) {
   d.folder = folder;
   const fs::path fam = folder / "families.json";
   MONET_CHECK(fs::is_regular_file(fam), "instruction data: no file '{}'", fam.string());
-  const json j = json::parse(read_file(fam), nullptr, /*allow_exceptions=*/false);
+  const json j = parse_json_strict(read_file(fam), fam.string());
   MONET_CHECK(j.is_object() && j.contains("families") && j["families"].is_array(),
               "{}: must be a JSON object with an array 'families'", fam.string());
   std::set<std::string> seen;
@@ -117,16 +119,13 @@ std::vector<InstructExample> select_families(const InstructData& data,
                                              std::string_view csv, std::string_view what) {
   if (csv.empty()) return examples;
   std::set<std::string, std::less<>> wanted;
-  for (size_t start = 0; start <= csv.size();) {
-    const size_t comma = std::min(csv.find(',', start), csv.size());
-    const std::string name(csv.substr(start, comma - start));
+  for (const std::string& name : split_commas(csv)) {
     try {
       (void)data.family(name);
     } catch (const Error& e) {
       throw Error(fmt::format("{}: {}", what, e.what()));
     }
     wanted.insert(name);
-    start = comma + 1;
   }
   std::vector<InstructExample> out;
   for (const InstructExample& e : examples)

@@ -57,7 +57,7 @@ std::vector<int32_t> sample(nn::Transformer& model, const std::vector<int32_t>& 
     Tensor last = logits.slice(1, logits.size(1) - 1, logits.size(1)).reshape({-1});
     const int32_t next = draw_token(last.to_vector<float>(), opt.temperature, opt.top_k, g);
     ids.push_back(next);
-    if (i + 1 == opt.tokens) break;
+    if (i + 1 == opt.tokens || (opt.stop && opt.stop(next))) break;
     if (seen < context) {
       logits = model.forward(from_vector<int32_t>({next}, {1, 1}), caches);
       ++seen;
