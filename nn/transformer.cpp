@@ -1,5 +1,8 @@
 #include "nn/transformer.h"
 
+#include <fmt/format.h>
+
+#include "core/error.h"
 #include "core/ops.h"
 
 namespace monet::nn {
@@ -30,9 +33,30 @@ Block::Block(const TransformerConfig& cfg, std::shared_ptr<const RotaryEmbedding
   ffn_ = register_module("ffn", std::move(ffn));
 }
 
+const char* hook_site_name(HookSite s) {
+  return s == HookSite::Mlp ? "mlp" : "resid";
+}
+
+HookSite parse_hook_site(const std::string& s) {
+  if (s == "mlp") return HookSite::Mlp;
+  if (s == "resid") return HookSite::Resid;
+  throw Error(fmt::format("hook site must be mlp or resid, got '{}'", s));
+}
+
 Tensor Block::forward(const Tensor& h, KVCache* cache) {
   Tensor x = add(h, attn_->forward(norm1_->forward(h), cache));  // h + Attn(RMSNorm₁(h))
-  return add(x, ffn_->forward(norm2_->forward(x)));              // h + FFN(RMSNorm₂(h))
+  Tensor f = ffn_->forward(norm2_->forward(x));                  // FFN(RMSNorm₂(h))
+  if (mlp_hook_) f = mlp_hook_->apply(f);
+  Tensor out = add(x, f);
+  return resid_hook_ ? resid_hook_->apply(out) : out;
+}
+
+void Block::set_hook(HookSite site, std::shared_ptr<ActivationHook> hook) {
+  (site == HookSite::Mlp ? mlp_hook_ : resid_hook_) = std::move(hook);
+}
+
+const std::shared_ptr<ActivationHook>& Block::hook(HookSite site) const {
+  return site == HookSite::Mlp ? mlp_hook_ : resid_hook_;
 }
 
 Transformer::Transformer(const TransformerConfig& cfg, Generator& gen, FeedForwardFactory ffn)
@@ -57,7 +81,7 @@ Transformer::Transformer(const TransformerConfig& cfg, Generator& gen, FeedForwa
       register_module("lm_head", std::make_shared<Linear>(cfg.d_model, cfg.vocab, false, gen, opt));
 }
 
-Tensor Transformer::run(const Tensor& ids, std::vector<KVCache>* caches) {
+Tensor Transformer::run(const Tensor& ids, std::vector<KVCache>* caches, size_t blocks) {
   MONET_CHECK(ids.dim() == 2 && ids.dtype() == DType::I32,
               "Transformer: ids must be I32 [B, T], got {} of shape {}", dtype_name(ids.dtype()),
               shape_str(ids.shape()));
@@ -66,20 +90,25 @@ Tensor Transformer::run(const Tensor& ids, std::vector<KVCache>* caches) {
               "Transformer: {} cached + {} new tokens exceed the context of {}", p0, ids.size(1),
               cfg_.context);
   Tensor h = embed_->forward(ids);
-  for (size_t i = 0; i < blocks_.size(); ++i)
-    h = blocks_[i]->forward(h, caches ? &(*caches)[i] : nullptr);
-  return lm_head_->forward(norm_->forward(h));
+  for (size_t i = 0; i < blocks; ++i) h = blocks_[i]->forward(h, caches ? &(*caches)[i] : nullptr);
+  return h;
 }
 
 Tensor Transformer::forward(const Tensor& ids) {
-  return run(ids, nullptr);
+  return lm_head_->forward(norm_->forward(run(ids, nullptr, blocks_.size())));
+}
+
+Tensor Transformer::hidden(const Tensor& ids, int blocks) {
+  MONET_CHECK(blocks >= 1 && static_cast<size_t>(blocks) <= blocks_.size(),
+              "Transformer: hidden state after {} blocks of {}", blocks, blocks_.size());
+  return run(ids, nullptr, static_cast<size_t>(blocks));
 }
 
 Tensor Transformer::forward(const Tensor& ids, std::vector<KVCache>& caches) {
   MONET_CHECK(caches.size() == blocks_.size(),
               "Transformer: {} KV caches for {} layers (use make_caches())", caches.size(),
               blocks_.size());
-  return run(ids, &caches);
+  return lm_head_->forward(norm_->forward(run(ids, &caches, blocks_.size())));
 }
 
 std::map<std::string, double> Transformer::ffn_metrics() const {

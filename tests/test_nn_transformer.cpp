@@ -224,3 +224,41 @@ TEST(NnTransformer, FeedForwardFactoryAndAuxLoss) {
   EXPECT_THROW(Transformer(tiny_config(), g, [](int) { return std::shared_ptr<FeedForward>(); }),
                Error);
 }
+
+// Activation hooks (the splice point of sparse autoencoders): a hook sees its site's activation
+// and what it returns replaces it; `hidden` is the residual stream after the first blocks.
+TEST(NnTransformer, HooksReadAndReplaceActivationsAndHiddenStopsEarly) {
+  struct Scale final : ActivationHook {
+    double by = 1;
+    Tensor seen;
+    Tensor apply(const Tensor& x) override {
+      seen = x;
+      return mul(x, by);
+    }
+  };
+  Generator g(8);
+  Transformer m(tiny_config(), g);
+  const Tensor ids = random_ids(g, 2, 5, 11);
+  NoGradGuard ng;
+  const std::vector<double> plain = m.forward(ids).to_vector<double>();
+  auto mlp = std::make_shared<Scale>(), resid = std::make_shared<Scale>();
+  m.blocks()[0]->set_hook(HookSite::Mlp, mlp);
+  m.blocks()[0]->set_hook(HookSite::Resid, resid);
+  EXPECT_EQ(m.blocks()[0]->hook(HookSite::Mlp), mlp);
+  EXPECT_EQ(m.forward(ids).to_vector<double>(), plain);  // identity hooks change nothing
+  ASSERT_TRUE(mlp->seen.defined() && resid->seen.defined());
+  EXPECT_EQ(mlp->seen.shape(), (Shape{2, 5, 8}));
+  // The residual leaving block 0 is what hidden(ids, 1) returns.
+  EXPECT_EQ(m.hidden(ids, 1).to_vector<double>(), resid->seen.to_vector<double>());
+  // A replacing hook changes the output; with the hooks removed it is the plain model again.
+  mlp->by = 0;  // block 0 without its MLP
+  EXPECT_NE(m.forward(ids).to_vector<double>(), plain);
+  m.blocks()[0]->set_hook(HookSite::Mlp, nullptr);
+  m.blocks()[0]->set_hook(HookSite::Resid, nullptr);
+  EXPECT_EQ(m.forward(ids).to_vector<double>(), plain);
+  EXPECT_THROW(m.hidden(ids, 0), Error);
+  EXPECT_THROW(m.hidden(ids, 3), Error);
+  EXPECT_EQ(parse_hook_site("resid"), HookSite::Resid);
+  EXPECT_STREQ(hook_site_name(HookSite::Mlp), "mlp");
+  EXPECT_THROW(parse_hook_site("attn"), Error);
+}
