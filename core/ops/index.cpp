@@ -140,8 +140,8 @@ Tensor gather(const Tensor& a, int64_t axis, const Tensor& index) {
               shape_str(index.shape()), shape_str(a.shape()));
   for (int64_t d = 0; d < a.dim(); ++d)
     MONET_CHECK(d == axis || index.shape()[d] <= a.shape()[d],
-                "gather: index shape {} exceeds input shape {} on axis {}", shape_str(index.shape()),
-                shape_str(a.shape()), d);
+                "gather: index shape {} exceeds input shape {} on axis {}",
+                shape_str(index.shape()), shape_str(a.shape()), d);
   Tensor out = empty(index.shape(), a.dtype(), a.device());
   Shape ast = a.strides();
   const int64_t step = ast[axis], A = a.shape()[axis];
@@ -219,8 +219,8 @@ Tensor scatter_add(const Tensor& a, int64_t axis, const Tensor& index, const Ten
 }
 
 std::pair<Tensor, Tensor> topk(const Tensor& a, int64_t k) {
-  MONET_CHECK(a.dim() >= 1 && k >= 1 && k <= a.size(-1),
-              "topk: k = {} out of range for shape {}", k, shape_str(a.shape()));
+  MONET_CHECK(a.dim() >= 1 && k >= 1 && k <= a.size(-1), "topk: k = {} out of range for shape {}",
+              k, shape_str(a.shape()));
   check_backend("topk", a, /*allow_int=*/false);
   Tensor x = a.detach().contiguous();
   const int64_t n = x.shape().back(), m = x.numel() / n;
@@ -237,19 +237,23 @@ std::pair<Tensor, Tensor> topk(const Tensor& a, int64_t k) {
       const scalar_t* px = x.data<scalar_t>();
       scalar_t* pv = values.data<scalar_t>();
       int32_t* pi = index.data<int32_t>();
-      std::vector<int32_t> order(n);
-      for (int64_t r = 0; r < m; ++r) {
-        const scalar_t* row = px + r * n;
-        std::iota(order.begin(), order.end(), 0);
-        // Larger first; ties broken by the smaller index, so the result is deterministic.
-        std::partial_sort(
-            order.begin(), order.begin() + k, order.end(),
-            [row](int32_t i, int32_t j) { return row[i] > row[j] || (row[i] == row[j] && i < j); });
-        for (int64_t j = 0; j < k; ++j) {
-          pi[r * k + j] = order[j];
-          pv[r * k + j] = row[order[j]];
+      // Rows are independent: one chunk of rows per thread, each with its own index buffer.
+      cpu::parallel_for(m, std::max<int64_t>(1, cpu::kRowGrain / n), [&](int64_t r0, int64_t r1) {
+        std::vector<int32_t> order(n);
+        for (int64_t r = r0; r < r1; ++r) {
+          const scalar_t* row = px + r * n;
+          std::iota(order.begin(), order.end(), 0);
+          // Larger first; ties broken by the smaller index, so the result is deterministic.
+          std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                            [row](int32_t i, int32_t j) {
+                              return row[i] > row[j] || (row[i] == row[j] && i < j);
+                            });
+          for (int64_t j = 0; j < k; ++j) {
+            pi[r * k + j] = order[j];
+            pv[r * k + j] = row[order[j]];
+          }
         }
-      }
+      });
     });
   }
   record(values, "topk", {a}, [index, sa = a.shape()](const Tensor& g) {
