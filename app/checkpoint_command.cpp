@@ -1,6 +1,9 @@
 #include "app/checkpoint_command.h"
 
+#include <fmt/format.h>
+
 #include "app/command.h"
+#include "sae/sae_io.h"
 #include "train/checkpoint.h"
 #include "train/model.h"
 #include "train/tokenizer.h"
@@ -17,6 +20,7 @@ void add_checkpoint_options(CLI::App* cmd, CheckpointArgs& a, const std::string&
       ->check(positive())
       ->capture_default_str();
   add_device_option(cmd, a.device);
+  add_sae_options(cmd, a.sae);
 }
 
 fs::path LoadedRun::out_dir(const CheckpointArgs& a, const std::string& name) const {
@@ -29,7 +33,12 @@ LoadedRun load_run(const CheckpointArgs& a) {
   const fs::path ckpt = resolve_checkpoint(a.ckpt);
   const std::string name = ckpt.filename().string();
   l.run_dir = name == "checkpoint" || name == "checkpoint.prev" ? ckpt.parent_path() : ckpt;
-  l.experts = std::make_unique<interp::ExpertModel>(*l.model, l.cfg.model.ffn.kind);
+  const auto saes = sae::splice_saes(*l.model, a.sae.files, a.sae.error_term, note_to_stderr);
+  std::string kind = l.cfg.model.ffn.kind;
+  if (!saes.empty())
+    kind += fmt::format(" + {} SAE{}{}", saes.size(), saes.size() == 1 ? "" : "s",
+                        a.sae.error_term ? " (error term added back)" : "");
+  l.experts = std::make_unique<interp::ExpertModel>(*l.model, kind);
   l.tokenizer = load_tokenizer(a.ckpt);
   l.corpus = Corpus::load(a.data.empty() ? l.cfg.run.data : a.data, *l.tokenizer);
   return l;

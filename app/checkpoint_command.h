@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "app/command.h"
 #include "eval/experts.h"
 #include "train/config.h"
 #include "train/corpus.h"
@@ -19,8 +20,10 @@ namespace monet::app {
 struct CheckpointArgs {
   std::string ckpt, data, out, device = "cpu";
   int64_t batch = 16;
+  SaeSpliceArgs sae;
 };
-// --ckpt, --data, --out (whose default names `default_out`), --batch, --device.
+// --ckpt, --data, --out (whose default names `default_out`), --batch, --device, --sae,
+// --sae-error. With --sae the experts are the SAEs' features.
 void add_checkpoint_options(CLI::App* cmd, CheckpointArgs& a, const std::string& default_out);
 
 struct LoadedRun {

@@ -50,6 +50,22 @@ inline void note_to_stderr(const std::string& line) {
   fmt::print(stderr, "monet: {}\n", line);
 }
 
+// --sae FILE... and --sae-error: sparse autoencoders (`monet sae train`) spliced into the loaded
+// model, each replacing its site's activation with its reconstruction (sae/sae_io.h).
+struct SaeSpliceArgs {
+  std::vector<std::string> files;
+  bool error_term = false;
+};
+inline void add_sae_options(CLI::App* cmd, SaeSpliceArgs& s) {
+  cmd->add_option("--sae", s.files,
+                  "sparse autoencoder files to splice in: each site's activation becomes its "
+                  "reconstruction")
+      ->check(CLI::ExistingFile);
+  cmd->add_flag("--sae-error", s.error_term,
+                "add each SAE's error term back (x̂ + (x − x̂)): only removed features change "
+                "the model");
+}
+
 // "cpu" unless --device said otherwise; the option every command that loads a model has.
 inline void add_device_option(CLI::App* cmd, std::string& device) {
   cmd->add_option("--device", device, "cpu or cuda")->default_str("cpu");
@@ -96,5 +112,6 @@ Command add_export_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
 Command add_demo_command(CLI::App& app);
 Command add_kinds_command(CLI::App& app);
+Command add_sae_command(CLI::App& app);
 
 }  // namespace monet::app

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "app/command.h"
+#include "sae/sae_io.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/model.h"
@@ -21,6 +22,7 @@ Command add_eval_command(CLI::App& app) {
     int64_t batch = 16, windows = 0;
     bool json = false;
     GemmArgs gemm;
+    SaeSpliceArgs sae;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("eval", "validation loss and bits per byte of a checkpoint");
@@ -35,9 +37,11 @@ Command add_eval_command(CLI::App& app) {
   cmd->add_flag("--json", a->json, "print the results as JSON, at full precision (for scripts)");
   add_device_option(cmd, a->device);
   add_gemm_options(cmd, a->gemm, "the checkpoint's run");
+  add_sae_options(cmd, a->sae);
   return {cmd, [a] {
             Config cfg;
             auto model = load_model(a->ckpt, &cfg, parse_device(a->device), note_to_stderr);
+            sae::splice_saes(*model, a->sae.files, a->sae.error_term, note_to_stderr);
             const GemmScope gemm(checkpoint_gemm_mode(a->gemm, cfg.run));
             const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(a->ckpt);
             const Tokenizer& tok = *tokenizer;
@@ -60,10 +64,12 @@ Command add_eval_command(CLI::App& app) {
                                            a->batch, cfg.model.context, a->windows, progress, tok));
             }
             if (a->json)
-              fmt::print("{}\n",
-                         nlohmann::json{
-                             {"checkpoint", a->ckpt}, {"data", folder}, {"results", eval_json(ev)}}
-                             .dump(2));
+              fmt::print("{}\n", nlohmann::json{{"checkpoint", a->ckpt},
+                                                {"data", folder},
+                                                {"sae", a->sae.files},
+                                                {"sae_error_term", a->sae.error_term},
+                                                {"results", eval_json(ev)}}
+                                     .dump(2));
             else
               fmt::print("{}", eval_markdown(ev));
             return 0;

@@ -86,13 +86,21 @@ int main(int argc, char** argv) {
       "(after saving).\n`monet help COMMAND` (or `monet COMMAND --help`) lists a command's options "
       "with their defaults.");
   const std::vector<app::Command> commands = {
-      app::add_train_command(app),         app::add_finetune_command(app),
-      app::add_instruct_eval_command(app), app::add_eval_command(app),
-      app::add_sample_command(app),        app::add_table_command(app),
-      app::add_experts_command(app),       app::add_mask_command(app),
-      app::add_purge_command(app),         app::add_export_command(app),
-      app::add_bench_command(app),         app::add_demo_command(app),
-      app::add_kinds_command(app),         add_help_command(app),
+      app::add_train_command(app),
+      app::add_finetune_command(app),
+      app::add_instruct_eval_command(app),
+      app::add_eval_command(app),
+      app::add_sample_command(app),
+      app::add_table_command(app),
+      app::add_experts_command(app),
+      app::add_mask_command(app),
+      app::add_purge_command(app),
+      app::add_export_command(app),
+      app::add_bench_command(app),
+      app::add_demo_command(app),
+      app::add_kinds_command(app),
+      app::add_sae_command(app),
+      add_help_command(app),
   };
   try {
     app.parse(argc, argv);

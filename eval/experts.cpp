@@ -26,8 +26,21 @@ std::string ExpertSite::label(int64_t e) const {
 ExpertModel::ExpertModel(nn::Transformer& model, std::string kind)
     : model_(model), kind_(std::move(kind)) {
   const auto& blocks = model.blocks();
-  std::vector<const void*> keys;  // the routing key of each site
-  for (size_t l = 0; l < blocks.size(); ++l) {
+  // Hooks spliced into the blocks that have experts (sparse autoencoders, whose experts are
+  // their features) when there are any; else every block's feed-forward layer.
+  struct Found {
+    moe::ExpertLayer* layer;
+    int block;
+    std::string name;  // of its site, unless it shares a routing
+  };
+  std::vector<Found> found;
+  for (size_t l = 0; l < blocks.size(); ++l)
+    for (nn::HookSite hs : {nn::HookSite::Mlp, nn::HookSite::Resid})
+      if (auto* e = dynamic_cast<moe::ExpertLayer*>(blocks[l]->hook(hs).get()))
+        found.push_back(
+            {e, static_cast<int>(l), fmt::format("layer {} {}", l, hook_site_name(hs))});
+  const bool hooks = !found.empty();
+  for (size_t l = 0; !hooks && l < blocks.size(); ++l) {
     auto* layer = dynamic_cast<moe::ExpertLayer*>(&blocks[l]->ffn());
     if (!layer) {
       std::vector<std::string> with;
@@ -35,26 +48,30 @@ ExpertModel::ExpertModel(nn::Transformer& model, std::string kind)
         if (k->has_experts) with.push_back(k->name);
       throw Error(
           fmt::format("experts: layer {} of this {} model has no experts; expert analysis needs "
-                      "model.ffn.kind {}",
+                      "model.ffn.kind {}, or a sparse autoencoder spliced in (--sae)",
                       l, kind_, fmt::join(with, ", ")));
     }
-    layers_.push_back(layer);
-    const int li = static_cast<int>(l);
-    const void* key = layer->routing_key();
+    found.push_back({layer, static_cast<int>(l), fmt::format("layer {}", l)});
+  }
+  std::vector<const void*> keys;  // the routing key of each site
+  for (const Found& f : found) {
+    const void* key = f.layer->routing_key();
     if (keys.empty() || keys.back() != key) {
-      const bool shared = key != static_cast<const void*>(layer);
-      sites_.push_back(
-          {shared ? fmt::format("group {}", sites_.size()) : fmt::format("layer {}", l),
-           {},
-           layer->num_experts(),
-           layer->expert_grid()});
+      const bool shared = key != static_cast<const void*>(f.layer);
+      sites_.push_back({shared ? fmt::format("group {}", sites_.size()) : f.name,
+                        {},
+                        f.layer->num_experts(),
+                        f.layer->expert_grid()});
+      site_layers_.emplace_back();
       keys.push_back(key);
     } else {
-      MONET_CHECK(sites_.back().experts == layer->num_experts(),
-                  "experts: layer {} shares a routing with layer {} but has {} experts, not {}", l,
-                  sites_.back().layers.front(), layer->num_experts(), sites_.back().experts);
+      MONET_CHECK(sites_.back().experts == f.layer->num_experts(),
+                  "experts: layer {} shares a routing with layer {} but has {} experts, not {}",
+                  f.block, sites_.back().layers.front(), f.layer->num_experts(),
+                  sites_.back().experts);
     }
-    sites_.back().layers.push_back(li);
+    sites_.back().layers.push_back(f.block);
+    site_layers_.back().push_back(f.layer);
   }
   MONET_CHECK(!sites_.empty(), "experts: the model has no layers");
   for (ExpertSite& site : sites_) {  // "group 0 (layers 0-3)"
@@ -67,7 +84,7 @@ ExpertModel::ExpertModel(nn::Transformer& model, std::string kind)
 
 TokenScores ExpertModel::scores(size_t s) const {
   MONET_CHECK(s < sites_.size(), "experts: site {} of {}", s, sites_.size());
-  return layers_[static_cast<size_t>(sites_[s].layers.front())]->expert_scores();
+  return site_layers_[s].front()->expert_scores();
 }
 
 // Removal is "drop exactly this expert's weighted term from the layer output, change nothing
@@ -82,7 +99,7 @@ void ExpertModel::remove(size_t s, const std::vector<int64_t>& experts) {
   for (int64_t e : experts)
     MONET_CHECK(e >= 0 && e < site.experts, "experts: expert {} outside [0, {}) in {}", e,
                 site.experts, site.name);
-  for (int layer : site.layers) layers_[static_cast<size_t>(layer)]->remove_experts(experts);
+  for (moe::ExpertLayer* layer : site_layers_[s]) layer->remove_experts(experts);
 }
 
 void ExpertModel::restore() {

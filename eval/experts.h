@@ -45,8 +45,10 @@ struct ExpertSite {
 // Sparse per-token scores, as every expert layer reports them (moe/expert_layer.h).
 using moe::TokenScores;
 
-// The expert view of a trained transformer whose feed-forward layers have experts (every layer
-// implements moe::ExpertLayer); consecutive layers that share a routing form one site.
+// The expert view of a trained transformer: its spliced hooks that have experts (sparse
+// autoencoders, sae/sae.h: one site each) when there are any, else its feed-forward layers, which
+// must all have experts (every layer implements moe::ExpertLayer); consecutive layers that share a
+// routing form one site.
 class ExpertModel {
  public:
   // `kind` is the model's model.ffn.kind, for reports. Errors when a layer has no experts.
@@ -65,7 +67,7 @@ class ExpertModel {
  private:
   nn::Transformer& model_;
   std::string kind_;
-  std::vector<moe::ExpertLayer*> layers_;  // [layer]
+  std::vector<std::vector<moe::ExpertLayer*>> site_layers_;  // [site]: its layers
   std::vector<ExpertSite> sites_;
 };
 

@@ -311,3 +311,71 @@ TEST(Cli, FinetuneAndInstructEvalRunOnTheMixture) {
   expect_clean_error(monet_cli("instruct-eval --ckpt " + ft + data + " --split val", t.path()),
                      "--split", 2);
 }
+
+// `monet sae train` on the committed dense fixture, then the SAE spliced into `eval` (the loss
+// moves; with the error term it is the plain loss exactly), `experts` and `mask` (its features are
+// the experts); the bad-input errors of the new options.
+TEST(Cli, SaeTrainThenEvalExpertsAndMaskWithTheSaeSpliced) {
+  TempDir t("cli_sae");
+  const std::string ck = std::string(MONET_SOURCE_DIR) + "/tests/data/v0_checkpoints/dense";
+  const std::string data = std::string(MONET_SOURCE_DIR) + "/tests/data/v0_checkpoints/data";
+  const std::string base = "sae train --ckpt " + ck + " --data " + data;
+  const std::string out = (t / "sae").string();
+  const std::string table = monet_stdout(
+      base + " --layer 1 --features 32 --k 4 --steps 60 --batch 4 --windows 2 --out " + out,
+      t.path());
+  EXPECT_NE(table.find("| 1 | mlp | 32 | k=4 | 60 | 3840 |"), std::string::npos) << table;
+  for (const char* f : {"sae.safetensors", "sae.json", "loss.svg"})
+    EXPECT_TRUE(fs::exists(t / "sae" / f)) << f;
+  const nlohmann::json j = nlohmann::json::parse(monet::read_file(t / "sae" / "sae.json"));
+  EXPECT_EQ(j.at("log").size(), 60u);
+  EXPECT_LE(j.at("val").at("l0").get<double>(), 4.0);
+  EXPECT_GT(j.at("val").at("nmse").get<double>(), 0.0);
+
+  const std::string sae = out + "/sae.safetensors";
+  auto loss = [&](const std::string& opts) {
+    return nlohmann::json::parse(
+               monet_stdout("eval --json --ckpt " + ck + " --data " + data + " " + opts, t.path()))
+        .at("results")
+        .back()
+        .at("loss")
+        .get<double>();
+  };
+  const double plain = loss("");
+  EXPECT_NE(loss("--sae " + sae), plain);
+  EXPECT_EQ(loss("--sae " + sae + " --sae-error"), plain);
+  const std::string experts =
+      monet_stdout("experts --ckpt " + ck + " --data " + data + " --sae " + sae +
+                       " --windows 2 --out " + (t / "experts").string(),
+                   t.path());
+  EXPECT_NE(experts.find("layer 1 mlp"), std::string::npos) << experts;
+  const std::string mask = monet_stdout(
+      "mask --ckpt " + ck + " --data " + data + " --sae " + sae +
+          " --domain all --control --select-windows 4 --windows 2 --out " + (t / "mask").string(),
+      t.path());
+  EXPECT_NE(mask.find("dense + 1 SAE"), std::string::npos) << mask;
+  EXPECT_NE(mask.find("of 32"), std::string::npos) << mask;
+
+  // Bad input: one line, exit 1 (the work) or 2 (the command line).
+  expect_clean_error(monet_cli(base + " --layer 1 --features 32 --steps 60 --out " + out, t.path()),
+                     "exactly one of --k");
+  EXPECT_EQ(monet_cli(base + " --layer 1 --features 32 --k 4 --l1 0.1", t.path()).status, 2);
+  EXPECT_EQ(monet_cli(base + " --layer 1 --features 32 --k 4 --site attn", t.path()).status, 2);
+  EXPECT_EQ(monet_cli(base + " --layer 1 --features 0 --k 4", t.path()).status, 2);
+  expect_clean_error(
+      monet_cli(base + " --layer 7 --features 32 --k 4 --steps 60 --out " + out, t.path()),
+      "--layer 7 is outside the model's 2 layers");
+  expect_clean_error(
+      monet_cli(base + " --layer 1 --features 32 --k 40 --steps 60 --out " + out, t.path()),
+      "--k must be in [1, features = 32]");
+  expect_clean_error(
+      monet_cli("eval --ckpt " + ck + " --data " + data + " --sae " + data + "/code.val.txt",
+                t.path()),
+      "code.val.txt");
+  expect_clean_error(
+      monet_cli("eval --ckpt " + ck + " --data " + data + " --sae " + sae + " --sae " + sae,
+                t.path()),
+      "second SAE on layer 1 mlp");
+  expect_clean_error(monet_cli("experts --ckpt " + ck + " --data " + data, t.path()),
+                     "or a sparse autoencoder spliced in (--sae)");
+}
