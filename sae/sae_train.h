@@ -8,7 +8,9 @@
 //
 // The scores are measured afterwards on the val split (`eval_windows` windows per domain):
 // normalised MSE (Σ‖x − x̂‖² / Σ‖x − x̄‖², x̄ the mean over those tokens), L0 (features > 0 per
-// token) and the dead features (never > 0 on any of those tokens).
+// token) and the dead features (never > 0 on any of those tokens). A sample of T·windows tokens
+// per domain undercounts rare features: with F·(tokens·k)⁻¹ near 1 a live feature may simply not
+// be seen; `monet experts --sae` counts over the whole val split.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -49,7 +51,7 @@ struct SaeTrainOptions {
   double lr = 1e-3;
   int64_t warmup = 50;        // steps of linear warm-up
   uint64_t seed = 0;          // the SAE's initialisation and the windows drawn
-  int64_t eval_windows = 16;  // val windows per domain for the scores (0: all)
+  int64_t eval_windows = 64;  // val windows per domain for the scores (0: all)
 };
 
 struct SaeStep {

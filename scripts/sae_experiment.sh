@@ -12,7 +12,9 @@
 #   3. `mask --domain all --control` on MONET-VD, PEER and every SAE setting (the all-layer SAEs
 #      also with the error term added back, so that only the removed features change the model);
 #   4. the toy comment purge on MONET-VD, PEER, the all-layer SAEs and the $SWEEP_LAYER sweep at
-#      the largest k, all with the error term added back (only the purged features change).
+#      the largest k, all with the error term added back (only the purged features change);
+#   5. `experts` on every SAE over the whole val split: each feature's top contexts (experts.html)
+#      and the features that never fire on any of its 604,545 tokens.
 #
 # The three models come from configs/interp_{dense,monet_vd,peer}.json (2000 steps; trained here
 # when runs/interp_<kind>/checkpoint is missing, about 5 + 8 + 8 minutes on 2 cores). Every step is
@@ -33,7 +35,7 @@ ALL_F=${ALL_F:-4096}
 LAYERS=${LAYERS:-"0 1 2 3"}
 DENSE=runs/interp_dense
 TEXT="--text third_party/corpora/toy4/python.val.txt --score docs/purge/python_comments.score"
-mkdir -p "$OUT/sae" "$OUT/eval" "$OUT/mask" "$OUT/purge"
+mkdir -p "$OUT/sae" "$OUT/eval" "$OUT/mask" "$OUT/purge" "$OUT/experts"
 
 for kind in dense monet_vd peer; do
   [ -d "runs/interp_$kind/checkpoint" ] ||
@@ -44,7 +46,7 @@ sae_file() { echo "$OUT/sae/L$1_F$2_k$3/sae.safetensors"; }
 train_sae() {  # train_sae LAYER F K
   [ -f "$(sae_file "$1" "$2" "$3")" ] ||
     "$MONET" sae train --ckpt "$DENSE" --layer "$1" --features "$2" --k "$3" --steps "$STEPS" \
-      --out "$OUT/sae/L$1_F$2_k$3"
+      --windows 16 --out "$OUT/sae/L$1_F$2_k$3"
 }
 all_layers() {  # all_layers K: --sae for every layer's SAE of size ALL_F
   local args=""
@@ -105,5 +107,11 @@ done
 for k in $KS; do
   # shellcheck disable=SC2046
   run_purge "all_F${ALL_F}_k${k}_error" "$DENSE" $(all_layers "$k") --sae-error
+done
+# 5. the features of every SAE
+for dir in "$OUT"/sae/L*_F*_k*; do
+  name=$(basename "$dir")
+  [ -f "$OUT/experts/$name/experts.json" ] ||
+    "$MONET" experts --ckpt "$DENSE" --sae "$dir/sae.safetensors" --out "$OUT/experts/$name" > /dev/null
 done
 echo "sae_experiment: done in $SECONDS s" >&2

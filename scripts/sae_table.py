@@ -45,15 +45,23 @@ def order(name):
 
 
 def sae_table(out):
+    """NMSE and L0 on sae train's val windows; the features that never fire from `experts` over
+    the whole val split when its report is there (else sae train's count on its windows)."""
     rows = []
     for p in sorted((out / "sae").glob("*/sae.json"), key=lambda p: order(p.parent.name)):
         j = json.loads(p.read_text())
+        ex = load(out / "experts" / p.parent.name / "experts.json")
+        if ex:
+            site = ex["sites"][0]
+            dead, tokens = site["unused"], sum(site["tokens"])
+        else:
+            dead, tokens = j["val"]["dead"], j["val"]["tokens"]
         rows.append(
             f"| {j['layer']} | {j['features']} | {j['k']} | {j['train_tokens'] / 1e6:.2f}M | "
-            f"{j['val']['nmse']:.4f} | {j['val']['l0']:.1f} | {j['val']['dead']} "
-            f"({100 * j['val']['dead_fraction']:.1f}%) | {j['seconds']:.0f} s |")
-    return ("| layer | F | k | train tokens | val NMSE | val L0 | dead features | time |\n"
-            "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+            f"{j['val']['nmse']:.4f} | {j['val']['l0']:.1f} | {dead} "
+            f"({100 * dead / j['features']:.1f}%) of {tokens:,} | {j['seconds']:.0f} s |")
+    return ("| layer | F | k | train tokens | val NMSE | val L0 | never fire, on val tokens | "
+            "time |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
 def eval_table(out):
