@@ -1,10 +1,10 @@
 # Sourced by scripts/sanitize.sh and scripts/fuzz.sh: configures build-asan/ and sets the
 # sanitizers' run-time options. build-asan/ is the whole project with AddressSanitizer and
-# UndefinedBehaviorSanitizer (CMake option MONET_SANITIZE; CUDA and the benchmarks off), plus the
-# fuzz targets (MONET_FUZZ).
+# UndefinedBehaviorSanitizer (CMake option MONET_SANITIZE; CUDA, MPI and the benchmarks off: Open
+# MPI's own allocations would be reported as leaks), plus the fuzz targets (MONET_FUZZ).
 MONET_JOBS=${MONET_JOBS:-$(nproc)}
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMONET_SANITIZE=ON -DMONET_CUDA=OFF \
-  -DMONET_BENCH=OFF -DMONET_FUZZ=ON
+  -DMONET_BENCH=OFF -DMONET_FUZZ=ON -DMONET_MPI=OFF
 # Any report ends the process with a non-zero status (abort_on_error: a core-dump-free SIGABRT
 # that CTest and the fuzz loop count as a failure). Leaks are checked at exit, with no
 # suppressions: libgomp and OpenBLAS report none. check_initialization_order: a global read
