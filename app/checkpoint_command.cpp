@@ -30,9 +30,7 @@ fs::path LoadedRun::out_dir(const CheckpointArgs& a, const std::string& name) co
 LoadedRun load_run(const CheckpointArgs& a) {
   LoadedRun l;
   l.model = load_model(a.ckpt, &l.cfg, parse_device(a.device), note_to_stderr);
-  const fs::path ckpt = resolve_checkpoint(a.ckpt);
-  const std::string name = ckpt.filename().string();
-  l.run_dir = name == "checkpoint" || name == "checkpoint.prev" ? ckpt.parent_path() : ckpt;
+  l.run_dir = run_folder(resolve_checkpoint(a.ckpt));
   const auto saes = sae::splice_saes(*l.model, a.sae.files, a.sae.error_term, note_to_stderr);
   std::string kind = l.cfg.model.ffn.kind;
   if (!saes.empty())

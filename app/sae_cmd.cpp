@@ -48,7 +48,7 @@ nlohmann::json sae_json(const SaeArgs& a, const sae::SaeTrainResult& r, double s
           {"site", nn::hook_site_name(o.site)},
           {"d", o.d},
           {"features", o.features},
-          {"activation", o.act == sae::Activation::TopK ? "topk" : "relu"},
+          {"activation", sae::activation_name(o.act)},
           {"k", o.k},
           {"l1", o.l1},
           {"steps", r.steps.size()},
@@ -92,11 +92,7 @@ int run_sae_train(const SaeArgs& a) {
   const GemmScope gemm(checkpoint_gemm_mode(a.gemm, cfg.run));
   const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(a.ckpt);
   const Corpus corpus = Corpus::load(a.data.empty() ? cfg.run.data : a.data, *tokenizer);
-  const fs::path ckpt = resolve_checkpoint(a.ckpt);
-  const std::string name = ckpt.filename().string();
-  const fs::path run_dir =
-      name == "checkpoint" || name == "checkpoint.prev" ? ckpt.parent_path() : ckpt;
-  const fs::path out = a.out.empty() ? run_dir / "sae" /
+  const fs::path out = a.out.empty() ? run_folder(resolve_checkpoint(a.ckpt)) / "sae" /
                                            fmt::format("L{}_{}_F{}_{}", a.layer, a.site, a.features,
                                                        a.k > 0 ? fmt::format("k{}", a.k)
                                                                : fmt::format("l1_{:g}", a.l1))

@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
-#include <cstring>
 
 #include "core/error.h"
 #include "core/ops.h"
@@ -54,10 +53,6 @@ class SingleProcess final : public Communicator {
 
 std::unique_ptr<Communicator> single_process() {
   return std::make_unique<SingleProcess>();
-}
-
-bool launched_by_mpi() {
-  return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMI_SIZE") != nullptr;
 }
 
 #ifndef MONET_WITH_MPI

@@ -50,9 +50,6 @@ std::unique_ptr<Communicator> single_process();
 
 // Whether this build has the MPI communicator.
 bool mpi_available();
-// Whether this process was started by an MPI launcher (mpirun sets OMPI_COMM_WORLD_SIZE or
-// PMI_SIZE), so that a program can choose mpi_world() without being told.
-bool launched_by_mpi();
 // MPI_COMM_WORLD. Initialises MPI on first use and finalises it when the communicator is
 // destroyed; at most one per process. An error in builds without MPI.
 std::unique_ptr<Communicator> mpi_world();

@@ -12,6 +12,10 @@
 
 namespace monet::sae {
 
+const char* activation_name(Activation a) {
+  return a == Activation::TopK ? "topk" : "relu";
+}
+
 void SaeOptions::validate() const {
   MONET_CHECK(d > 0, "sae: d must be positive, got {}", d);
   MONET_CHECK(features > 0, "sae: --features must be positive, got {}", features);

@@ -28,6 +28,7 @@
 namespace monet::sae {
 
 enum class Activation { TopK, ReLU };
+const char* activation_name(Activation a);  // "topk", "relu": the names in files and reports
 
 struct SaeOptions {
   int64_t d = 0;         // the activation's width (d_model)

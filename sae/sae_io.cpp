@@ -55,7 +55,7 @@ void save_sae(const fs::path& path, const SparseAutoencoder& sae, const Metadata
   Metadata meta{{"format", kFormat},
                 {"d", std::to_string(o.d)},
                 {"features", std::to_string(o.features)},
-                {"activation", o.act == Activation::TopK ? "topk" : "relu"},
+                {"activation", activation_name(o.act)},
                 {"k", std::to_string(o.k)},
                 {"l1", fmt::format("{:.17g}", o.l1)},
                 {"layer", std::to_string(o.layer)},
@@ -79,9 +79,9 @@ LoadedSae load_sae(const fs::path& path, Device device) {
   o.d = meta_int(m, "d", path);
   o.features = meta_int(m, "features", path);
   const std::string& act = meta_value(m, "activation", path);
-  MONET_CHECK(act == "topk" || act == "relu",
+  MONET_CHECK(act == activation_name(Activation::TopK) || act == activation_name(Activation::ReLU),
               "sae '{}': metadata 'activation' must be topk or relu, got '{}'", path.string(), act);
-  o.act = act == "topk" ? Activation::TopK : Activation::ReLU;
+  o.act = act == activation_name(Activation::TopK) ? Activation::TopK : Activation::ReLU;
   o.k = meta_int(m, "k", path);
   o.l1 = meta_double(m, "l1", path);
   const int64_t layer = meta_int(m, "layer", path);
@@ -101,6 +101,7 @@ LoadedSae load_sae(const fs::path& path, Device device) {
   const Shape want[] = {{o.features, o.d}, {o.features}, {o.features, o.d}, {o.d}};
   std::set<std::string> names;
   for (const auto& [name, t] : st.tensors) names.insert(name);
+  Tensor found[4];  // in kTensors' order
   for (size_t i = 0; i < 4; ++i) {
     auto it = std::find_if(st.tensors.begin(), st.tensors.end(),
                            [&](const auto& p) { return p.first == kTensors[i]; });
@@ -109,6 +110,7 @@ LoadedSae load_sae(const fs::path& path, Device device) {
                 "sae '{}': tensor '{}' is {} {}, expected a float tensor of shape {}",
                 path.string(), kTensors[i], dtype_name(it->second.dtype()),
                 shape_str(it->second.shape()), shape_str(want[i]));
+    found[i] = it->second;
     names.erase(kTensors[i]);
   }
   MONET_CHECK(names.empty(), "sae '{}': unexpected tensor '{}'", path.string(), *names.begin());
@@ -116,11 +118,9 @@ LoadedSae load_sae(const fs::path& path, Device device) {
   nn::ParamOptions p;
   p.device = device;
   LoadedSae out{std::make_shared<SparseAutoencoder>(o, gen, p), m};
-  for (const auto& param : out.sae->named_parameters()) {
-    auto it = std::find_if(st.tensors.begin(), st.tensors.end(),
-                           [&](const auto& q) { return q.first == param.first; });
-    copy_(param.second, it->second.to(param.second.dtype()).to(device));
-  }
+  SparseAutoencoder& s = *out.sae;
+  const Tensor* into[] = {&s.W_enc, &s.b_enc, &s.W_dec, &s.b_dec};  // kTensors' order
+  for (size_t i = 0; i < 4; ++i) copy_(*into[i], found[i].to(into[i]->dtype()).to(device));
   return out;
 }
 

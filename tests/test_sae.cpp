@@ -52,6 +52,22 @@ std::shared_ptr<SparseAutoencoder> random_sae(const SaeOptions& o, uint64_t seed
   return s;
 }
 
+// An SAE that reproduces its input: F = d, identity encoder and decoder, no sparsity, and
+// b_dec = −50 so that every pre-activation x + 50 is positive (x̂ = (x + 50) − 50).
+std::shared_ptr<SparseAutoencoder> identity_sae(int layer, nn::HookSite site) {
+  SaeOptions o = relu_options(16, 16, 0.0);
+  o.layer = layer, o.site = site;
+  Generator g(1);
+  auto s = std::make_shared<SparseAutoencoder>(o, g);
+  NoGradGuard ng;
+  std::vector<float> eye(16 * 16, 0.0f);
+  for (int i = 0; i < 16; ++i) eye[static_cast<size_t>(i * 17)] = 1.0f;
+  copy_(s->W_enc, from_vector(eye, {16, 16}));
+  copy_(s->W_dec, from_vector(eye, {16, 16}));
+  fill_(s->b_dec, -50.0);
+  return s;
+}
+
 // The reference: z by the definition in double, features in `removed` zeroed, x̂ = Σ z_f W_dec[f]
 // + b_dec, or with the error term x − Σ_{f removed} z_f W_dec[f].
 std::vector<double> reference_apply(const SparseAutoencoder& s, const std::vector<float>& x,
@@ -208,18 +224,7 @@ TEST(Sae, SplicedIdentitySaeLeavesTheLossUnchanged) {
   auto model = tiny_model(kDense);
   const auto plain = evaluate(*model, domains, 4, kContext, 0);
   for (nn::HookSite site : {nn::HookSite::Mlp, nn::HookSite::Resid}) {
-    SaeOptions o = relu_options(16, 16, 0.0);
-    o.layer = 1, o.site = site;
-    Generator g(1);
-    auto s = std::make_shared<SparseAutoencoder>(o, g);
-    {
-      NoGradGuard ng;
-      std::vector<float> eye(16 * 16, 0.0f);
-      for (int i = 0; i < 16; ++i) eye[static_cast<size_t>(i * 17)] = 1.0f;
-      copy_(s->W_enc, from_vector(eye, {16, 16}));
-      copy_(s->W_dec, from_vector(eye, {16, 16}));
-      fill_(s->b_dec, -50.0);
-    }
+    auto s = identity_sae(1, site);
     model->blocks()[1]->set_hook(site, s);
     const auto spliced = evaluate(*model, domains, 4, kContext, 0);
     for (size_t i = 0; i < plain.size(); ++i)
@@ -419,13 +424,8 @@ TEST(Sae, ScoresAreTheNormalisedMseL0AndDeadFeaturesOverTheValTokens) {
   EXPECT_NEAR(s.nmse, xx / var, 1e-6 * xx / var);
   EXPECT_EQ(s.l0, 0.0);
   EXPECT_EQ(s.dead, 16);
-  SparseAutoencoder identity(o, g);
-  std::vector<float> eye(16 * 16, 0.0f);
-  for (int i = 0; i < 16; ++i) eye[static_cast<size_t>(i * 17)] = 1.0f;
-  copy_(identity.W_enc, from_vector(eye, {16, 16}));
-  copy_(identity.W_dec, from_vector(eye, {16, 16}));
-  fill_(identity.b_dec, -50.0);
-  const SaeScores id = score_sae(identity, reader, domains, 4, kContext, 0);
+  const SaeScores id =
+      score_sae(*identity_sae(1, nn::HookSite::Resid), reader, domains, 4, kContext, 0);
   EXPECT_LT(id.nmse, 1e-8);
   EXPECT_EQ(id.l0, 16.0);
   EXPECT_EQ(id.dead, 0);

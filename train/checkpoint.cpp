@@ -34,6 +34,11 @@ fs::path resolve_checkpoint(const fs::path& path) {
   return path;
 }
 
+fs::path run_folder(const fs::path& checkpoint) {
+  const std::string name = checkpoint.filename().string();
+  return name == "checkpoint" || name == "checkpoint.prev" ? checkpoint.parent_path() : checkpoint;
+}
+
 void check_checkpoint_shape(const std::string& what, const std::string& name, const Tensor& saved,
                             const Tensor& param) {
   MONET_CHECK(saved.shape() == param.shape(),

@@ -32,6 +32,9 @@ struct TrainState {
 // `path/checkpoint` (or `path/checkpoint.prev` after a crash mid-swap). Errors name what is
 // missing.
 std::filesystem::path resolve_checkpoint(const std::filesystem::path& path);
+// The run folder a resolved checkpoint belongs to: the parent of `checkpoint/` or
+// `checkpoint.prev/`, else the folder itself (a checkpoint kept on its own, a Hugging Face folder).
+std::filesystem::path run_folder(const std::filesystem::path& checkpoint);
 
 // The error for a checkpoint tensor whose shape is not its parameter's, starting with `what`.
 void check_checkpoint_shape(const std::string& what, const std::string& name, const Tensor& saved,
