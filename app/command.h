@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/comm.h"
 #include "train/config.h"
 
 namespace monet::app {
@@ -99,8 +100,9 @@ inline GemmMode checkpoint_gemm_mode(const GemmArgs& g, RunConfig run) {
   return gemm_mode_of(run);
 }
 
-Command add_train_command(CLI::App& app);
-Command add_finetune_command(CLI::App& app);
+// train and finetune run on the job's processes: `comm` (several ranks under mpirun).
+Command add_train_command(CLI::App& app, Communicator& comm);
+Command add_finetune_command(CLI::App& app, Communicator& comm);
 Command add_instruct_eval_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);
 Command add_sample_command(CLI::App& app);

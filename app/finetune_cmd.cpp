@@ -16,7 +16,7 @@ namespace monet::app {
 
 namespace fs = std::filesystem;
 
-Command add_finetune_command(CLI::App& app) {
+Command add_finetune_command(CLI::App& app, Communicator& comm) {
   struct Args : RunArgs {
     std::string ckpt, data = "data/toy4_instruct", out, families, freeze = "none";
     int64_t steps = 300, batch = 16;
@@ -50,8 +50,8 @@ Command add_finetune_command(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "seed of the example draws (and routing noise)")
       ->capture_default_str();
   add_run_options(cmd, *a, "--steps");
-  return {cmd, [a] {
-            return run_training(*a, [&] {
+  return {cmd, [a, &comm] {
+            return run_training(*a, comm, [&] {
               TrainOptions opt;
               MONET_CHECK(!a->ckpt.empty(), "finetune: give --ckpt PRETRAINED (or --resume DIR)");
               const fs::path ckpt = resolve_checkpoint(a->ckpt);

@@ -1,5 +1,6 @@
 // The `monet` program: train, evaluate and sample models, measure the layers, read their experts.
 //   monet train --config FILE.json [--out DIR] [--set key=value ...] | --resume DIR
+//   mpirun -np R monet train ...                                  (data parallel over R ranks)
 //   monet finetune --ckpt DIR [--data FOLDER] [--freeze ...] | --resume DIR  (instruction tuning)
 //   monet instruct-eval --ckpt DIR [--data FOLDER]                (exact match per task family)
 //   monet eval --ckpt DIR [--data FOLDER]
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "app/command.h"
+#include "app/run_command.h"
 #include "core/gemm_mode.h"
 #include "util/suggest.h"
 
@@ -85,9 +87,17 @@ int main(int argc, char** argv) {
       "Exit status: 0 done, 1 an error in the work, 2 a bad command line, 130 interrupted "
       "(after saving).\n`monet help COMMAND` (or `monet COMMAND --help`) lists a command's options "
       "with their defaults.");
+  // The job's processes: several ranks under mpirun (train and finetune only), else this one.
+  std::unique_ptr<Communicator> comm;
+  try {
+    comm = app::job_communicator();
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "monet: error: {}\n", e.what());
+    return app::kExitError;
+  }
   const std::vector<app::Command> commands = {
-      app::add_train_command(app),
-      app::add_finetune_command(app),
+      app::add_train_command(app, *comm),
+      app::add_finetune_command(app, *comm),
       app::add_instruct_eval_command(app),
       app::add_eval_command(app),
       app::add_sample_command(app),
@@ -116,7 +126,11 @@ int main(int argc, char** argv) {
   try {
     for (const app::Command& c : commands) {
       if (!c.cli->parsed()) continue;
-      if (c.cli->get_name() != "help" && c.cli->get_name() != "kinds")
+      const std::string name = c.cli->get_name();
+      MONET_CHECK(comm->size() == 1 || name == "train" || name == "finetune",
+                  "{}: runs in one process; under mpirun ({} ranks) only train and finetune do",
+                  name, comm->size());
+      if (name != "help" && name != "kinds" && comm->rank() == 0)
         fmt::print(
             stderr, "monet {} | GEMM {} by default (built: {}) | OpenBLAS {} ({} thread{})\n",
             MONET_VERSION, gemm_backend_name(default_gemm_backend()),
@@ -128,7 +142,13 @@ int main(int argc, char** argv) {
     fmt::print("{}", app.help());
     return 0;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "monet: error: {}\n", e.what());
-    return app::kExitError;
+    if (comm->size() == 1) {
+      fmt::print(stderr, "monet: error: {}\n", e.what());
+      return app::kExitError;
+    }
+    // The other ranks may be waiting in a collective for this one: end the whole job.
+    fmt::print(stderr, "monet: error (rank {} of {}): {}\n", comm->rank(), comm->size(), e.what());
+    std::fflush(stderr);
+    comm->abort(app::kExitError);
   }
 }

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
+
 namespace monet::app {
 
 void add_run_options(CLI::App* cmd, RunArgs& a, const std::string& steps_from) {
@@ -15,7 +17,18 @@ void add_run_options(CLI::App* cmd, RunArgs& a, const std::string& steps_from) {
   cmd->add_flag("--force", a.force, "start over in a folder that already holds a run");
 }
 
-int run_training(const RunArgs& a, const std::function<TrainOptions()>& fresh) {
+std::unique_ptr<Communicator> job_communicator() {
+  const char* size = std::getenv("OMPI_COMM_WORLD_SIZE");
+  if (size == nullptr) size = std::getenv("PMI_SIZE");
+  if (size == nullptr) return single_process();
+  MONET_CHECK(mpi_available(),
+              "started by an MPI launcher ({} processes) but this monet was built without MPI: "
+              "install libopenmpi-dev and openmpi-bin (scripts/deps.sh does) and rebuild",
+              size);
+  return mpi_world();
+}
+
+int run_training(const RunArgs& a, Communicator& comm, const std::function<TrainOptions()>& fresh) {
   TrainOptions opt;
   if (!a.resume.empty()) {
     opt.resume = true;
@@ -28,8 +41,9 @@ int run_training(const RunArgs& a, const std::function<TrainOptions()>& fresh) {
   apply_gemm_args(a.gemm, opt.config.run);
   opt.stop_at = a.stop_at;
   opt.force = a.force;
+  opt.comm = &comm;
   const TrainResult r = train(opt);
-  if (!r.eval.empty()) fmt::print("{}", eval_markdown(r.eval));
+  if (!r.eval.empty() && comm.rank() == 0) fmt::print("{}", eval_markdown(r.eval));
   return r.interrupted ? kExitInterrupted : 0;
 }
 

@@ -6,10 +6,12 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "app/command.h"
+#include "core/comm.h"
 #include "train/trainer.h"
 
 namespace monet::app {
@@ -25,7 +27,13 @@ struct RunArgs {
 void add_run_options(CLI::App* cmd, RunArgs& a, const std::string& steps_from);
 
 // With --resume, the run in that folder (its config, --set on top); else `fresh()`'s config and
-// folder. Then --device, --gemm, --precision, --stop-at and --force; returns the exit status.
-int run_training(const RunArgs& a, const std::function<TrainOptions()>& fresh);
+// folder. Then --device, --gemm, --precision, --stop-at and --force; runs on `comm`'s ranks
+// (rank 0 prints the table); returns the exit status.
+int run_training(const RunArgs& a, Communicator& comm, const std::function<TrainOptions()>& fresh);
+
+// The processes of this job: MPI_COMM_WORLD when an MPI launcher started this process (Open MPI's
+// mpirun sets OMPI_COMM_WORLD_SIZE, MPICH's and Slurm's PMI set PMI_SIZE), else this process
+// alone. Errors when launched by mpirun in a build without MPI.
+std::unique_ptr<Communicator> job_communicator();
 
 }  // namespace monet::app

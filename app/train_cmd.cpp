@@ -9,7 +9,7 @@ namespace monet::app {
 
 namespace fs = std::filesystem;
 
-Command add_train_command(CLI::App& app) {
+Command add_train_command(CLI::App& app, Communicator& comm) {
   struct Args : RunArgs {
     std::string config, out;
   };
@@ -18,8 +18,8 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--config", a->config, "the run configuration (configs/*.json)");
   cmd->add_option("--out", a->out, "output folder")->default_str("runs/<config name>");
   add_run_options(cmd, *a, "run.steps");
-  return {cmd, [a] {
-            return run_training(*a, [&] {
+  return {cmd, [a, &comm] {
+            return run_training(*a, comm, [&] {
               MONET_CHECK(!a->config.empty(), "train: give --config FILE.json (or --resume DIR)");
               TrainOptions opt;
               opt.config = load_config(a->config, a->sets);

@@ -20,6 +20,14 @@
 
 namespace monet {
 
+// What a communicator sent, in payload bytes (what the caller handed over, not what the
+// algorithm puts on the wire): an all-reduce of n floats counts 4n, an all-to-all-v the bytes sent
+// to other ranks. Zero in the single-process communicator.
+struct CommTraffic {
+  int64_t all_reduce_bytes = 0, all_to_all_bytes = 0, broadcast_bytes = 0;
+  int64_t all_reduce_calls = 0, all_to_all_calls = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -44,6 +52,13 @@ class Communicator {
   virtual void barrier() = 0;
   // Ends every rank of the job with `code` (a launcher exits non-zero); does not return.
   [[noreturn]] virtual void abort(int code) = 0;
+
+  // Round-robin shares of independent work (evaluation batches): item i is rank i mod size's.
+  bool owns(int64_t item) const { return item % size() == rank(); }
+  const CommTraffic& traffic() const { return traffic_; }
+
+ protected:
+  CommTraffic traffic_;
 };
 
 std::unique_ptr<Communicator> single_process();

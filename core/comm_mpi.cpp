@@ -70,6 +70,9 @@ class MpiWorld final : public Communicator {
       s_off += send_counts[r], r_off += recv_counts[r];
     }
     std::vector<float> out(static_cast<size_t>(r_off));
+    traffic_.all_to_all_bytes +=
+        static_cast<int64_t>(sizeof(float)) * (s_off - send_counts[static_cast<size_t>(rank_)]);
+    ++traffic_.all_to_all_calls;
     MPI_Alltoallv(send, sc.data(), sd.data(), MPI_FLOAT, out.data(), rc.data(), rd.data(),
                   MPI_FLOAT, MPI_COMM_WORLD);
     return out;
@@ -78,6 +81,7 @@ class MpiWorld final : public Communicator {
   void broadcast(void* data, int64_t bytes, int root) override {
     MONET_CHECK(root >= 0 && root < size_, "broadcast: root {} of {} ranks", root, size_);
     auto* p = static_cast<char*>(data);
+    if (rank_ == root) traffic_.broadcast_bytes += bytes;
     for (int64_t at = 0; at < bytes; at += kChunk)
       MPI_Bcast(p + at, static_cast<int>(std::min(kChunk, bytes - at)), MPI_BYTE, root,
                 MPI_COMM_WORLD);
@@ -89,22 +93,40 @@ class MpiWorld final : public Communicator {
   }
 
  private:
-  // Deterministic sum: every rank gathers every rank's chunk and adds them in rank order, so the
-  // result does not depend on MPI's reduction tree (MPI_Allreduce's order is unspecified).
+  // Deterministic sum in two halves, as a ring all-reduce moves the data: the vector is cut into
+  // R chunks; rank r receives chunk r from every rank (MPI_Alltoallv) and adds the R copies in
+  // rank order (the reduce-scatter), then every rank receives every summed chunk (MPI_Allgatherv).
+  // Each rank sends and receives 2(R−1)/R of the vector, and the result does not depend on MPI's
+  // reduction tree (MPI_Allreduce's order is unspecified).
   template <class T>
   void reduce(T* data, int64_t n, MPI_Datatype type) {
     if (size_ == 1) return;
-    std::vector<T> all;
+    traffic_.all_reduce_bytes += static_cast<int64_t>(sizeof(T)) * n;
+    ++traffic_.all_reduce_calls;
+    const auto R = static_cast<size_t>(size_), me = static_cast<size_t>(rank_);
+    std::vector<int> counts(R), offsets(R), recv_offsets(R);
+    std::vector<T> mine;
     for (int64_t at = 0; at < n; at += kChunk) {
       const int64_t m = std::min(kChunk, n - at);
-      all.resize(static_cast<size_t>(m * size_));
-      MPI_Allgather(data + at, static_cast<int>(m), type, all.data(), static_cast<int>(m), type,
-                    MPI_COMM_WORLD);
-      for (int64_t i = 0; i < m; ++i) {
-        T s = all[static_cast<size_t>(i)];
-        for (int r = 1; r < size_; ++r) s += all[static_cast<size_t>(r * m + i)];
-        data[at + i] = s;
+      for (size_t r = 0, off = 0; r < R; ++r) {  // chunk r: m/R values, one more for the first m%R
+        counts[r] = static_cast<int>(m / size_ + (static_cast<int64_t>(r) < m % size_ ? 1 : 0));
+        offsets[r] = static_cast<int>(off);
+        off += static_cast<size_t>(counts[r]);
       }
+      const int c = counts[me];
+      for (size_t r = 0; r < R; ++r) recv_offsets[r] = static_cast<int>(r) * c;
+      mine.resize(R * static_cast<size_t>(c));
+      std::vector<int> recv_counts(R, c);
+      MPI_Alltoallv(data + at, counts.data(), offsets.data(), type, mine.data(), recv_counts.data(),
+                    recv_offsets.data(), type, MPI_COMM_WORLD);
+      T* out = data + at + offsets[me];
+      for (int i = 0; i < c; ++i) {
+        T sum = mine[static_cast<size_t>(i)];
+        for (size_t r = 1; r < R; ++r) sum += mine[r * static_cast<size_t>(c) + i];
+        out[i] = sum;
+      }
+      MPI_Allgatherv(MPI_IN_PLACE, 0, type, data + at, counts.data(), offsets.data(), type,
+                     MPI_COMM_WORLD);
     }
   }
 

@@ -32,50 +32,6 @@ Sizes check_inputs(const char* op, const Tensor& x, const Tensor& idx, const Ten
   return {x.size(0), idx.size(1), x.size(1), w.w1.size(1), w.w1.size(0)};
 }
 
-std::vector<int32_t> host_indices(const Tensor& idx, int64_t experts, const char* op) {
-  std::vector<int32_t> h = idx.to_vector<int32_t>();  // the one host round trip of a dispatch
-  for (int32_t e : h)
-    MONET_CHECK(e >= -1 && e < experts, "{}: expert index {} out of range [-1, {})", op, e,
-                experts);
-  return h;
-}
-
-// y_t = Σ_{s<k} gates[t,s] · rows[where[t·k + s]] (0 where where = −1), the slots added in order.
-Tensor combine(const Tensor& rows, const std::vector<int32_t>& where, const Tensor& gates,
-               int64_t n, int64_t k) {
-  const int64_t R = rows.size(0), d = rows.size(1);
-  std::vector<int32_t> ix(where);
-  bool missing = false;
-  for (int32_t& r : ix)
-    if (r < 0) r = static_cast<int32_t>(R), missing = true;  // → an appended row of zeros
-  Tensor src = missing ? concat({rows, zeros({1, d}, rows.dtype(), rows.device())}, 0) : rows;
-  Tensor per_pair =
-      index_select(src, 0, from_vector(ix, {n * k}, rows.device())).reshape({n, k, d});
-  return sum(mul(per_pair, unsqueeze(gates, -1)), {1});
-}
-
-void fill_stats(DispatchStats* stats, const std::vector<int32_t>& idx,
-                const std::vector<int32_t>& where, int64_t n, int64_t k, int64_t experts,
-                int64_t capacity) {
-  if (!stats) return;
-  *stats = DispatchStats{};
-  stats->capacity = capacity;
-  stats->counts.assign(experts, 0);
-  for (int64_t t = 0; t < n; ++t) {
-    int64_t assigned = 0, kept = 0;
-    for (int64_t s = 0; s < k; ++s) {
-      const int64_t p = t * k + s;
-      if (idx[p] < 0) continue;
-      ++assigned;
-      ++stats->counts[idx[p]];
-      kept += where[p] >= 0;
-    }
-    stats->assigned += assigned;
-    stats->dropped += assigned - kept;
-    stats->dropped_tokens += assigned > 0 && kept == 0;
-  }
-}
-
 }  // namespace
 
 ExpertSort sort_by_expert(const std::vector<int32_t>& idx, int64_t experts) {
@@ -126,25 +82,76 @@ CapacityPlan plan_capacity(const std::vector<int32_t>& idx, int64_t n, int64_t k
   return plan;
 }
 
+// ---- the pieces the expert-parallel dispatch shares ----
+
+std::vector<int32_t> host_expert_indices(const Tensor& idx, int64_t experts, const char* op) {
+  std::vector<int32_t> h = idx.to_vector<int32_t>();  // the one host round trip of a dispatch
+  for (int32_t e : h)
+    MONET_CHECK(e >= -1 && e < experts, "{}: expert index {} out of range [-1, {})", op, e,
+                experts);
+  return h;
+}
+
+Tensor combine_slots(const Tensor& rows, const std::vector<int32_t>& where, const Tensor& gates,
+                     int64_t n, int64_t k) {
+  const int64_t R = rows.size(0), d = rows.size(1);
+  std::vector<int32_t> ix(where);
+  bool missing = false;
+  for (int32_t& r : ix)
+    if (r < 0) r = static_cast<int32_t>(R), missing = true;  // → an appended row of zeros
+  Tensor src = missing ? concat({rows, zeros({1, d}, rows.dtype(), rows.device())}, 0) : rows;
+  Tensor per_pair =
+      index_select(src, 0, from_vector(ix, {n * k}, rows.device())).reshape({n, k, d});
+  return sum(mul(per_pair, unsqueeze(gates, -1)), {1});
+}
+
+void fill_dispatch_stats(DispatchStats* stats, const std::vector<int32_t>& idx,
+                         const std::vector<int32_t>& where, int64_t n, int64_t k, int64_t experts,
+                         int64_t capacity) {
+  if (!stats) return;
+  *stats = DispatchStats{};
+  stats->capacity = capacity;
+  stats->counts.assign(experts, 0);
+  for (int64_t t = 0; t < n; ++t) {
+    int64_t assigned = 0, kept = 0;
+    for (int64_t s = 0; s < k; ++s) {
+      const int64_t p = t * k + s;
+      if (idx[p] < 0) continue;
+      ++assigned;
+      ++stats->counts[idx[p]];
+      kept += where[p] >= 0;
+    }
+    stats->assigned += assigned;
+    stats->dropped += assigned - kept;
+    stats->dropped_tokens += assigned > 0 && kept == 0;
+  }
+}
+
+Tensor gather_sorted(const Tensor& x, const ExpertSort& s, int64_t k) {
+  std::vector<int32_t> token(s.rows());
+  for (int64_t r = 0; r < s.rows(); ++r) token[r] = static_cast<int32_t>(s.order[r] / k);
+  return index_select(x, 0, from_vector(token, {s.rows()}, x.device()));
+}
+
+// ---- the dispatches ----
+
 Tensor moe_dropless(const Tensor& x, const Tensor& idx, const Tensor& gates, const ExpertWeights& w,
                     nn::Activation act, DispatchStats* stats) {
   const auto [n, k, d, m, E] = check_inputs("moe_dropless", x, idx, gates, w);
-  const std::vector<int32_t> ih = host_indices(idx, E, "moe_dropless");
+  const std::vector<int32_t> ih = host_expert_indices(idx, E, "moe_dropless");
   const ExpertSort s = sort_by_expert(ih, E);
-  fill_stats(stats, ih, s.row, n, k, E, 0);
+  fill_dispatch_stats(stats, ih, s.row, n, k, E, 0);
   if (s.rows() == 0) return zeros({n, d}, x.dtype(), x.device());  // every expert masked
-  std::vector<int32_t> token(s.rows());
-  for (int64_t r = 0; r < s.rows(); ++r) token[r] = static_cast<int32_t>(s.order[r] / k);
-  Tensor xs = index_select(x, 0, from_vector(token, {s.rows()}, x.device()));  // [R, d], by expert
-  Tensor h = nn::activate(grouped_linear(xs, w.w1, s.offsets), act);           // σ(U_e x)  [R, m]
-  Tensor ys = grouped_linear(h, w.w2, s.offsets);                              // V_e σ(·)  [R, d]
-  return combine(ys, s.row, gates, n, k);
+  Tensor xs = gather_sorted(x, s, k);                              // [R, d], by expert
+  Tensor h = nn::activate(grouped_linear(xs, w.w1, s.offsets), act);  // σ(U_e x)  [R, m]
+  Tensor ys = grouped_linear(h, w.w2, s.offsets);                     // V_e σ(·)  [R, d]
+  return combine_slots(ys, s.row, gates, n, k);
 }
 
 Tensor moe_capacity(const Tensor& x, const Tensor& idx, const Tensor& gates, const ExpertWeights& w,
                     nn::Activation act, double capacity_factor, DispatchStats* stats) {
   const auto [n, k, d, m, E] = check_inputs("moe_capacity", x, idx, gates, w);
-  const std::vector<int32_t> ih = host_indices(idx, E, "moe_capacity");
+  const std::vector<int32_t> ih = host_expert_indices(idx, E, "moe_capacity");
   const int64_t C = expert_capacity(n, k, capacity_factor, E);
   const CapacityPlan plan = plan_capacity(ih, n, k, E, C);
   // Buffer row e·C + position holds the token of a kept pair; empty rows read the zero row n.
@@ -155,12 +162,12 @@ Tensor moe_capacity(const Tensor& x, const Tensor& idx, const Tensor& gates, con
     where[p] = static_cast<int32_t>(ih[p] * C + pos);
     slot_token[where[p]] = static_cast<int32_t>(p / k);
   }
-  fill_stats(stats, ih, where, n, k, E, C);
+  fill_dispatch_stats(stats, ih, where, n, k, E, C);
   Tensor xz = concat({x, zeros({1, d}, x.dtype(), x.device())}, 0);
   Tensor xb = index_select(xz, 0, from_vector(slot_token, {E * C}, x.device())).reshape({E, C, d});
   Tensor h = nn::activate(matmul(xb, transpose(w.w1, 1, 2)), act);   // [E, C, m]
   Tensor yb = matmul(h, transpose(w.w2, 1, 2)).reshape({E * C, d});  // [E·C, d]
-  return combine(yb, where, gates, n, k);
+  return combine_slots(yb, where, gates, n, k);
 }
 
 // ---- custom autograd ops ----

@@ -68,6 +68,9 @@ struct DispatchStats {
   int64_t dropped = 0;          // pairs over capacity
   int64_t dropped_tokens = 0;   // tokens all of whose assigned pairs were dropped
   std::vector<int64_t> counts;  // [E] pairs routed to each expert, before dropping
+  // Expert parallel (moe/expert_parallel.h) only: bytes of token rows this rank sent to other
+  // ranks in the forward (both all-to-alls); a backward sends as many again.
+  int64_t sent_bytes = 0;
 };
 
 // x [n, d], idx [n, k] int32, gates [n, k] → y [n, d]. `act` is ReLU2 or GELU.
@@ -75,6 +78,20 @@ Tensor moe_dropless(const Tensor& x, const Tensor& idx, const Tensor& gates, con
                     nn::Activation act, DispatchStats* stats = nullptr);
 Tensor moe_capacity(const Tensor& x, const Tensor& idx, const Tensor& gates, const ExpertWeights& w,
                     nn::Activation act, double capacity_factor, DispatchStats* stats = nullptr);
+
+// ---- pieces of the dropless dispatch that the expert-parallel one (expert_parallel.h) shares ----
+
+// idx on the host (the one host round trip of a dispatch), every entry checked to be in [−1, E).
+std::vector<int32_t> host_expert_indices(const Tensor& idx, int64_t experts, const char* op);
+// The rows of x in the sort's order: row r is x[order[r] / k]. [rows, d]
+Tensor gather_sorted(const Tensor& x, const ExpertSort& s, int64_t k);
+// y_t = Σ_{s<k} gates[t,s] · rows[where[t·k + s]] (0 where where = −1), the slots added in order.
+Tensor combine_slots(const Tensor& rows, const std::vector<int32_t>& where, const Tensor& gates,
+                     int64_t n, int64_t k);
+// Fills *stats (when not null) from the routing idx and where each pair landed (−1: nowhere).
+void fill_dispatch_stats(DispatchStats* stats, const std::vector<int32_t>& idx,
+                         const std::vector<int32_t>& where, int64_t n, int64_t k, int64_t experts,
+                         int64_t capacity);
 
 // ---- custom autograd ops (core has no counterpart) ----
 

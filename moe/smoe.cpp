@@ -214,7 +214,7 @@ Tensor weighted_aux_loss(const Route& r, const SmoeOptions& o) {
 
 SmoeResult smoe(const Tensor& x, const GateWeights& g, const ExpertWeights& w, const SmoeOptions& o,
                 bool training, Generator* noise, const std::vector<bool>& removed,
-                const Tensor& eps) {
+                const Tensor& eps, Communicator* ep) {
   SmoeResult res;
   {
     FlopScope scope(nn::kFlopsRetrieval);
@@ -230,10 +230,17 @@ SmoeResult smoe(const Tensor& x, const GateWeights& g, const ExpertWeights& w, c
     idx = from_vector(ih, idx.shape(), idx.device());
   }
   FlopScope scope(nn::kFlopsExperts);
-  res.y =
-      o.capacity_factor > 0
-          ? moe_capacity(x, idx, res.route.gates, w, o.activation, o.capacity_factor, &res.stats)
-          : moe_dropless(x, idx, res.route.gates, w, o.activation, &res.stats);
+  if (ep) {
+    MONET_CHECK(o.capacity_factor == 0,
+                "smoe: expert parallelism runs the dropless dispatch; capacity_factor is {}",
+                o.capacity_factor);
+    res.y = moe_dropless_ep(x, idx, res.route.gates, w, o.experts, o.activation, *ep, &res.stats);
+  } else {
+    res.y =
+        o.capacity_factor > 0
+            ? moe_capacity(x, idx, res.route.gates, w, o.activation, o.capacity_factor, &res.stats)
+            : moe_dropless(x, idx, res.route.gates, w, o.activation, &res.stats);
+  }
   return res;
 }
 
@@ -289,7 +296,8 @@ void SmoeFeedForward::remove_experts(const std::vector<int64_t>& experts) {
 Tensor SmoeFeedForward::forward(const Tensor& x) {
   MONET_CHECK(x.dim() >= 1 && x.size(-1) == o_.d, "smoe layer: input {} does not end in d = {}",
               shape_str(x.shape()), o_.d);
-  SmoeResult res = smoe(reshape(x, {-1, o_.d}), gw_, ew_, o_, is_training(), noise_, removed_);
+  SmoeResult res =
+      smoe(reshape(x, {-1, o_.d}), gw_, ew_, o_, is_training(), noise_, removed_, {}, ep_);
   FlopScope scope(nn::kFlopsRetrieval);  // the balance losses belong to routing
   Tensor aux = weighted_aux_loss(res.route, o_);
   aux_ = is_training() ? aux : Tensor();
@@ -309,6 +317,25 @@ Tensor SmoeFeedForward::forward(const Tensor& x) {
       static_cast<double>(stats_.dropped_tokens) / static_cast<double>(res.y.size(0));
   metrics_["capacity"] = static_cast<double>(stats_.capacity);
   return reshape(res.y, x.shape());
+}
+
+ExpertShard SmoeFeedForward::shard_experts(Communicator& comm) {
+  MONET_CHECK(o_.capacity_factor == 0,
+              "smoe: expert parallelism runs the dropless dispatch; capacity_factor is {} (set "
+              "it to 0)",
+              o_.capacity_factor);
+  MONET_CHECK(ep_ == nullptr, "smoe: the experts are sharded already");
+  const ExpertShard s = expert_shard(o_.experts, comm);
+  NoGradGuard ng;
+  auto keep = [&](const Tensor& full) {  // a copy of the rows, so the full tensor is freed
+    Tensor part = empty_like(slice(full, 0, s.first, s.first + s.count));
+    copy_(part, slice(full, 0, s.first, s.first + s.count));
+    return part;
+  };
+  ew_.w1 = replace_parameter("w1", keep(ew_.w1));
+  ew_.w2 = replace_parameter("w2", keep(ew_.w2));
+  ep_ = &comm;
+  return s;
 }
 
 // ---- the registry row (moe/registry.h) ----

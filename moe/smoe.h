@@ -41,6 +41,7 @@
 
 #include "moe/dispatch.h"
 #include "moe/expert_layer.h"
+#include "moe/expert_parallel.h"
 #include "nn/ffn.h"
 #include "nn/linear.h"
 
@@ -111,9 +112,12 @@ struct SmoeResult {
   Route route;
   DispatchStats stats;
 };
+// With `ep`, the layer is expert parallel (moe/expert_parallel.h): w holds this rank's experts
+// and the dropless dispatch sends the tokens to their experts' ranks.
 SmoeResult smoe(const Tensor& x, const GateWeights& g, const ExpertWeights& w, const SmoeOptions& o,
                 bool training, Generator* noise, const std::vector<bool>& removed = {},
-                const Tensor& eps = {});  // eps: as in route()
+                const Tensor& eps = {},  // eps: as in route()
+                Communicator* ep = nullptr);
 
 class SmoeFeedForward : public nn::FeedForward, public ExpertLayer {
  public:
@@ -143,6 +147,10 @@ class SmoeFeedForward : public nn::FeedForward, public ExpertLayer {
   TokenScores expert_scores() const override;
   void remove_experts(const std::vector<int64_t>& experts) override;
   void set_noise_generator(Generator* noise) { noise_ = noise; }
+  // Expert parallelism: keeps only this rank's E/R experts (w1, w2 become [E/R, ...] slices of
+  // the weights built so far) and runs every later forward through moe_dropless_ep on `comm`,
+  // which must outlive the layer's use. Dropless only. Returns the shard.
+  ExpertShard shard_experts(Communicator& comm);
   const SmoeOptions& options() const { return o_; }
   GateWeights gate_weights() const { return gw_; }
   ExpertWeights expert_weights() const { return ew_; }
@@ -153,6 +161,7 @@ class SmoeFeedForward : public nn::FeedForward, public ExpertLayer {
   GateWeights gw_;
   ExpertWeights ew_;
   std::vector<bool> removed_;
+  Communicator* ep_ = nullptr;
   Tensor aux_;
   DispatchStats stats_;
   Route last_route_;

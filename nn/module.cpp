@@ -33,6 +33,19 @@ Tensor Module::register_parameter(const std::string& name, Tensor t) {
   return t;
 }
 
+Tensor Module::replace_parameter(const std::string& name, Tensor t) {
+  MONET_CHECK(t.defined() && t.is_leaf() && is_floating(t.dtype()),
+              "replace_parameter: '{}' needs a defined floating leaf tensor", name);
+  for (Entry& e : entries_) {
+    if (e.kind != Kind::Parameter || e.name != name) continue;
+    t.requires_grad_(true);
+    e.tensor = t;
+    return t;
+  }
+  MONET_CHECK(false, "replace_parameter: this module has no parameter '{}'", name);
+  return t;
+}
+
 Tensor Module::register_buffer(const std::string& name, Tensor t) {
   MONET_CHECK(t.defined(), "register_buffer: '{}' is an undefined tensor", name);
   add_entry({Kind::Buffer, name, t, nullptr});

@@ -47,6 +47,9 @@ class Module {
   // register_parameter marks `t` (a floating leaf) as requiring grad and returns it.
   Tensor register_parameter(const std::string& name, Tensor t);
   Tensor register_buffer(const std::string& name, Tensor t);
+  // Puts `t` in place of this module's own parameter `name` (same place in the order; any shape):
+  // for a layer that keeps only part of its weights (expert parallelism keeps a shard).
+  Tensor replace_parameter(const std::string& name, Tensor t);
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
     add_child(name, m);

@@ -110,6 +110,13 @@ void diff_json(const json& saved, const json& now, const std::string& path,
 
 void save_checkpoint(const fs::path& run_dir, const nn::Module& model,
                      const nn::Optimizer* optimizer, const Config& config, const TrainState& state) {
+  const nn::NamedTensors moments = optimizer ? optimizer->state_dict() : nn::NamedTensors{};
+  save_checkpoint(run_dir, model_state(model), optimizer ? &moments : nullptr, config, state);
+}
+
+void save_checkpoint(const fs::path& run_dir, const nn::NamedTensors& model_tensors,
+                     const nn::NamedTensors* optimizer_state, const Config& config,
+                     const TrainState& state) {
   const fs::path tmp = run_dir / "checkpoint.tmp", live = run_dir / "checkpoint",
                  prev = run_dir / "checkpoint.prev";
   fs::remove_all(tmp);
@@ -117,8 +124,8 @@ void save_checkpoint(const fs::path& run_dir, const nn::Module& model,
   const Metadata meta{{"step", std::to_string(state.step)}, {"format", "monet-cpp"}};
   Metadata model_meta = meta;
   model_meta[kModelConfigKey] = json{{"model", to_json(config)["model"]}}.dump();
-  save_safetensors(tmp / "model.safetensors", model_state(model), model_meta);
-  if (optimizer) save_safetensors(tmp / "optimizer.safetensors", optimizer->state_dict(), meta);
+  save_safetensors(tmp / "model.safetensors", model_tensors, model_meta);
+  if (optimizer_state) save_safetensors(tmp / "optimizer.safetensors", *optimizer_state, meta);
   save_config(tmp / "config.json", config);
   write_file_atomic(tmp / "state.json", state_to_json(state).dump(2) + "\n");
   fs::remove_all(prev);

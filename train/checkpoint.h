@@ -42,6 +42,11 @@ void check_checkpoint_shape(const std::string& what, const std::string& name, co
 
 void save_checkpoint(const std::filesystem::path& run_dir, const nn::Module& model,
                      const nn::Optimizer* optimizer, const Config& config, const TrainState& state);
+// The same from named tensors: the model's (model_state, train/model.h) and the optimizer's state
+// (null: none), e.g. expert shards gathered whole (train/expert_shards.h).
+void save_checkpoint(const std::filesystem::path& run_dir, const nn::NamedTensors& model_tensors,
+                     const nn::NamedTensors* optimizer_state, const Config& config,
+                     const TrainState& state);
 
 // Copies the checkpoint's tensors into `model`: the names must be exactly the model's, each shape
 // must match (errors name the tensor and both shapes), and every value must be finite. With

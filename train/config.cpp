@@ -66,7 +66,8 @@ const std::vector<Field<RunConfig>>& run_fields() {
       {"device", &RunConfig::device},
       {"data", &RunConfig::data},
       {"gemm", &RunConfig::gemm},
-      {"precision", &RunConfig::precision}};
+      {"precision", &RunConfig::precision},
+      {"expert_parallel", &RunConfig::expert_parallel}};
   return f;
 }
 

@@ -17,7 +17,9 @@
 //          data ["third_party/corpora/toy4"] (the corpus folder; a relative path is relative to
 //          the current directory, not to the config file, so run `monet` from the repo root),
 //          gemm ["auto"] auto|openblas|onednn (the CPU's GEMM library; auto = oneDNN where built),
-//          precision ["fp32"] fp32|bf16 (bf16 products with f32 accumulation, CPU only)
+//          precision ["fp32"] fp32|bf16 (bf16 products with f32 accumulation, CPU only),
+//          expert_parallel [false] (under mpirun, SMoE layers keep E/R experts per rank and
+//          send tokens to them: train/expert_shards.h)
 //   finetune: init [""] (a checkpoint whose weights start the run: `monet finetune`; "" = the
 //          seeded initialisation), freeze ["none"] (parameter groups left untouched: none, or a
 //          comma list of routers, experts, non-experts; moe/registry.h defines the groups),
@@ -70,6 +72,7 @@ struct OptimConfig {
 
 struct RunConfig {
   int64_t steps = 1000, batch = 16, accumulate = 1;
+  bool expert_parallel = false;
   uint64_t seed = 0;
   int64_t eval_every = 100, eval_windows = 64, log_every = 10, checkpoint_every = 0;
   std::string device = "cpu";

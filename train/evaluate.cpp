@@ -12,21 +12,23 @@ namespace monet {
 DomainEval evaluate_tokens(nn::Transformer& model, const std::string& name,
                            const std::vector<int32_t>& tokens, int64_t batch, int64_t context,
                            int64_t max_windows, const EvalProgress& progress,
-                           const Tokenizer& tokenizer) {
+                           const Tokenizer& tokenizer, Communicator* comm) {
   NoGradGuard ng;
   const bool was_training = model.is_training();
   model.eval();
-  double nats = 0;
   int64_t scored = 0, bytes = 0;
   const std::vector<EvalBatch> batches =
       eval_batches(tokens, batch, context, max_windows, model.config().device);
   const int64_t total = static_cast<int64_t>(batches.size());
+  std::vector<double> batch_nats(batches.size(), 0.0);  // Σ token losses of each batch
   for (int64_t i = 0; i < total; ++i) {
     const EvalBatch& b = batches[static_cast<size_t>(i)];
     if (b.scored > 0) {
-      Tensor logits = model.forward(b.inputs);
-      nats +=
-          cross_entropy(logits, b.targets, kIgnoreTarget).item() * static_cast<double>(b.scored);
+      if (!comm || comm->owns(i)) {
+        Tensor logits = model.forward(b.inputs);
+        batch_nats[static_cast<size_t>(i)] =
+            cross_entropy(logits, b.targets, kIgnoreTarget).item() * static_cast<double>(b.scored);
+      }
       scored += b.scored;
       for (int32_t id : b.targets.to(Device::cpu()).to_vector<int32_t>())
         if (id != kIgnoreTarget) bytes += tokenizer.token_bytes(id);
@@ -34,6 +36,11 @@ DomainEval evaluate_tokens(nn::Transformer& model, const std::string& name,
     if (progress) progress(i + 1, total, name);
   }
   model.train(was_training);
+  // Each batch's sum from the rank that ran it (the others hold 0, which adds exactly), then the
+  // total in batch order: the same number on every rank and in one process.
+  if (comm) comm->all_reduce_sum(batch_nats.data(), total);
+  double nats = 0;
+  for (double v : batch_nats) nats += v;
   DomainEval e{name, scored ? nats / static_cast<double>(scored) : 0.0, 0.0, scored, bytes};
   e.bpb = bytes ? nats / std::log(2.0) / static_cast<double>(bytes) : 0.0;
   return e;
@@ -41,13 +48,14 @@ DomainEval evaluate_tokens(nn::Transformer& model, const std::string& name,
 
 std::vector<DomainEval> evaluate(nn::Transformer& model, const std::vector<Domain>& domains,
                                  int64_t batch, int64_t context, int64_t max_windows,
-                                 const EvalProgress& progress, const Tokenizer& tokenizer) {
+                                 const EvalProgress& progress, const Tokenizer& tokenizer,
+                                 Communicator* comm) {
   std::vector<DomainEval> out;
   DomainEval all{"all", 0, 0, 0, 0};
   double nats = 0;
   for (const Domain& d : domains) {
-    out.push_back(
-        evaluate_tokens(model, d.name, d.val, batch, context, max_windows, progress, tokenizer));
+    out.push_back(evaluate_tokens(model, d.name, d.val, batch, context, max_windows, progress,
+                                  tokenizer, comm));
     nats += out.back().loss * static_cast<double>(out.back().tokens);
     all.tokens += out.back().tokens;
     all.bytes += out.back().bytes;

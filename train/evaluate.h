@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/comm.h"
 #include "nn/transformer.h"
 #include "train/corpus.h"
 #include "train/tokenizer.h"
@@ -29,16 +30,20 @@ using EvalProgress = std::function<void(int64_t done, int64_t total, const std::
 
 // One line per domain, then "all" (weighted by scored tokens). Runs in eval mode under no_grad
 // and restores the model's training mode afterwards. max_windows caps the windows per domain.
+// With `comm` (data parallel training), every rank calls it and runs every R-th batch; all get
+// the result one process would, bit for bit.
 std::vector<DomainEval> evaluate(nn::Transformer& model, const std::vector<Domain>& domains,
                                  int64_t batch, int64_t context, int64_t max_windows,
                                  const EvalProgress& progress = nullptr,
-                                 const Tokenizer& tokenizer = byte_tokenizer());
+                                 const Tokenizer& tokenizer = byte_tokenizer(),
+                                 Communicator* comm = nullptr);
 
 // Loss and bpb of one token vector (a domain's val split or any text).
 DomainEval evaluate_tokens(nn::Transformer& model, const std::string& name,
                            const std::vector<int32_t>& tokens, int64_t batch, int64_t context,
                            int64_t max_windows, const EvalProgress& progress = nullptr,
-                           const Tokenizer& tokenizer = byte_tokenizer());
+                           const Tokenizer& tokenizer = byte_tokenizer(),
+                           Communicator* comm = nullptr);
 
 // The results as a Markdown table: domain, val loss (nats/token), bits per byte, tokens (4
 // decimals), and as JSON for scripts: [{"domain", "loss", "bpb", "tokens", "bytes"}, ...] at full

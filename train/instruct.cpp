@@ -187,7 +187,8 @@ void InstructBatcher::set_state(const BatcherState& s) {
 }
 
 std::vector<ResponseLoss> response_losses(nn::Transformer& model,
-                                          const std::vector<InstructTokens>& examples, int64_t B) {
+                                          const std::vector<InstructTokens>& examples, int64_t B,
+                                          Communicator* comm) {
   MONET_CHECK(B > 0, "response loss: batch {} must be positive", B);
   NoGradGuard ng;
   const bool was_training = model.is_training();
@@ -196,6 +197,7 @@ std::vector<ResponseLoss> response_losses(nn::Transformer& model,
   const int64_t n = static_cast<int64_t>(examples.size());
   std::vector<ResponseLoss> out(examples.size());
   for (int64_t first = 0; first < n; first += B) {
+    if (comm && !comm->owns(first / B)) continue;
     std::vector<const InstructTokens*> rows;
     for (int64_t i = first; i < std::min(n, first + B); ++i) rows.push_back(&examples[i]);
     const EvalBatch b = instruct_batch(rows, T, model.config().device);
@@ -217,6 +219,14 @@ std::vector<ResponseLoss> response_losses(nn::Transformer& model,
       }
   }
   model.train(was_training);
+  if (comm && comm->size() > 1) {  // each example from the rank that ran it (0 elsewhere)
+    std::vector<double> nats(out.size()), tokens(out.size());
+    for (size_t i = 0; i < out.size(); ++i)
+      nats[i] = out[i].nats, tokens[i] = static_cast<double>(out[i].tokens);
+    comm->all_reduce_sum(nats.data(), n);
+    comm->all_reduce_sum(tokens.data(), n);
+    for (size_t i = 0; i < out.size(); ++i) out[i] = {nats[i], static_cast<int64_t>(tokens[i])};
+  }
   return out;
 }
 

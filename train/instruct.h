@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/comm.h"
 #include "core/random.h"
 #include "core/tensor.h"
 #include "nn/transformer.h"
@@ -96,12 +97,14 @@ class InstructBatcher {
 };
 
 // Teacher-forced response loss of each example: its summed nats over the scored tokens and their
-// count, in batches of B rows, in eval mode under no_grad (the training mode is restored).
+// count, in batches of B rows, in eval mode under no_grad (the training mode is restored). With
+// `comm`, every rank calls it, runs every R-th batch, and all get every example's loss.
 struct ResponseLoss {
   double nats = 0;
   int64_t tokens = 0;
 };
 std::vector<ResponseLoss> response_losses(nn::Transformer& model,
-                                          const std::vector<InstructTokens>& examples, int64_t B);
+                                          const std::vector<InstructTokens>& examples, int64_t B,
+                                          Communicator* comm = nullptr);
 
 }  // namespace monet

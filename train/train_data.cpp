@@ -27,8 +27,9 @@ class CorpusData final : public TrainData {
   BatcherState state() const override { return batcher_.state(); }
   void set_state(const BatcherState& s) override { batcher_.set_state(s); }
   std::vector<DomainEval> evaluate(nn::Transformer& model, int64_t B, int64_t T,
-                                   int64_t max_windows) override {
-    return monet::evaluate(model, corpus_.domains(), B, T, max_windows);
+                                   int64_t max_windows, Communicator* comm) override {
+    return monet::evaluate(model, corpus_.domains(), B, T, max_windows, nullptr, byte_tokenizer(),
+                           comm);
   }
 
  private:
@@ -63,8 +64,8 @@ class InstructionData final : public TrainData {
   void set_state(const BatcherState& s) override { batcher_.set_state(s); }
   // The response loss per cluster of test.jsonl, then "all" (token-weighted).
   std::vector<DomainEval> evaluate(nn::Transformer& model, int64_t B, int64_t /*T*/,
-                                   int64_t /*max_windows*/) override {
-    const std::vector<ResponseLoss> losses = response_losses(model, test_, B);
+                                   int64_t /*max_windows*/, Communicator* comm) override {
+    const std::vector<ResponseLoss> losses = response_losses(model, test_, B, comm);
     std::map<std::string, DomainEval> by_cluster;
     DomainEval all{"all", 0, 0, 0, 0};
     for (size_t i = 0; i < losses.size(); ++i) {

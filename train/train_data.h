@@ -28,9 +28,9 @@ class TrainData {
   virtual BatcherState state() const = 0;
   virtual void set_state(const BatcherState& s) = 0;
   // max_windows: eval windows per domain of a corpus (0: all); instruction data scores every test
-  // example.
+  // example. With several ranks in `comm`, every rank calls it and runs a share of the batches.
   virtual std::vector<DomainEval> evaluate(nn::Transformer& model, int64_t B, int64_t T,
-                                           int64_t max_windows) = 0;
+                                           int64_t max_windows, Communicator* comm) = 0;
 };
 
 // The data of cfg.run.data (byte tokens), its batcher seeded with run.seed + 1.

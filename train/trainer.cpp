@@ -11,6 +11,8 @@
 #include "moe/registry.h"
 #include "nn/optim.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
+#include "train/expert_shards.h"
 #include "train/model.h"
 #include "train/tokenizer.h"
 #include "train/train_data.h"
@@ -37,25 +39,42 @@ std::unique_ptr<nn::Optimizer> make_optimizer(const OptimConfig& o, const nn::Na
 
 StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer,
                       const std::vector<Batch>& batches, double grad_clip, int64_t step,
-                      const std::string& stop_note, bool train_aux) {
+                      const std::string& stop_note, bool train_aux, const StepComm& comm) {
   MONET_CHECK(!batches.empty(), "train_step: no batch");
-  const double scale = 1.0 / static_cast<double>(batches.size());
+  const int64_t R = comm.ranks(), rank = comm.comm ? comm.comm->rank() : 0;
+  const int64_t parts = static_cast<int64_t>(batches.size()) * R;  // micro-batches, all ranks
+  const double scale = 1.0 / static_cast<double>(parts);
+  // lm and aux of micro-batch i of rank r at [2(i·R + r)]: after the sum over the ranks (zeros
+  // elsewhere add exactly), every rank has them all, in the order one process would.
+  std::vector<double> values(static_cast<size_t>(2 * parts), 0.0);
   StepResult r;
   optimizer.zero_grad();
-  for (const auto& [x, y] : batches) {  // gradients add up over the micro-batches
+  for (size_t i = 0; i < batches.size(); ++i) {  // gradients add up over the micro-batches
+    const auto& [x, y] = batches[i];
     Tensor lm = cross_entropy(model.forward(x), y);
     Tensor aux = model.aux_loss();
     Tensor loss = aux.defined() && train_aux ? add(lm, aux) : lm;
-    const double lm_value = lm.item(), aux_value = aux.defined() ? aux.item() : 0.0;
+    const size_t at = static_cast<size_t>(2 * (static_cast<int64_t>(i) * R + rank));
+    values[at] = lm.item();
+    values[at + 1] = aux.defined() ? aux.item() : 0.0;
+    r.has_aux = aux.defined();
+    // Every micro-batch runs, finite or not: the ranks' collectives must stay in step.
+    (parts == 1 ? loss : mul(loss, scale)).backward();
+  }
+  if (comm.comm) comm.comm->all_reduce_sum(values.data(), static_cast<int64_t>(values.size()));
+  for (int64_t j = 0; j < parts; ++j) {
+    const double lm_value = values[static_cast<size_t>(2 * j)];
+    const double aux_value = values[static_cast<size_t>(2 * j + 1)];
     MONET_CHECK(std::isfinite(lm_value) && std::isfinite(aux_value),
                 "training stopped at step {}: the loss is {} (aux {}); {}", step + 1, lm_value,
                 aux_value, stop_note);
     r.lm += scale * lm_value;
     r.aux += scale * aux_value;
-    r.has_aux = aux.defined();
-    (batches.size() == 1 ? loss : mul(loss, scale)).backward();
   }
-  r.grad_norm = nn::clip_grad_norm(optimizer.params(), grad_clip > 0 ? grad_clip : INFINITY);
+  if (comm.comm) all_reduce_gradients(comm.replicated, *comm.comm);
+  r.grad_norm = comm.sharded.empty()
+                    ? nn::clip_grad_norm(optimizer.params(), grad_clip > 0 ? grad_clip : INFINITY)
+                    : clip_grad_norm_sharded(comm.replicated, comm.sharded, grad_clip, *comm.comm);
   MONET_CHECK(std::isfinite(r.grad_norm), "training stopped at step {}: the gradient norm is {}; {}",
               step + 1, r.grad_norm, stop_note);
   optimizer.step();
@@ -65,7 +84,8 @@ StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer,
 StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer, const Tensor& inputs,
                       const Tensor& targets, double grad_clip, int64_t step,
                       const std::string& stop_note, bool train_aux) {
-  return train_step(model, optimizer, {{inputs, targets}}, grad_clip, step, stop_note, train_aux);
+  return train_step(model, optimizer, {{inputs, targets}}, grad_clip, step, stop_note, train_aux,
+                    StepComm{});
 }
 
 namespace {
@@ -181,7 +201,12 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   const Config& cfg = opt.config;
   const Device device = parse_device(cfg.run.device);
   const GemmScope gemm(gemm_mode_of(cfg.run));  // training and its evaluations
-  prepare_run_folder(opt);
+  std::unique_ptr<Communicator> alone = opt.comm ? nullptr : single_process();
+  Communicator& comm = opt.comm ? *opt.comm : *alone;
+  const int64_t R = comm.size();
+  const bool lead = comm.rank() == 0;  // rank 0 alone prints and writes the run folder
+  if (lead) prepare_run_folder(opt);
+  comm.barrier();  // the folder is ready (a failure on rank 0 ends the job: see core/comm.h)
   const fs::path log_path = opt.out_dir / "log.jsonl";
 
   std::unique_ptr<TrainData> data = open_train_data(cfg);
@@ -192,7 +217,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   // A fine-tuning run starts from the weights of finetune.init (a resumed one from its own).
   if (!cfg.finetune.init.empty() && !opt.resume)
     load_model_weights(resolve_checkpoint(cfg.finetune.init), *model, &cfg.model);
-  const Trainable trainable = trainable_parameters(*model, cfg);
+  Trainable trainable = trainable_parameters(*model, cfg);
   auto optimizer = make_optimizer(cfg.optim, trainable.params);
   TrainState state;
 
@@ -207,30 +232,70 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
                 state.step, cfg.run.steps, state.step);
     data->set_state(state.batcher);
     rng.set_state(state.rng);
-    truncate_log(log_path, state.step);
-  } else {
+    if (lead) truncate_log(log_path, state.step);
+  } else if (lead) {
     write_file_atomic(log_path, "");
   }
-  save_config(opt.out_dir / "config.json", cfg);
-
+  if (lead) save_config(opt.out_dir / "config.json", cfg);
+  MONET_CHECK(cfg.run.batch % R == 0,
+              "config key 'run.batch' = {}: data parallel training splits each batch evenly over "
+              "the {} ranks; use a multiple of {}",
+              cfg.run.batch, R, R);
   TrainResult result;
-  result.parameters = model->num_parameters();
+  result.parameters = model->num_parameters();  // of the whole model, before any sharding
+
+  // Expert parallel: each SMoE layer keeps this rank's experts; the optimizer (its state loaded
+  // whole on resume) is built again over the shards. Then which gradients the ranks sum.
+  ExpertShards shards;
+  if (cfg.run.expert_parallel && R > 1) {
+    const nn::NamedTensors whole_state = optimizer->state_dict();
+    shards = shard_experts(*model, comm, cfg.model.ffn.kind);
+    trainable = trainable_parameters(*model, cfg);
+    optimizer = make_optimizer(cfg.optim, trainable.params);
+    optimizer->load_state_dict(cut_to_shards(whole_state, shards));
+  }
+  StepComm step_comm;
+  if (R > 1) {
+    step_comm.comm = &comm;
+    for (const auto& [name, p] : trainable.params)
+      (shards.find(name) ? step_comm.sharded : step_comm.replicated).emplace_back(name, p);
+  }
+  // Evaluation splits batches over the ranks, unless the experts are sharded: then every rank runs
+  // every batch, so that the layers' all-to-alls meet.
+  Communicator* eval_comm = shards.empty() ? &comm : nullptr;
   const int64_t B = cfg.run.batch, T = cfg.model.context, total = cfg.run.steps;
   const int64_t stop = opt.stop_at >= 0 ? std::min(opt.stop_at, total) : total;
   const nn::LrSchedule sched{cfg.optim.lr, cfg.optim.min_lr, cfg.optim.warmup_steps, total};
-  Progress progress(total, state.step, out);
+  Progress progress(total, state.step, lead ? out : nullptr);
   progress.line(fmt::format("model: {} parameters, ffn {}, {} layers, d {} | data: {}",
                             result.parameters, cfg.model.ffn.kind, cfg.model.layers, cfg.model.d,
                             data->describe()));
+  if (R > 1) {
+    progress.line(fmt::format(
+        "{}: data parallel, {} of each batch's {} windows per rank{}", comm.describe(), B / R, B,
+        shards.empty() ? ""
+                       : fmt::format("; expert parallel, {} of {} experts "
+                                     "per rank in {} SMoE layers",
+                                     shards.params[0].count, shards.params[0].experts,
+                                     shards.params.size() / 2)));
+    progress.set_tag(fmt::format(" | {} ranks", R));
+  }
   if (!cfg.finetune.init.empty())
     progress.line(fmt::format("fine-tuning from {}: {}{}", cfg.finetune.init, trainable.note,
                               cfg.finetune.aux ? "" : "; aux losses logged, not trained"));
-  std::ofstream log(log_path, std::ios::app);
+  std::ofstream log;  // rank 0's; the others write nothing
+  if (lead) log.open(log_path, std::ios::app);
   int64_t saved_step = opt.resume ? state.step : -1;  // the step of the newest checkpoint on disk
   auto checkpoint = [&] {
     state.batcher = data->state();
     state.rng = rng.state();
-    save_checkpoint(opt.out_dir, *model, optimizer.get(), cfg, state);
+    if (shards.empty()) {
+      if (lead) save_checkpoint(opt.out_dir, *model, optimizer.get(), cfg, state);
+    } else {  // the shards made whole (collective), written by rank 0 as one process would
+      const nn::NamedTensors weights = gather_shards(model_state(*model), shards, comm);
+      const nn::NamedTensors moments = gather_shards(optimizer->state_dict(), shards, comm);
+      if (lead) save_checkpoint(opt.out_dir, weights, &moments, cfg, state);
+    }
     saved_step = state.step;
   };
   auto stop_note = [&] {
@@ -239,27 +304,47 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
                                         saved_step, (opt.out_dir / "checkpoint").string());
   };
   InterruptScope interrupt("finishing this step, then writing the checkpoint");
+  // The ranks stop together: a signal may reach them at different steps, so they agree (any rank
+  // interrupted stops all) before each step.
+  bool interrupted = false;
+  auto agree_to_stop = [&] {
+    double any = interrupt.interrupted() ? 1.0 : 0.0;
+    if (R > 1) comm.all_reduce_sum(&any, 1);
+    return interrupted = any > 0;
+  };
 
   std::vector<Batch> batches(static_cast<size_t>(cfg.run.accumulate));
-  for (int64_t step = state.step; step < stop && !interrupt.interrupted(); ++step) {
+  for (int64_t step = state.step; step < stop && !agree_to_stop(); ++step) {
     const double lr = nn::scheduled_lr(sched, step);
     optimizer->set_lr(lr);
-    for (Batch& b : batches) b = data->next(B, T, device);
+    for (Batch& b : batches) {  // the whole batch, then this rank's share of it
+      b = data->next(B, T, device);
+      b = {rank_share(b.first, comm, "run.batch"), rank_share(b.second, comm, "run.batch")};
+    }
+    if (opt.before_step) opt.before_step(step, *model);
+    const int64_t sent = comm.traffic().all_reduce_bytes + comm.traffic().all_to_all_bytes;
     const StepResult s = train_step(*model, *optimizer, batches, cfg.optim.grad_clip, step,
-                                    stop_note(), cfg.finetune.aux);
+                                    stop_note(), cfg.finetune.aux, step_comm);
+    average_buffers(model->named_buffers(), comm);
     const double lm_value = s.lm, aux_value = s.aux, norm = s.grad_norm;
     state.step = step + 1;
     result.last_loss = lm_value;
 
     progress.step(step, lm_value, lr, B * T * cfg.run.accumulate, cfg.run.log_every);
-    json line = {{"step", state.step}, {"loss", lm_value}, {"lr", lr}, {"grad_norm", norm},
-                 {"tokens_per_second", progress.tokens_per_second()}};
+    json line = {{"step", state.step},
+                 {"loss", lm_value},
+                 {"lr", lr},
+                 {"grad_norm", norm},
+                 {"tokens_per_second", progress.tokens_per_second()},
+                 {"ranks", R}};
+    if (R > 1)  // payload bytes this rank sent in the step (core/comm.h CommTraffic)
+      line["comm_bytes"] = comm.traffic().all_reduce_bytes + comm.traffic().all_to_all_bytes - sent;
     if (s.has_aux) line["aux"] = aux_value;
     for (const auto& [k, v] : model->ffn_metrics()) line[k] = v;
     log << line.dump() << "\n";
     const bool last = state.step == total;
     if (!last && cfg.run.eval_every > 0 && state.step % cfg.run.eval_every == 0) {
-      auto ev = data->evaluate(*model, B, T, cfg.run.eval_windows);
+      auto ev = data->evaluate(*model, B, T, cfg.run.eval_windows, eval_comm);
       progress.line(eval_line(state.step, ev));
       log << eval_log_line(state.step, ev).dump() << "\n";
     }
@@ -271,20 +356,21 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   result.steps = state.step;
   result.tokens_per_second = progress.tokens_per_second();
   if (state.step == total) {
-    result.eval = data->evaluate(*model, B, T, cfg.run.eval_windows);
+    result.eval = data->evaluate(*model, B, T, cfg.run.eval_windows, eval_comm);
     progress.line(eval_line(state.step, result.eval));
     log << eval_log_line(state.step, result.eval).dump() << "\n";
   }
   log.close();
   checkpoint();
-  write_loss_plot(log_path, opt.out_dir / "loss.svg");
-  result.interrupted = interrupt.interrupted();
+  if (lead) write_loss_plot(log_path, opt.out_dir / "loss.svg");
+  result.interrupted = interrupted;
   if (result.interrupted)
     progress.line(fmt::format("interrupted at step {} — resume with `monet train --resume {}`",
                               state.step, opt.out_dir.string()));
   else
-    progress.line(fmt::format("done: {} steps, {:.0f} tokens/s; checkpoint in {}", state.step,
-                              result.tokens_per_second, (opt.out_dir / "checkpoint").string()));
+    progress.line(fmt::format("done: {} steps, {:.0f} tokens/s{}; checkpoint in {}", state.step,
+                              result.tokens_per_second, R > 1 ? fmt::format(" on {} ranks", R) : "",
+                              (opt.out_dir / "checkpoint").string()));
   return result;
 }
 

@@ -17,10 +17,12 @@
 #pragma once
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/comm.h"
 #include "nn/optim.h"
 #include "nn/transformer.h"
 #include "train/config.h"
@@ -34,6 +36,12 @@ struct TrainOptions {
   bool resume = false;
   int64_t stop_at = -1;  // stop (with a checkpoint) once this many steps are done; -1: run to the end
   bool force = false;    // start a new run in a folder that holds one (its files are removed)
+  // The job's processes (core/comm.h); null: this process alone. With several ranks the run is
+  // data parallel (train/data_parallel.h): each rank trains on its share of every batch, rank 0
+  // alone prints and writes the folder.
+  Communicator* comm = nullptr;
+  // Called on every rank before each step with the step's index (tests inject faults here).
+  std::function<void(int64_t step, nn::Transformer& model)> before_step = nullptr;
 };
 
 struct TrainResult {
@@ -54,21 +62,33 @@ std::unique_ptr<nn::Optimizer> make_optimizer(const OptimConfig& optim, const nn
 // layers' aux losses) → backward → gradient clipping (grad_clip ≤ 0: off) → optimizer step, at
 // the optimizer's current learning rate. A non-finite loss (before backward) or gradient norm
 // (before the step) throws "training stopped at step <step + 1>: ...; <stop_note>", leaving the
-// weights untouched.
+// weights untouched (every micro-batch runs its backward first, so that ranks stay in step).
 // With several micro-batches (run.accumulate) the step's loss is their mean and the gradients add
 // up over them, each scaled by 1/n, before one clip and one optimizer step: n micro-batches of B
 // windows give the step of one batch of n·B windows, up to float rounding, for layers that treat
 // each token alone. Batch statistics (BatchNorm in MONET's router and PEER's query, the SMoE and
-// MONET aux losses) see one micro-batch at a time.
+// MONET aux losses) see one micro-batch at a time. With `comm`, the batches are this rank's shares
+// and the step is that of all ranks' micro-batches together (1/(n·R) each; train/data_parallel.h).
 struct StepResult {
   double lm = 0, aux = 0, grad_norm = 0;  // lm and aux: means over the micro-batches
   bool has_aux = false;
 };
 using Batch = std::pair<Tensor, Tensor>;  // inputs [B, T], targets [B, T]
+// The ranks of a data parallel step (train/data_parallel.h) and the parameters they hold alike,
+// whose gradients are summed over them before the clip (default: one process, nothing to sum).
+struct StepComm {
+  Communicator* comm = nullptr;
+  nn::NamedTensors replicated;
+  // Expert parallel (train/expert_shards.h): this rank's expert shards, whose gradients stay
+  // local; the gradient norm adds theirs over the ranks.
+  nn::NamedTensors sharded;
+  int64_t ranks() const { return comm ? comm->size() : 1; }
+};
 // train_aux = false (finetune.aux) leaves the aux losses out of the loss; they are still reported.
 StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer,
                       const std::vector<Batch>& batches, double grad_clip, int64_t step,
-                      const std::string& stop_note, bool train_aux = true);
+                      const std::string& stop_note, bool train_aux = true,
+                      const StepComm& comm = {});
 StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer, const Tensor& inputs,
                       const Tensor& targets, double grad_clip, int64_t step,
                       const std::string& stop_note, bool train_aux = true);

@@ -9,7 +9,7 @@ Progress::Progress(int64_t total_steps, int64_t first_step, std::FILE* out)
     : total_(total_steps),
       first_(first_step),
       out_(out),
-      tty_(isatty(fileno(out)) != 0),
+      tty_(out != nullptr && isatty(fileno(out)) != 0),
       start_(std::chrono::steady_clock::now()) {}
 
 double Progress::tokens_per_second() const {
@@ -26,6 +26,8 @@ void Progress::step(int64_t step, double loss, double lr, int64_t tokens, int64_
   std::string text = fmt::format(
       "step {:>6}/{} | loss {:.4f} | {:>7.0f} tok/s | lr {:.2e} | ETA {}:{:02d}", step + 1, total_,
       loss, tokens_per_second(), lr, static_cast<int>(eta) / 60, static_cast<int>(eta) % 60);
+  text += tag_;
+  if (!out_) return;
   if (tty_) {
     fmt::print(out_, "\r\033[K{}", text);
     live_ = true;
@@ -43,6 +45,7 @@ void Progress::bar(int done, int total, const std::string& what) {
   const std::string text =
       fmt::format("[{}{}] {}/{} {:.0f} s  {}", std::string(filled, '#'),
                   std::string(kWidth - filled, '.'), done, total, elapsed, what);
+  if (!out_) return;
   if (tty_) {
     fmt::print(out_, "\r\033[K{}", text);
     live_ = done < total;
@@ -54,6 +57,7 @@ void Progress::bar(int done, int total, const std::string& what) {
 }
 
 void Progress::line(const std::string& text) {
+  if (!out_) return;
   if (live_) fmt::print(out_, "\r\033[K");
   live_ = false;
   fmt::print(out_, "{}\n", text);

@@ -1,9 +1,11 @@
 // The progress display of training (and of other long jobs): one live line redrawn in place on a
 // terminal, plain log lines (one per `log_every` steps) when the output is a file or a pipe.
+// A null output counts the tokens and prints nothing (the ranks of a job other than rank 0).
 #pragma once
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <utility>
 
 namespace monet {
 
@@ -19,10 +21,13 @@ class Progress {
   void line(const std::string& text);
   double tokens_per_second() const;
   bool is_tty() const { return tty_; }
+  // Appended to every step line: " | 2 ranks".
+  void set_tag(std::string tag) { tag_ = std::move(tag); }
 
  private:
   int64_t total_, first_, tokens_ = 0;
   std::FILE* out_;
+  std::string tag_;
   bool tty_, live_ = false;
   std::chrono::steady_clock::time_point start_;
 };

@@ -27,21 +27,24 @@ void collectives(Communicator& c) {
   check(R >= 2, fmt::format("needs at least 2 ranks, got {}", R));
   // all_reduce_sum: x_r[i] = (r + 1)·0.1·(i + 1), summed in rank order. Each rank's values are
   // stored before they are added, as the communicator adds them (no fused multiply-add).
-  const int64_t n = 1000;
+  // Lengths that split unevenly over the ranks' chunks (the reduce-scatter), and one of 1.
   auto value = [](int q, int64_t i) {
     return static_cast<float>(q + 1) * 0.1f * static_cast<float>(i + 1);
   };
-  std::vector<float> x(n);
-  for (int64_t i = 0; i < n; ++i) x[i] = value(r, i);
-  c.all_reduce_sum(x.data(), n);
-  std::vector<std::vector<float>> each(static_cast<size_t>(R), std::vector<float>(n));
-  for (int q = 0; q < R; ++q)
-    for (int64_t i = 0; i < n; ++i) each[static_cast<size_t>(q)][i] = value(q, i);
-  for (int64_t i = 0; i < n; ++i) {
-    float want = each[0][i];
-    for (int q = 1; q < R; ++q) want += each[static_cast<size_t>(q)][i];
-    check(x[i] == want,
-          fmt::format("all_reduce_sum[{}] = {} on rank {}, expected {}", i, x[i], r, want));
+  std::vector<float> x;
+  for (const int64_t n : {int64_t{1}, int64_t{7}, int64_t{1001}, int64_t{1000}}) {
+    x.assign(static_cast<size_t>(n), 0.0f);
+    for (int64_t i = 0; i < n; ++i) x[i] = value(r, i);
+    c.all_reduce_sum(x.data(), n);
+    std::vector<std::vector<float>> each(static_cast<size_t>(R), std::vector<float>(n));
+    for (int q = 0; q < R; ++q)
+      for (int64_t i = 0; i < n; ++i) each[static_cast<size_t>(q)][i] = value(q, i);
+    for (int64_t i = 0; i < n; ++i) {
+      float want = each[0][i];
+      for (int q = 1; q < R; ++q) want += each[static_cast<size_t>(q)][i];
+      check(x[i] == want, fmt::format("all_reduce_sum[{}] of {} = {} on rank {}, expected {}", i, n,
+                                      x[i], r, want));
+    }
   }
   // Every rank holds the same bits: rank 0's result broadcast equals each rank's own.
   std::vector<float> root = x;
