@@ -23,9 +23,11 @@ namespace monet {
 // What a communicator sent, in payload bytes (what the caller handed over, not what the
 // algorithm puts on the wire): an all-reduce of n floats counts 4n, an all-to-all-v the bytes sent
 // to other ranks. Zero in the single-process communicator.
+// The seconds are wall time inside those collectives, waiting for the other ranks included.
 struct CommTraffic {
   int64_t all_reduce_bytes = 0, all_to_all_bytes = 0, broadcast_bytes = 0;
   int64_t all_reduce_calls = 0, all_to_all_calls = 0;
+  double all_reduce_seconds = 0, all_to_all_seconds = 0;
 };
 
 class Communicator {

@@ -4,6 +4,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <string>
 
@@ -13,6 +14,21 @@
 namespace monet {
 
 namespace {
+
+// Adds the wall time of its scope to `total`.
+class Clock {
+ public:
+  explicit Clock(double& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~Clock() {
+    total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+  Clock(const Clock&) = delete;
+  Clock& operator=(const Clock&) = delete;
+
+ private:
+  double& total_;
+  std::chrono::steady_clock::time_point start_;
+};
 
 // MPI counts are ints: large buffers go in chunks of at most this many elements.
 constexpr int64_t kChunk = int64_t{1} << 24;
@@ -56,6 +72,7 @@ class MpiWorld final : public Communicator {
                                   std::vector<int64_t>& recv_counts) override {
     MONET_CHECK(static_cast<int>(send_counts.size()) == size_,
                 "all_to_all_v: {} send counts for {} ranks", send_counts.size(), size_);
+    const Clock clock(traffic_.all_to_all_seconds);
     recv_counts.assign(static_cast<size_t>(size_), 0);
     MPI_Alltoall(send_counts.data(), 1, MPI_INT64_T, recv_counts.data(), 1, MPI_INT64_T,
                  MPI_COMM_WORLD);
@@ -101,6 +118,7 @@ class MpiWorld final : public Communicator {
   template <class T>
   void reduce(T* data, int64_t n, MPI_Datatype type) {
     if (size_ == 1) return;
+    const Clock clock(traffic_.all_reduce_seconds);
     traffic_.all_reduce_bytes += static_cast<int64_t>(sizeof(T)) * n;
     ++traffic_.all_reduce_calls;
     const auto R = static_cast<size_t>(size_), me = static_cast<size_t>(rank_);

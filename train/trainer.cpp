@@ -279,6 +279,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
                                      shards.params[0].count, shards.params[0].experts,
                                      shards.params.size() / 2)));
     progress.set_tag(fmt::format(" | {} ranks", R));
+    progress.set_plain();
   }
   if (!cfg.finetune.init.empty())
     progress.line(fmt::format("fine-tuning from {}: {}{}", cfg.finetune.init, trainable.note,
@@ -322,7 +323,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
       b = {rank_share(b.first, comm, "run.batch"), rank_share(b.second, comm, "run.batch")};
     }
     if (opt.before_step) opt.before_step(step, *model);
-    const int64_t sent = comm.traffic().all_reduce_bytes + comm.traffic().all_to_all_bytes;
+    const CommTraffic before = comm.traffic();
     const StepResult s = train_step(*model, *optimizer, batches, cfg.optim.grad_clip, step,
                                     stop_note(), cfg.finetune.aux, step_comm);
     average_buffers(model->named_buffers(), comm);
@@ -337,8 +338,12 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
                  {"grad_norm", norm},
                  {"tokens_per_second", progress.tokens_per_second()},
                  {"ranks", R}};
-    if (R > 1)  // payload bytes this rank sent in the step (core/comm.h CommTraffic)
-      line["comm_bytes"] = comm.traffic().all_reduce_bytes + comm.traffic().all_to_all_bytes - sent;
+    if (R > 1) {  // payload bytes of this rank's collectives in the step (core/comm.h)
+      line["all_reduce_bytes"] = comm.traffic().all_reduce_bytes - before.all_reduce_bytes;
+      line["all_to_all_bytes"] = comm.traffic().all_to_all_bytes - before.all_to_all_bytes;
+      line["comm_seconds"] = comm.traffic().all_reduce_seconds + comm.traffic().all_to_all_seconds -
+                             before.all_reduce_seconds - before.all_to_all_seconds;
+    }
     if (s.has_aux) line["aux"] = aux_value;
     for (const auto& [k, v] : model->ffn_metrics()) line[k] = v;
     log << line.dump() << "\n";

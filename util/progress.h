@@ -23,6 +23,9 @@ class Progress {
   bool is_tty() const { return tty_; }
   // Appended to every step line: " | 2 ranks".
   void set_tag(std::string tag) { tag_ = std::move(tag); }
+  // Plain lines even on a terminal (under mpirun, whose ranks write to a terminal of its own
+  // whatever mpirun's output is).
+  void set_plain() { tty_ = false; }
 
  private:
   int64_t total_, first_, tokens_ = 0;

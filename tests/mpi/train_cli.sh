@@ -23,7 +23,7 @@ grep -q "| 2 ranks" <<< "$out" || fail "the step lines lack the rank count"
 [ "$(grep -c '^done: 6 steps' <<< "$out")" -eq 1 ] || fail "not exactly one 'done' line"
 [ "$(grep -c '^model:' <<< "$out")" -eq 1 ] || fail "not exactly one 'model' line"
 [ "$(grep -c '"ranks":2' "$dir/run/log.jsonl")" -eq 6 ] || fail "log.jsonl lacks ranks: 2"
-grep -q '"comm_bytes":[1-9]' "$dir/run/log.jsonl" || fail "log.jsonl lacks the bytes sent"
+grep -q '"all_reduce_bytes":[1-9]' "$dir/run/log.jsonl" || fail "log.jsonl lacks the bytes reduced"
 [ -f "$dir/run/checkpoint/model.safetensors" ] || fail "no checkpoint"
 
 # Expert parallel: the SMoE's 8 experts, 4 per rank.
@@ -35,6 +35,7 @@ echo "$out"
 grep -q "expert parallel, 4 of 8 experts per rank in 1 SMoE layers" <<< "$out" ||
   fail "no line naming the expert shards"
 [ -f "$dir/ep/checkpoint/model.safetensors" ] || fail "no expert parallel checkpoint"
+grep -q '"all_to_all_bytes":[1-9]' "$dir/ep/log.jsonl" || fail "log.jsonl lacks the tokens sent"
 
 out=$("$@" "$monet" train --config "$src/configs/tiny.json" --out "$dir/odd" "${sets[@]}" \
   --set run.batch=3 2>&1)
