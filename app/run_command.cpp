@@ -1,8 +1,11 @@
 #include "app/run_command.h"
 
+#include <cblas.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <thread>
 
 namespace monet::app {
 
@@ -28,6 +31,25 @@ std::unique_ptr<Communicator> job_communicator() {
   return mpi_world();
 }
 
+namespace {
+
+// Ranks that share a machine each start a thread pool as large as the machine (mpirun does not
+// size them); more threads than cores make them spin against each other.
+void warn_if_oversubscribed(const Communicator& comm) {
+  if (comm.size() == 1 || comm.rank() != 0) return;
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  const int ranks_here = local ? std::atoi(local) : comm.size();
+  const int threads = openblas_get_num_threads();
+  const auto cores = static_cast<int>(std::thread::hardware_concurrency());
+  if (cores > 0 && ranks_here * threads > cores)
+    fmt::print(stderr,
+               "monet: warning: {} ranks on this machine × {} threads each > {} cores; give each "
+               "rank its share: mpirun -x OMP_NUM_THREADS={} ...\n",
+               ranks_here, threads, cores, std::max(1, cores / ranks_here));
+}
+
+}  // namespace
+
 int run_training(const RunArgs& a, Communicator& comm, const std::function<TrainOptions()>& fresh) {
   TrainOptions opt;
   if (!a.resume.empty()) {
@@ -42,6 +64,7 @@ int run_training(const RunArgs& a, Communicator& comm, const std::function<Train
   opt.stop_at = a.stop_at;
   opt.force = a.force;
   opt.comm = &comm;
+  warn_if_oversubscribed(comm);
   const TrainResult r = train(opt);
   if (!r.eval.empty() && comm.rank() == 0) fmt::print("{}", eval_markdown(r.eval));
   return r.interrupted ? kExitInterrupted : 0;

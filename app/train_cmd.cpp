@@ -14,7 +14,10 @@ Command add_train_command(CLI::App& app, Communicator& comm) {
     std::string config, out;
   };
   auto a = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand("train", "train a model from a JSON config on a text corpus");
+  CLI::App* cmd = app.add_subcommand(
+      "train",
+      "train a model from a JSON config on a text corpus (under `mpirun -np R`: on R processes, "
+      "data parallel; run.expert_parallel shards SMoE experts)");
   cmd->add_option("--config", a->config, "the run configuration (configs/*.json)");
   cmd->add_option("--out", a->out, "output folder")->default_str("runs/<config name>");
   add_run_options(cmd, *a, "run.steps");

@@ -15,6 +15,7 @@
 //   dp_check fail    rank 1 throws inside step 3's forward while rank 0 goes on into the step's
 //                    collectives: the job must end with rank 1's message, never hang.
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <fstream>
@@ -35,6 +36,13 @@ namespace {
 
 void check(bool ok, const std::string& what) {
   if (!ok) throw Error("dp_check: " + what);
+}
+
+// A folder of this job's, named by rank 0's process id (so two jobs never share one).
+fs::path scratch(const std::string& tag, Communicator& comm) {
+  int64_t id = ::getpid();
+  comm.broadcast(&id, sizeof id, 0);
+  return fs::temp_directory_path() / fmt::format("{}_{}", tag, id);
 }
 
 // "loss" of each step line and "eval"/"all"/"loss" of each evaluation line, in order.
@@ -230,7 +238,7 @@ void check_expert_parallel(Communicator& comm, const fs::path& root) {
 
 void equal(Communicator& comm) {
   check(comm.size() == 2, fmt::format("needs 2 ranks, got {}", comm.size()));
-  const fs::path root = fs::temp_directory_path() / "monet_dp_check";
+  const fs::path root = scratch("monet_dp_check", comm);
   if (comm.rank() == 0) {
     fs::remove_all(root);
     testing::write_corpus(root / "data");
@@ -271,7 +279,7 @@ struct FailingHook final : nn::ActivationHook {
 };
 
 void fail(Communicator& comm) {
-  const fs::path root = fs::temp_directory_path() / "monet_dp_fail";
+  const fs::path root = scratch("monet_dp_fail", comm);
   if (comm.rank() == 0) {
     fs::remove_all(root);
     testing::write_corpus(root / "data");

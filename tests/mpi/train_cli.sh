@@ -25,6 +25,15 @@ grep -q "| 2 ranks" <<< "$out" || fail "the step lines lack the rank count"
 [ "$(grep -c '"ranks":2' "$dir/run/log.jsonl")" -eq 6 ] || fail "log.jsonl lacks ranks: 2"
 grep -q '"all_reduce_bytes":[1-9]' "$dir/run/log.jsonl" || fail "log.jsonl lacks the bytes reduced"
 [ -f "$dir/run/checkpoint/model.safetensors" ] || fail "no checkpoint"
+grep -q "warning" <<< "$out" && fail "a warning with one thread per rank"
+
+# As many threads per rank as the machine has cores: the ranks would spin against each other.
+cores=$(getconf _NPROCESSORS_ONLN)  # not nproc, which reads OMP_NUM_THREADS
+out=$(OMP_NUM_THREADS=$cores "$@" "$monet" train --config "$src/configs/tiny.json" \
+  --out "$dir/many" "${sets[@]}" --set run.steps=1 2>&1)
+echo "$out"
+grep -q "monet: warning: 2 ranks on this machine × $cores threads each > $cores cores" \
+  <<< "$out" || fail "no warning about the threads"
 
 # Expert parallel: the SMoE's 8 experts, 4 per rank.
 out=$("$@" "$monet" train --config "$src/configs/tiny_smoe.json" --out "$dir/ep" "${sets[@]}" \
