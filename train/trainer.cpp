@@ -205,8 +205,10 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   Communicator& comm = opt.comm ? *opt.comm : *alone;
   const int64_t R = comm.size();
   const bool lead = comm.rank() == 0;  // rank 0 alone prints and writes the run folder
-  if (lead) prepare_run_folder(opt);
-  comm.barrier();  // the folder is ready (a failure on rank 0 ends the job: see core/comm.h)
+  MONET_CHECK(cfg.run.batch % R == 0,
+              "config key 'run.batch' = {}: data parallel training splits each batch evenly over "
+              "the {} ranks; use a multiple of {}",
+              cfg.run.batch, R, R);
   const fs::path log_path = opt.out_dir / "log.jsonl";
 
   std::unique_ptr<TrainData> data = open_train_data(cfg);
@@ -232,15 +234,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
                 state.step, cfg.run.steps, state.step);
     data->set_state(state.batcher);
     rng.set_state(state.rng);
-    if (lead) truncate_log(log_path, state.step);
-  } else if (lead) {
-    write_file_atomic(log_path, "");
   }
-  if (lead) save_config(opt.out_dir / "config.json", cfg);
-  MONET_CHECK(cfg.run.batch % R == 0,
-              "config key 'run.batch' = {}: data parallel training splits each batch evenly over "
-              "the {} ranks; use a multiple of {}",
-              cfg.run.batch, R, R);
   TrainResult result;
   result.parameters = model->num_parameters();  // of the whole model, before any sharding
 
@@ -263,6 +257,17 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   // Evaluation splits batches over the ranks, unless the experts are sharded: then every rank runs
   // every batch, so that the layers' all-to-alls meet.
   Communicator* eval_comm = shards.empty() ? &comm : nullptr;
+
+  // The run folder, once the config has proved good: rank 0 prepares it while the others wait.
+  if (lead) {
+    prepare_run_folder(opt);
+    if (opt.resume)
+      truncate_log(log_path, state.step);
+    else
+      write_file_atomic(log_path, "");
+    save_config(opt.out_dir / "config.json", cfg);
+  }
+  comm.barrier();  // a failure on rank 0 ends the job (core/comm.h), not this wait
   const int64_t B = cfg.run.batch, T = cfg.model.context, total = cfg.run.steps;
   const int64_t stop = opt.stop_at >= 0 ? std::min(opt.stop_at, total) : total;
   const nn::LrSchedule sched{cfg.optim.lr, cfg.optim.min_lr, cfg.optim.warmup_steps, total};

@@ -266,6 +266,7 @@ void equal(Communicator& comm) {
   check(message.find("'run.batch' = 3") != std::string::npos &&
             message.find("2 ranks") != std::string::npos,
         fmt::format("batch 3 on 2 ranks: got '{}'", message));
+  check(!fs::exists(root / "odd"), "the refused run wrote its folder");
   comm.barrier();
   if (comm.rank() == 0) {
     fs::remove_all(root);
