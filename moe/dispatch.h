@@ -68,9 +68,6 @@ struct DispatchStats {
   int64_t dropped = 0;          // pairs over capacity
   int64_t dropped_tokens = 0;   // tokens all of whose assigned pairs were dropped
   std::vector<int64_t> counts;  // [E] pairs routed to each expert, before dropping
-  // Expert parallel (moe/expert_parallel.h) only: bytes of token rows this rank sent to other
-  // ranks in the forward (both all-to-alls); a backward sends as many again.
-  int64_t sent_bytes = 0;
 };
 
 // x [n, d], idx [n, k] int32, gates [n, k] → y [n, d]. `act` is ReLU2 or GELU.

@@ -5,6 +5,7 @@
 
 #include <numeric>
 
+#include "core/autograd.h"
 #include "core/comm_ops.h"
 #include "core/ops.h"
 
@@ -18,6 +19,14 @@ ExpertShard expert_shard(int64_t experts, const Communicator& comm) {
               experts, R);
   const int64_t per = experts / R;
   return {comm.rank() * per, per};
+}
+
+Tensor shard_rows(const Tensor& whole, const ExpertShard& shard) {
+  NoGradGuard ng;
+  const Tensor rows = slice(whole, 0, shard.first, shard.first + shard.count);
+  Tensor part = empty_like(rows);
+  copy_(part, rows);
+  return part;
 }
 
 namespace {
@@ -111,11 +120,6 @@ Tensor moe_dropless_ep(const Tensor& x, const Tensor& idx, const Tensor& gates,
   for (int64_t q = 0; q < R; ++q) {
     send[q] = s.offsets[(q + 1) * L] - s.offsets[q * L];
     for (int64_t j = 0; j < L; ++j) recv[q] += all[q * E + shard.first + j];
-  }
-  if (stats) {
-    for (int64_t q = 0; q < R; ++q)
-      if (q != comm.rank())
-        stats->sent_bytes += (send[q] + recv[q]) * d * static_cast<int64_t>(sizeof(float));
   }
   const Regroup g = regroup(all, R, E, shard);
   const int64_t rows = g.offsets.back();

@@ -36,12 +36,15 @@ struct ExpertShard {
   int64_t first = 0, count = 0;
 };
 ExpertShard expert_shard(int64_t experts, const Communicator& comm);
+// The shard's rows [first, first + count) of a tensor over all experts (dim 0), copied so that the
+// whole can be freed; not recorded for autograd.
+Tensor shard_rows(const Tensor& whole, const ExpertShard& shard);
 
 // x [n, d] F32 (n ≥ 0: a rank may have no tokens), idx [n, k] int32 global expert ids in [0, E)
 // or −1 (contributes 0), gates [n, k]; local holds this rank's experts, w1 [E/R, m, d] and
 // w2 [E/R, d, m]; experts = E. → y [n, d], this rank's tokens. Collective: every rank calls it,
-// with the same E, d, m and k. stats: this rank's routing (counts over all E experts) and
-// sent_bytes, the token bytes sent to other ranks by the forward (the backward sends as many).
+// with the same E, d, m and k. stats: this rank's routing (counts over all E experts); the bytes
+// the all-to-alls carry are the communicator's to count (Communicator::traffic).
 // On one process it equals moe_dropless bit for bit, forward and backward.
 Tensor moe_dropless_ep(const Tensor& x, const Tensor& idx, const Tensor& gates,
                        const ExpertWeights& local, int64_t experts, nn::Activation act,

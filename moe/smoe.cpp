@@ -326,14 +326,8 @@ ExpertShard SmoeFeedForward::shard_experts(Communicator& comm) {
               o_.capacity_factor);
   MONET_CHECK(ep_ == nullptr, "smoe: the experts are sharded already");
   const ExpertShard s = expert_shard(o_.experts, comm);
-  NoGradGuard ng;
-  auto keep = [&](const Tensor& full) {  // a copy of the rows, so the full tensor is freed
-    Tensor part = empty_like(slice(full, 0, s.first, s.first + s.count));
-    copy_(part, slice(full, 0, s.first, s.first + s.count));
-    return part;
-  };
-  ew_.w1 = replace_parameter("w1", keep(ew_.w1));
-  ew_.w2 = replace_parameter("w2", keep(ew_.w2));
+  ew_.w1 = replace_parameter("w1", shard_rows(ew_.w1, s));
+  ew_.w2 = replace_parameter("w2", shard_rows(ew_.w2, s));
   ep_ = &comm;
   return s;
 }

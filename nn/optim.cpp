@@ -189,7 +189,9 @@ NamedTensors SGD::state_dict() const {
 
 // ---- clipping and schedule ----
 
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+namespace {
+
+double sum_of_squares(const std::vector<Tensor>& params) {
   NoGradGuard ng;
   double ss = 0;
   for (const Tensor& p : params) {
@@ -209,19 +211,41 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
       });
     });
   }
-  const double norm = std::sqrt(ss);
-  if (norm > max_norm) {
-    const double scale = max_norm / (norm + 1e-6);
-    for (const Tensor& p : params)
-      if (p.grad().defined()) p.set_grad(mul(p.grad(), scale));
-  }
+  return ss;
+}
+
+void scale_to(const std::vector<Tensor>& params, double norm, double max_norm) {
+  if (norm <= max_norm) return;
+  NoGradGuard ng;
+  const double scale = max_norm / (norm + 1e-6);
+  for (const Tensor& p : params)
+    if (p.grad().defined()) p.set_grad(mul(p.grad(), scale));
+}
+
+std::vector<Tensor> tensors_of(const NamedTensors& params) {
+  std::vector<Tensor> ps;
+  for (const auto& [name, p] : params) ps.push_back(p);
+  return ps;
+}
+
+}  // namespace
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  const double norm = std::sqrt(sum_of_squares(params));
+  scale_to(params, norm, max_norm);
   return norm;
 }
 
 double clip_grad_norm(const NamedTensors& params, double max_norm) {
-  std::vector<Tensor> ps;
-  for (const auto& [name, p] : params) ps.push_back(p);
-  return clip_grad_norm(ps, max_norm);
+  return clip_grad_norm(tensors_of(params), max_norm);
+}
+
+double grad_norm_squared(const NamedTensors& params) {
+  return sum_of_squares(tensors_of(params));
+}
+
+void clip_grads(const NamedTensors& params, double norm, double max_norm) {
+  scale_to(tensors_of(params), norm, max_norm);
 }
 
 double scheduled_lr(const LrSchedule& s, int64_t step) {

@@ -94,6 +94,11 @@ class SGD : public Optimizer {
 // Gradients are replaced by new tensors, never scaled in place (two leaves may share one).
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
 double clip_grad_norm(const NamedTensors& params, double max_norm);
+// Its two halves, for a norm over gradients held apart (expert shards on several processes):
+// Σ g² over the defined gradients, and the scaling by max_norm / (norm + 1e-6) when norm >
+// max_norm.
+double grad_norm_squared(const NamedTensors& params);
+void clip_grads(const NamedTensors& params, double norm, double max_norm);
 
 // Linear warm-up then cosine decay to min_lr, as llm.c, for step = 0, 1, 2, ...:
 //   step < warmup:          max_lr · (step + 1) / warmup

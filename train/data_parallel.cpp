@@ -10,14 +10,18 @@
 
 namespace monet {
 
-Tensor rank_share(const Tensor& batch, const Communicator& comm, const std::string& what) {
-  const int64_t R = comm.size(), B = batch.size(0);
-  if (R == 1) return batch;
-  MONET_CHECK(B % R == 0,
-              "config key '{}' = {}: data parallel training splits the batch evenly over the {} "
-              "ranks; use a multiple of {}",
-              what, B, R, R);
-  const int64_t share = B / R;
+int64_t batch_share(int64_t batch, const Communicator& comm) {
+  const int64_t R = comm.size();
+  MONET_CHECK(batch % R == 0,
+              "config key 'run.batch' = {}: data parallel training splits each batch evenly over "
+              "the {} ranks; use a multiple of {}",
+              batch, R, R);
+  return batch / R;
+}
+
+Tensor rank_share(const Tensor& batch, const Communicator& comm) {
+  if (comm.size() == 1) return batch;
+  const int64_t share = batch_share(batch.size(0), comm);
   return slice(batch, 0, comm.rank() * share, (comm.rank() + 1) * share).contiguous();
 }
 

@@ -26,9 +26,10 @@
 
 namespace monet {
 
-// Rows [r·B/R, (r+1)·B/R) of a [B, ...] tensor for this rank. Errors unless R divides B, naming
-// `what` (a config key).
-Tensor rank_share(const Tensor& batch, const Communicator& comm, const std::string& what);
+// B/R, the windows of each batch of B (run.batch) one rank trains on. Errors unless R divides B.
+int64_t batch_share(int64_t batch, const Communicator& comm);
+// Rows [r·B/R, (r+1)·B/R) of a [B, ...] batch for this rank.
+Tensor rank_share(const Tensor& batch, const Communicator& comm);
 
 // Sums the gradients of `params` over the ranks, in the parameters' order, packed into buckets
 // of about bucket_bytes (one all-reduce each) so a model of many small tensors costs few messages.

@@ -55,10 +55,7 @@ nn::NamedTensors cut_to_shards(const nn::NamedTensors& full, const ExpertShards&
       out.emplace_back(name, t);
       continue;
     }
-    NoGradGuard ng;
-    Tensor part = empty_like(slice(t, 0, e->first, e->first + e->count));
-    copy_(part, slice(t, 0, e->first, e->first + e->count));
-    out.emplace_back(name, part);
+    out.emplace_back(name, moe::shard_rows(t, {e->first, e->count}));
   }
   return out;
 }
@@ -87,17 +84,11 @@ nn::NamedTensors gather_shards(const nn::NamedTensors& local, const ExpertShards
 
 double clip_grad_norm_sharded(const nn::NamedTensors& replicated, const nn::NamedTensors& sharded,
                               double max_norm, Communicator& comm) {
-  const double a = nn::clip_grad_norm(replicated, INFINITY);  // no clip: the norms only
-  double b = nn::clip_grad_norm(sharded, INFINITY);
-  b *= b;
-  comm.all_reduce_sum(&b, 1);
-  const double norm = std::sqrt(a * a + b);
-  if (max_norm > 0 && norm > max_norm) {  // as nn::clip_grad_norm scales
-    const double scale = max_norm / (norm + 1e-6);
-    for (const nn::NamedTensors* ps : {&replicated, &sharded})
-      for (const auto& [name, p] : *ps)
-        if (p.grad().defined()) p.set_grad(mul(p.grad(), scale));
-  }
+  double shards = nn::grad_norm_squared(sharded);
+  comm.all_reduce_sum(&shards, 1);
+  const double norm = std::sqrt(nn::grad_norm_squared(replicated) + shards);
+  nn::clip_grads(replicated, norm, max_norm);
+  nn::clip_grads(sharded, norm, max_norm);
   return norm;
 }
 

@@ -45,7 +45,7 @@ nn::NamedTensors gather_shards(const nn::NamedTensors& local, const ExpertShards
                                Communicator& comm);
 
 // The gradient norm over all ranks' parameters, ‖g‖ = √(‖replicated‖² + Σ_ranks ‖shard‖²), and
-// the clip of nn::clip_grad_norm with it (max_norm ≤ 0: none). Returns ‖g‖ before clipping.
+// the clip of nn::clip_grad_norm with it. Returns ‖g‖ before clipping.
 double clip_grad_norm_sharded(const nn::NamedTensors& replicated, const nn::NamedTensors& sharded,
                               double max_norm, Communicator& comm);
 

@@ -72,9 +72,10 @@ StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer,
     r.aux += scale * aux_value;
   }
   if (comm.comm) all_reduce_gradients(comm.replicated, *comm.comm);
+  const double max_norm = grad_clip > 0 ? grad_clip : INFINITY;
   r.grad_norm = comm.sharded.empty()
-                    ? nn::clip_grad_norm(optimizer.params(), grad_clip > 0 ? grad_clip : INFINITY)
-                    : clip_grad_norm_sharded(comm.replicated, comm.sharded, grad_clip, *comm.comm);
+                    ? nn::clip_grad_norm(optimizer.params(), max_norm)
+                    : clip_grad_norm_sharded(comm.replicated, comm.sharded, max_norm, *comm.comm);
   MONET_CHECK(std::isfinite(r.grad_norm), "training stopped at step {}: the gradient norm is {}; {}",
               step + 1, r.grad_norm, stop_note);
   optimizer.step();
@@ -205,10 +206,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   Communicator& comm = opt.comm ? *opt.comm : *alone;
   const int64_t R = comm.size();
   const bool lead = comm.rank() == 0;  // rank 0 alone prints and writes the run folder
-  MONET_CHECK(cfg.run.batch % R == 0,
-              "config key 'run.batch' = {}: data parallel training splits each batch evenly over "
-              "the {} ranks; use a multiple of {}",
-              cfg.run.batch, R, R);
+  const int64_t share = batch_share(cfg.run.batch, comm);  // checked before anything is written
   const fs::path log_path = opt.out_dir / "log.jsonl";
 
   std::unique_ptr<TrainData> data = open_train_data(cfg);
@@ -277,7 +275,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
                             data->describe()));
   if (R > 1) {
     progress.line(fmt::format(
-        "{}: data parallel, {} of each batch's {} windows per rank{}", comm.describe(), B / R, B,
+        "{}: data parallel, {} of each batch's {} windows per rank{}", comm.describe(), share, B,
         shards.empty() ? ""
                        : fmt::format("; expert parallel, {} of {} experts "
                                      "per rank in {} SMoE layers",
@@ -325,7 +323,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
     optimizer->set_lr(lr);
     for (Batch& b : batches) {  // the whole batch, then this rank's share of it
       b = data->next(B, T, device);
-      b = {rank_share(b.first, comm, "run.batch"), rank_share(b.second, comm, "run.batch")};
+      b = {rank_share(b.first, comm), rank_share(b.second, comm)};
     }
     if (opt.before_step) opt.before_step(step, *model);
     const CommTraffic before = comm.traffic();

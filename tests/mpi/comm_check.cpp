@@ -13,6 +13,7 @@
 #include "core/comm.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "tests/mpi/mpi_main.h"
 
 using namespace monet;
 
@@ -85,18 +86,14 @@ void collectives(Communicator& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::unique_ptr<Communicator> c = mpi_world();
-  try {
-    if (argc > 1 && std::string(argv[1]) == "fail") {
-      if (c->rank() == 1) throw Error("rank 1 fails on purpose");
-      c->barrier();  // without the abort, rank 0 would wait here forever
+  const bool fail = argc > 1 && std::string(argv[1]) == "fail";
+  return testing::mpi_main("comm_check", [fail](Communicator& c) {
+    if (fail) {
+      if (c.rank() == 1) throw Error("rank 1 fails on purpose");
+      c.barrier();  // without the abort, rank 0 would wait here forever
       return 0;
     }
-    collectives(*c);
+    collectives(c);
     return 0;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "comm_check: rank {}: error: {}\n", c->rank(), e.what());
-    std::fflush(stderr);
-    c->abort(1);
-  }
+  });
 }

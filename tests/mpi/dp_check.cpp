@@ -26,6 +26,7 @@
 #include "../train_fixtures.h"
 #include "core/comm.h"
 #include "core/error.h"
+#include "tests/mpi/mpi_main.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -297,16 +298,12 @@ void fail(Communicator& comm) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::unique_ptr<Communicator> comm = mpi_world();
-  try {
-    if (argc > 1 && std::string(argv[1]) == "fail")
-      fail(*comm);
+  const bool failing = argc > 1 && std::string(argv[1]) == "fail";
+  return testing::mpi_main("dp_check", [failing](Communicator& comm) {
+    if (failing)
+      fail(comm);
     else
-      equal(*comm);
+      equal(comm);
     return 0;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "dp_check: rank {}: error: {}\n", comm->rank(), e.what());
-    std::fflush(stderr);
-    comm->abort(1);
-  }
+  });
 }

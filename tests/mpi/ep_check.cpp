@@ -25,6 +25,7 @@
 #include "core/error.h"
 #include "moe/expert_parallel.h"
 #include "tests/ep_problem.h"
+#include "tests/mpi/mpi_main.h"
 
 using namespace monet;
 using namespace monet::moe;
@@ -59,8 +60,9 @@ int run_case(const Case& c, Communicator& comm) {
   Tensor x = ep::rows_leaf(p.x, a, b), gates = ep::rows_leaf(p.gates, a, b);
   ExpertWeights w{ep::rows_leaf(p.w.w1, e0, e1), ep::rows_leaf(p.w.w2, e0, e1)};
   Tensor idx = slice(p.idx, 0, a, b).contiguous();
-  DispatchStats st;
-  Tensor yr = moe_dropless_ep(x, idx, gates, w, E, c.act, comm, &st);
+  const int64_t sent_before = comm.traffic().all_to_all_bytes;
+  Tensor yr = moe_dropless_ep(x, idx, gates, w, E, c.act, comm);
+  const int64_t sent = comm.traffic().all_to_all_bytes - sent_before;  // the forward's
   yr.backward(slice(p.gy, 0, a, b).contiguous());
 
   int failures = 0;
@@ -80,8 +82,9 @@ int run_case(const Case& c, Communicator& comm) {
   check("dw1", w.w1.grad(), slice(p.w.w1.grad(), 0, e0, e1));
   check("dw2", w.w2.grad(), slice(p.w.w2.grad(), 0, e0, e1));
 
-  // The byte counter: rows of this rank's pairs bound for other ranks' experts, plus the rows
-  // of other ranks' pairs bound for this rank's experts (they go back), d floats each.
+  // The communicator's byte count of the forward: rows of this rank's pairs bound for other
+  // ranks' experts, plus the rows of other ranks' pairs bound for this rank's experts (they go
+  // back), d floats each.
   int64_t rows = 0;
   for (int64_t t = 0; t < n; ++t)
     for (int64_t s = 0; s < c.spec.k; ++s) {
@@ -91,10 +94,10 @@ int run_case(const Case& c, Communicator& comm) {
       rows += mine != here;
     }
   const int64_t want_bytes = rows * d * static_cast<int64_t>(sizeof(float));
-  if (st.sent_bytes != want_bytes) {
+  if (sent != want_bytes) {
     ++failures;
-    fmt::print("ep_check: rank {} {}: sent_bytes {} MISMATCH, expected {}\n", r, c.name,
-               st.sent_bytes, want_bytes);
+    fmt::print("ep_check: rank {} {}: all-to-all bytes {} MISMATCH, expected {}\n", r, c.name, sent,
+               want_bytes);
   }
   return failures;
 }
@@ -102,9 +105,8 @@ int run_case(const Case& c, Communicator& comm) {
 }  // namespace
 
 int main() {
-  std::unique_ptr<Communicator> comm = mpi_world();
-  try {
-    const int R = comm->size();
+  return testing::mpi_main("ep_check", [](Communicator& comm) {
+    const int R = comm.size();
     if (R < 2) throw Error(fmt::format("ep_check: needs at least 2 ranks, got {}", R));
     std::vector<Case> cases;
     ep::Spec spread;  // k = 2, expert 5 unused, about 1 slot in 8 masked
@@ -127,16 +129,12 @@ int main() {
     cases.push_back(none);
 
     double all = std::accumulate(cases.begin(), cases.end(), 0.0,
-                                 [&](double f, const Case& c) { return f + run_case(c, *comm); });
-    comm->all_reduce_sum(&all, 1);
-    if (comm->rank() == 0)
-      fmt::print("ep_check: {}: {}\n", comm->describe(),
+                                 [&](double f, const Case& c) { return f + run_case(c, comm); });
+    comm.all_reduce_sum(&all, 1);
+    if (comm.rank() == 0)
+      fmt::print("ep_check: {}: {}\n", comm.describe(),
                  all == 0 ? "the expert-parallel dispatch equals moe_dropless on every rank"
                           : fmt::format("FAILED, {} mismatches over the ranks", all));
     return all == 0 ? 0 : 1;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "ep_check: rank {}: error: {}\n", comm->rank(), e.what());
-    std::fflush(stderr);
-    comm->abort(1);
-  }
+  });
 }
