@@ -4,6 +4,20 @@
 // unk 0, bos 1, eos 2): lossless on the held-out text, fewer tokens than bytes, the ids in range;
 // and the one-line errors for a missing file, a file that is not a model and an id out of range.
 #include <gtest/gtest.h>
+
+#ifndef MONET_WITH_SENTENCEPIECE
+#include "train/sentencepiece_tokenizer.h"
+
+// A build without libsentencepiece-dev: the tokenizer refuses the file and says why.
+TEST(SentencePiece, ABuildWithoutItRefusesTheModelWithTheReason) {
+  try {
+    monet::SentencePieceTokenizer tok("tokenizer.model");
+    FAIL() << "a build without SentencePiece accepted a tokenizer.model";
+  } catch (const monet::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("libsentencepiece-dev"), std::string::npos) << e.what();
+  }
+}
+#else
 #include <sentencepiece_trainer.h>
 
 #include <string>
@@ -71,3 +85,4 @@ TEST(SentencePiece, BadFilesAndIdsAreOneLineErrors) {
   EXPECT_TRUE(ThrowsWith([&] { tok.decode({5, 512}); }, {"sp.model", "id 512 at position 1"}));
   EXPECT_TRUE(ThrowsWith([&] { tok.decode({-1}); }, {"id -1 at position 0"}));
 }
+#endif  // MONET_WITH_SENTENCEPIECE
