@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 scripts/deps.sh
 scripts/build.sh
-# A second ./setup.sh continues (or just re-evaluates) the run it finds instead of overwriting it.
+# A second ./setup.sh continues the run it finds (a finished one says so) instead of overwriting it.
 if [ -d runs/tiny/checkpoint ]; then
   ./build/monet train --resume runs/tiny
 else

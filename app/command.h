@@ -25,6 +25,12 @@ struct Command {
 
 inline constexpr int kExitError = 1, kExitUsage = 2, kExitInterrupted = 130;
 
+// A command line that parsed but does not say what to do (train with neither --config nor
+// --resume): exit status 2 and one line, as CLI11's own errors.
+struct UsageError : Error {
+  using Error::Error;
+};
+
 // Range checks that say the range in words ("must be >= 0, got -1"); CLI11's own print the
 // largest double as the upper end.
 inline CLI::Validator at_least(double lo) {

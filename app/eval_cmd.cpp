@@ -46,14 +46,15 @@ Command add_eval_command(CLI::App& app) {
             const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(a->ckpt);
             const Tokenizer& tok = *tokenizer;
             const std::string folder = a->data.empty() ? cfg.run.data : a->data;
-            // The progress line of training: live on a terminal, a line per tenth in a log.
+            // Live on a terminal; in a log, a line every few seconds and one per domain.
             Progress bar(1, 0, stderr);
-            int64_t last = -1;
             auto progress = [&](int64_t done, int64_t total, const std::string& name) {
-              if (bar.is_tty() || done * 10 / total != last)
-                bar.bar(static_cast<int>(done), static_cast<int>(total), name + " batches");
-              last = done == total ? -1 : done * 10 / total;
+              bar.bar(done, total, name + " batches");
             };
+            MONET_CHECK(fs::exists(folder),
+                        "data '{}' does not exist (from {}); give a corpus folder or a text file "
+                        "with --data FOLDER",
+                        folder, fs::current_path().string());
             std::vector<DomainEval> ev;
             if (fs::is_directory(folder)) {
               ev = evaluate(*model, Corpus::load(folder, tok).domains(), a->batch,

@@ -47,13 +47,10 @@ Command add_experts_command(CLI::App& app) {
             LoadedRun l = load_run(*a);
             interp::CollectOptions co = a->co;
             co.batch = a->batch;
-            Progress bar(1, 0, stderr);
-            int last = -1;
+            Progress bar(1, 0, stderr);  // live on a terminal; a line every few seconds in a log
             interp::ExpertStats st =
                 collect_expert_stats(*l.experts, l.corpus.domains(), co, [&](int done, int total) {
-                  // A live bar on a terminal; in a log, one line per tenth.
-                  if (bar.is_tty() || done * 10 / total != last) bar.bar(done, total, "batches");
-                  last = done * 10 / total;
+                  bar.bar(done, total, "batches");
                 });
             const fs::path out = l.out_dir(*a, "experts");
             interp::ReportOptions ro;

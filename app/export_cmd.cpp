@@ -28,7 +28,7 @@ Command add_export_command(CLI::App& app) {
   cmd->add_option("--dtype", a->dtype, "the weights' type: fp32 (exact) or bf16 (as released)")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
-  cmd->add_option("out", a->out, "the folder to create (must not exist)")->required();
+  cmd->add_option("--out", a->out, "the folder to create (must not exist)")->required();
   return {cmd, [a] {
             Config cfg;
             auto model = load_model(a->ckpt, &cfg, Device::cpu(), note_to_stderr);
@@ -39,7 +39,7 @@ Command add_export_command(CLI::App& app) {
             fmt::print("{}\n", a->out);
             fmt::print(stderr, "export: wrote {} ({}, {} parameters{})\n", a->out,
                        cfg.model.ffn.kind, model->num_parameters(),
-                       has_spm ? ", tokenizer.model" : "; byte tokens, no tokenizer.model");
+                       has_spm ? ", tokenizer.model" : ", byte-level tokenizer.json");
             return 0;
           }};
 }

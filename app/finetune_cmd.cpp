@@ -50,10 +50,11 @@ Command add_finetune_command(CLI::App& app, Communicator& comm) {
   cmd->add_option("--seed", a->seed, "seed of the example draws (and routing noise)")
       ->capture_default_str();
   add_run_options(cmd, *a, "--steps");
+  cmd->get_option("--ckpt")->excludes("--resume");
   return {cmd, [a, &comm] {
             return run_training(*a, comm, [&] {
               TrainOptions opt;
-              MONET_CHECK(!a->ckpt.empty(), "finetune: give --ckpt PRETRAINED (or --resume DIR)");
+              if (a->ckpt.empty()) throw UsageError("give --ckpt PRETRAINED (or --resume DIR)");
               const fs::path ckpt = resolve_checkpoint(a->ckpt);
               MONET_CHECK(!is_hf_checkpoint(ckpt),
                           "finetune: '{}' is a Hugging Face folder; fine-tuning starts from a "
@@ -66,7 +67,7 @@ Command add_finetune_command(CLI::App& app, Communicator& comm) {
               }
               // The pretrained run's config, with the fine-tuning settings, then any --set.
               nlohmann::json j = to_json(load_config(ckpt / "config.json"));
-              j["run"]["data"] = a->data;
+              j["run"]["data"] = find_data(a->data, ckpt);  // from any directory
               j["run"]["steps"] = a->steps;
               j["run"]["batch"] = a->batch;
               j["run"]["accumulate"] = 1;

@@ -45,7 +45,7 @@ Command add_instruct_eval_command(CLI::App& app) {
             Config cfg;
             auto model = load_model(a->ckpt, &cfg, parse_device(a->device), note_to_stderr);
             const auto tokenizer = load_tokenizer(a->ckpt);
-            const InstructData data = load_instruct_data(a->data);
+            const InstructData data = load_instruct_data(find_data(a->data, a->ckpt));
             if (a->o.families == "all") a->o.families.clear();
             const InstructEvalResult r = instruct_eval(
                 *model, *tokenizer, data, a->o,

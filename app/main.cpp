@@ -31,48 +31,91 @@ using namespace monet;
 
 namespace {
 
-// `monet help [COMMAND]`: the overview, or one command's options with their defaults.
+// The help text of `cmd` itself (App::help() of a parent whose subcommand was parsed — `help` —
+// prints that subcommand's instead).
+std::string help_of(const CLI::App& cmd) {
+  return cmd.get_formatter()->make_help(&cmd, cmd.get_name(), CLI::AppFormatMode::Normal);
+}
+
+std::vector<std::string> subcommand_names(const CLI::App& cmd) {
+  std::vector<std::string> names;
+  for (const CLI::App* sub : cmd.get_subcommands({})) names.push_back(sub->get_name());
+  return names;
+}
+
+// `monet help [COMMAND [SUBCOMMAND]]`: the overview, or one command's options with their defaults
+// (`monet help sae train` as `monet sae train --help`).
 app::Command add_help_command(CLI::App& app) {
-  auto topic = std::make_shared<std::string>();
+  auto topic = std::make_shared<std::vector<std::string>>();
   CLI::App* cmd = app.add_subcommand("help", "show the commands, or one command's options");
-  cmd->add_option("command", *topic, "the command");
+  cmd->add_option("command", *topic, "the command (and subcommand: help sae train)");
   return {cmd, [&app, topic] {
-            if (topic->empty()) {
-              fmt::print("{}", app.help());
-              return 0;
-            }
-            for (const CLI::App* sub : app.get_subcommands({})) {
-              if (sub->get_name() == *topic) {
-                fmt::print("{}", sub->help());
-                return 0;
+            const CLI::App* at = &app;
+            std::string path;
+            for (const std::string& word : *topic) {
+              const std::vector<std::string> names = subcommand_names(*at);
+              if (std::find(names.begin(), names.end(), word) == names.end()) {
+                fmt::print(stderr, "monet: error: help: no command '{}{}'{}; the {} are {}\n",
+                           path, word, did_you_mean(word, names),
+                           path.empty() ? "commands" : path + "subcommands", fmt::join(names, ", "));
+                return app::kExitUsage;
               }
+              at = at->get_subcommand(word);
+              path += word + " ";
             }
-            std::vector<std::string> names;
-            for (const CLI::App* sub : app.get_subcommands({})) names.push_back(sub->get_name());
-            fmt::print(stderr, "monet: error: help: no command '{}'{}; the commands are {}\n",
-                       *topic, did_you_mean(*topic, names), fmt::join(names, ", "));
-            return app::kExitUsage;
+            fmt::print("{}", help_of(*at));
+            return 0;
           }};
 }
 
-// A command-line error as one line: the command it concerns, the nearest command name for an
-// unknown one, and where the options are listed.
-int usage_error(const CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
-  std::vector<std::string> names;
-  for (const CLI::App* sub : app.get_subcommands({})) names.push_back(sub->get_name());
-  std::string where, hint = " (monet help lists the commands)";
-  for (const CLI::App* sub : app.get_subcommands({}))
-    if (sub->parsed())
-      where = sub->get_name() + ": ", hint = " (monet help " + sub->get_name() + ")";
+// The deepest subcommand the command line reached ("sae train"), or null.
+const CLI::App* parsed_command(const CLI::App& app, std::string& path) {
+  const CLI::App* found = nullptr;
+  for (const CLI::App* at = &app;;) {
+    const CLI::App* next = nullptr;
+    for (const CLI::App* sub : at->get_subcommands({}))
+      if (sub->parsed()) next = sub;
+    if (next == nullptr) return found;
+    path += (path.empty() ? "" : " ") + next->get_name();
+    found = at = next;
+  }
+}
+
+// " (did you mean '--config'?)" for an option of `cmd` that CLI11 did not expect ("The following
+// arguments were not expected: --confg").
+std::string option_hint(const CLI::App& cmd, const std::string& msg) {
+  if (msg.find("not expected") == std::string::npos) return "";
+  std::vector<std::string> known;
+  for (const CLI::Option* o : cmd.get_options())
+    for (const std::string& n : o->get_lnames()) known.push_back("--" + n);
+  for (size_t at = msg.find("--"); at != std::string::npos; at = msg.find("--", at + 2)) {
+    const size_t end = msg.find_first_of(" ,=\n", at);
+    const std::string word = msg.substr(at, end - at);
+    if (std::find(known.begin(), known.end(), word) != known.end()) continue;
+    const std::string hint = did_you_mean(word, known);
+    if (!hint.empty()) return hint;
+  }
+  return "";
+}
+
+// A command-line error as one line: the command it concerns, the nearest command or option name
+// for an unknown one, and where the options are listed.
+int usage_error(const CLI::App& app, const std::string& what, int argc, char** argv) {
+  std::string path;
+  const CLI::App* cmd = parsed_command(app, path);
   const std::string first = argc > 1 ? argv[1] : "";
-  if (where.empty() && !first.empty() && first[0] != '-') {  // an unknown command
+  if (cmd == nullptr && !first.empty() && first[0] != '-') {  // an unknown command
+    const std::vector<std::string> names = subcommand_names(app);
     fmt::print(stderr, "monet: error: no command '{}'{}; the commands are {}\n", first,
                did_you_mean(first, names), fmt::join(names, ", "));
     return app::kExitUsage;
   }
-  std::string msg = e.what();
+  std::string msg = what;
   std::replace(msg.begin(), msg.end(), '\n', ' ');
-  fmt::print(stderr, "monet: error: {}{}{}\n", where, msg, hint);
+  while (!msg.empty() && msg.back() == ' ') msg.pop_back();
+  const std::string hint = cmd ? option_hint(*cmd, msg) : option_hint(app, msg);
+  fmt::print(stderr, "monet: error: {}{}{} ({})\n", cmd ? path + ": " : "", msg, hint,
+             cmd ? "monet help " + path : "monet help lists the commands");
   return app::kExitUsage;
 }
 
@@ -121,7 +164,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    return usage_error(app, e, argc, argv);
+    return usage_error(app, e.what(), argc, argv);
   }
   try {
     for (const app::Command& c : commands) {
@@ -139,8 +182,11 @@ int main(int argc, char** argv) {
             openblas_get_num_threads() == 1 ? "" : "s");
       return c.run();
     }
-    fmt::print("{}", app.help());
+    fmt::print("{}", help_of(app));
     return 0;
+  } catch (const app::UsageError& e) {  // a command line that parsed but cannot run
+    if (comm->rank() == 0) return usage_error(app, e.what(), argc, argv);
+    return app::kExitUsage;
   } catch (const std::exception& e) {
     if (comm->size() == 1) {
       fmt::print(stderr, "monet: error: {}\n", e.what());

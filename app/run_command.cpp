@@ -53,7 +53,8 @@ void warn_if_oversubscribed(const Communicator& comm) {
 int run_training(const RunArgs& a, Communicator& comm, const std::function<TrainOptions()>& fresh) {
   TrainOptions opt;
   if (!a.resume.empty()) {
-    opt.resume = true;
+    // A folder stopped before its first checkpoint starts from step 0 with its own config.
+    opt.resume = !never_checkpointed(a.resume);
     opt.out_dir = a.resume;
     opt.config = resume_config(a.resume, a.sets);
   } else {

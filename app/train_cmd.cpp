@@ -21,9 +21,12 @@ Command add_train_command(CLI::App& app, Communicator& comm) {
   cmd->add_option("--config", a->config, "the run configuration (configs/*.json)");
   cmd->add_option("--out", a->out, "output folder")->default_str("runs/<config name>");
   add_run_options(cmd, *a, "run.steps");
+  // A resumed run keeps its own config (change it with --set): a --config beside it would be
+  // ignored, so it is refused.
+  cmd->get_option("--config")->excludes("--resume");
   return {cmd, [a, &comm] {
             return run_training(*a, comm, [&] {
-              MONET_CHECK(!a->config.empty(), "train: give --config FILE.json (or --resume DIR)");
+              if (a->config.empty()) throw UsageError("give --config FILE.json (or --resume DIR)");
               TrainOptions opt;
               opt.config = load_config(a->config, a->sets);
               opt.out_dir =

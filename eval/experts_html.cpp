@@ -77,7 +77,8 @@ const HIST = /*HIST*/;
 "use strict";
 const $ = (id) => document.getElementById(id);
 const esc = (s) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-const fmt = (x, d = 4) => (x === null || x === undefined) ? "\u221e" : (Math.abs(x) >= 1e4 ? x.toExponential(2) : Number(x).toPrecision(d));
+// Every number on the page goes through fmt: d significant digits, exponents outside [1e-3, 1e4).
+const fmt = (x, d = 3) => (x === null || x === undefined) ? "\u221e" : (x === 0 ? "0" : (Math.abs(x) >= 1e4 || Math.abs(x) < 1e-3) ? Number(x).toExponential(d - 1) : Number(x).toPrecision(d));
 const shown = (s) => esc(s).replace(/\n/g, '<span class="ws">\u21b5</span>\n').replace(/\t/g, '<span class="ws">\u2192</span>   ');
 let site = 0, sortKey = "sel", sortAsc = false, selected = -1;
 
@@ -100,9 +101,9 @@ function init() {
 
 function render() {
   const s = DATA.sites[site];
-  $("siteinfo").textContent = s.experts + " experts, " + s.expert_list.length + " used, " + s.unused + " never routed to; mean " + s.mean_active.toFixed(1) + " active per token";
+  $("siteinfo").textContent = s.experts + " experts, " + s.expert_list.length + " used, " + s.unused + " never routed to; mean " + fmt(s.mean_active) + " active per token";
   $("domains").tBodies[0].innerHTML = DATA.domains.map((d, i) =>
-    "<tr><td class=l>" + esc(d) + "</td><td>" + s.tokens[i] + "</td><td>" + s.mean_active_per_domain[i].toFixed(2) + "</td><td>" + s.specialised_ratio2[i] + "</td></tr>").join("");
+    "<tr><td class=l>" + esc(d) + "</td><td>" + s.tokens[i] + "</td><td>" + fmt(s.mean_active_per_domain[i]) + "</td><td>" + s.specialised_ratio2[i] + "</td></tr>").join("");
   $("hist").innerHTML = HIST[site];
   renderHeat(s);
   renderHead();
@@ -143,7 +144,7 @@ function renderHeat(s) {
   }
   const t = document.createElementNS(ns, "text");
   t.setAttribute("x", left); t.setAttribute("y", top + D * ch + 16);
-  t.textContent = xs.length + " experts" + (cols < xs.length ? " in " + cols + " columns of ~" + per.toFixed(1) : "") + ", grouped by top domain";
+  t.textContent = xs.length + " experts" + (cols < xs.length ? " in " + cols + " columns of ~" + fmt(per, 2) : "") + ", grouped by top domain";
   svg.appendChild(t);
   $("heat").innerHTML = ""; $("heat").appendChild(svg);
 }

@@ -79,6 +79,18 @@ double mean_active(const std::vector<int64_t>& hist) {
   return n > 0 ? sum / n : 0.0;
 }
 
+// A number as the page shows it, 4 significant digits: the JSON embedded in experts.html is
+// most of its weight, and 17-digit probabilities tripled it for nothing.
+double sig4(double x) {
+  if (!std::isfinite(x) || x == 0) return x;
+  const double scale = std::pow(10.0, 3 - std::floor(std::log10(std::abs(x))));
+  return std::round(x * scale) / scale;
+}
+std::vector<double> sig4(std::vector<double> xs) {
+  for (double& x : xs) x = sig4(x);
+  return xs;
+}
+
 nlohmann::json site_json(const SiteStats& ss, const ExpertStats& st,
                          const std::vector<Domain>& domains, const ReportOptions& opt) {
   using nlohmann::json;
@@ -95,10 +107,10 @@ nlohmann::json site_json(const SiteStats& ss, const ExpertStats& st,
     for (size_t k = 0; k < h.size(); ++k) hist[k] += h[k];
   }
   j["active_histogram"] = hist;
-  j["mean_active"] = mean_active(hist);
+  j["mean_active"] = sig4(mean_active(hist));
   std::vector<double> per_domain;
   for (const auto& h : ss.active_hist) per_domain.push_back(mean_active(h));
-  j["mean_active_per_domain"] = per_domain;
+  j["mean_active_per_domain"] = sig4(per_domain);
   std::vector<size_t> specialised;
   for (size_t d = 0; d < D; ++d)
     specialised.push_back(specialised_experts(p, d, SelectionRule{}).size());
@@ -129,16 +141,16 @@ nlohmann::json site_json(const SiteStats& ss, const ExpertStats& st,
     json x;
     x["id"] = e;
     x["label"] = ss.site.label(e);
-    x["prob"] = pe;
+    x["prob"] = sig4(pe);
     x["active"] = ae;
     x["top_domain"] = st.domains[sel.top];
-    x["selectivity"] = std::isfinite(sel.ratio) ? json(sel.ratio) : json(nullptr);
+    x["selectivity"] = std::isfinite(sel.ratio) ? json(sig4(sel.ratio)) : json(nullptr);
     json ctx = json::array();
     for (const ContextRef& c : ss.top.best(e)) {
       const ContextText t =
           context_text(split_tokens(domains[static_cast<size_t>(c.domain)], opt.train_split),
                        c.offset, opt.window, opt.tokenizer);
-      ctx.push_back({{"score", c.score},
+      ctx.push_back({{"score", sig4(c.score)},
                      {"domain", st.domains[static_cast<size_t>(c.domain)]},
                      {"offset", c.offset},
                      {"left", t.left},

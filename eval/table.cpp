@@ -193,19 +193,41 @@ TableRow measure(const TableOptions& o, const std::string& kind, int64_t sqrt_n,
 
 }  // namespace
 
-double loglog_slope(const std::vector<double>& x, const std::vector<double>& y) {
+LogLogFit loglog_fit(const std::vector<double>& x, const std::vector<double>& y) {
   MONET_CHECK(x.size() == y.size(), "loglog_slope: {} x values for {} y values", x.size(),
               y.size());
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  double sx = 0, sy = 0, sxx = 0, sxy = 0, syy = 0;
   int n = 0;
   for (size_t i = 0; i < x.size(); ++i) {
     if (!(x[i] > 0) || !(y[i] > 0)) continue;
     const double lx = std::log(x[i]), ly = std::log(y[i]);
-    sx += lx, sy += ly, sxx += lx * lx, sxy += lx * ly, ++n;
+    sx += lx, sy += ly, sxx += lx * lx, sxy += lx * ly, syy += ly * ly, ++n;
   }
   const double den = n * sxx - sx * sx;
   MONET_CHECK(n >= 2 && den > 1e-12, "loglog_slope: needs two points with distinct positive x");
-  return (n * sxy - sx * sy) / den;
+  LogLogFit f;
+  f.slope = (n * sxy - sx * sy) / den;
+  // R² = the squared correlation of log x and log y; a flat y (no variance) fits exactly.
+  const double vy = n * syy - sy * sy;
+  f.r2 = vy > 1e-12 * std::max(1.0, std::abs(n * syy)) ? (n * sxy - sx * sy) * (n * sxy - sx * sy) / (den * vy) : 1.0;
+  return f;
+}
+
+double loglog_slope(const std::vector<double>& x, const std::vector<double>& y) {
+  return loglog_fit(x, y).slope;
+}
+
+std::vector<std::string> slope_warnings(const TableResult& r) {
+  std::vector<std::string> out;
+  for (const TableSlope& s : r.slopes) {
+    if (s.quantity != "fwd+bwd time" || (s.measured >= 0 && s.r2 >= 0.8)) continue;
+    out.push_back(fmt::format(
+        "{} {}: slope {:.3f} with R² {:.2f} over {} points is noise, not a trend — the timings "
+        "at this size are too short or the machine was busy; measure with more --repeats, "
+        "without --quick, on a quiet machine",
+        s.kind, s.quantity, s.measured, s.r2, s.points));
+  }
+  return out;
 }
 
 std::vector<TableSlope> fit_slopes(const std::vector<TableRow>& rows) {
@@ -227,7 +249,8 @@ std::vector<TableSlope> fit_slopes(const std::vector<TableRow>& rows) {
       std::vector<double> x, y;
       for (const TableRow* r : pts) x.push_back(static_cast<double>(r->n)), y.push_back(value(*r));
       if (pts.size() < 2) return;
-      out.push_back({kind, what, loglog_slope(x, y), expo, static_cast<int>(pts.size())});
+      const LogLogFit f = loglog_fit(x, y);
+      out.push_back({kind, what, f.slope, f.r2, expo, static_cast<int>(pts.size())});
     };
     // Parameters are exact for every N (counted on the meta device), run or not.
     fit("expert params", all, exps.second,

@@ -70,6 +70,7 @@ struct TableRow {
 struct TableSlope {
   std::string kind, quantity;  // quantity: "params", "expert params", "retrieval FLOPs", ...
   double measured = 0;
+  double r2 = 1;      // of the log-log fit: near 1 when the points lie on a line
   double paper = -1;  // the paper's exponent; < 0 when the paper states none
   int points = 0;
 };
@@ -90,8 +91,18 @@ struct TableResult {
   double seconds = 0;
 };
 
-// Least-squares slope of log y against log x (points with x, y > 0). Needs two distinct x.
+// Least-squares line of log y against log x (points with x, y > 0): its slope and R². Needs two
+// distinct x.
+struct LogLogFit {
+  double slope = 0, r2 = 1;
+};
+LogLogFit loglog_fit(const std::vector<double>& x, const std::vector<double>& y);
 double loglog_slope(const std::vector<double>& x, const std::vector<double>& y);
+
+// The slopes of clock timings that say nothing (a negative slope: time falling as N grows, or a
+// fit with R² < 0.8): timings at this size are mostly noise. One sentence each, for the table
+// and for stderr.
+std::vector<std::string> slope_warnings(const TableResult& r);
 
 // progress(done, total, what) is called before each configuration.
 using TableProgress = std::function<void(int, int, const std::string&)>;

@@ -1,6 +1,7 @@
 // `monet table`'s outputs: the Markdown table, CSV, JSON and the log-log plots (eval/table.h).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -49,13 +50,14 @@ std::string table_markdown(const TableResult& r) {
         mib(w.mem_peak));
   }
   s += "\n## Log-log slopes against N (paper: MONET Table 1)\n\n";
-  s += "| kind | quantity | measured slope | paper | within ±0.1 | points "
-       "|\n|---|---|---:|---:|---|---:|\n";
+  s += "| kind | quantity | measured slope | fit R² | paper | within ±0.1 | points "
+       "|\n|---|---|---:|---:|---:|---|---:|\n";
   for (const TableSlope& sl : r.slopes)
-    s += fmt::format("| {} | {} | {:.3f} | {} | {} | {} |\n", sl.kind, sl.quantity, sl.measured,
-                     sl.paper < 0 ? "—" : fmt::format("{:.1f}", sl.paper),
+    s += fmt::format("| {} | {} | {:.3f} | {:.3f} | {} | {} | {} |\n", sl.kind, sl.quantity,
+                     sl.measured, sl.r2, sl.paper < 0 ? "—" : fmt::format("{:.1f}", sl.paper),
                      sl.paper < 0 ? "" : (std::abs(sl.measured - sl.paper) <= 0.1 ? "yes" : "NO"),
                      sl.points);
+  for (const std::string& w : slope_warnings(r)) s += "\n**Warning:** " + w + "\n";
   s += "\n## The papers' models, counted on the meta device\n\n| model | parameters | paper "
        "|\n|---|---:|---:|\n";
   for (const PaperCount& p : r.paper)
@@ -118,6 +120,7 @@ json table_json(const TableResult& r) {
     j["slopes"].push_back({{"kind", s.kind},
                            {"quantity", s.quantity},
                            {"measured", s.measured},
+                           {"r2", s.r2},
                            {"paper", s.paper < 0 ? json(nullptr) : json(s.paper)},
                            {"points", s.points}});
   for (const PaperCount& p : r.paper)
@@ -152,7 +155,18 @@ std::vector<Series> series_of(const TableResult& r, double (*value)(const TableR
     }
     if (!s.x.empty()) out.push_back(std::move(s));
   }
-  return out;
+  // Series with the same points (MONET-HD and -VD retrieve alike) would draw one line over the
+  // other, the first unseen: one line, named after both.
+  std::vector<Series> merged;
+  for (Series& s : out) {
+    auto same = std::find_if(merged.begin(), merged.end(),
+                             [&](const Series& m) { return m.x == s.x && m.y == s.y; });
+    if (same != merged.end())
+      same->name += " = " + s.name;
+    else
+      merged.push_back(std::move(s));
+  }
+  return merged;
 }
 
 }  // namespace
@@ -192,6 +206,9 @@ void write_table_outputs(const TableResult& r, const fs::path& dir) {
     po.xlabel = "N (experts)";
     po.ylabel = p.ylabel;
     po.logx = po.logy = true;
+    for (const TableRow& w : r.rows)  // a tick at each N the table has
+      if (w.n > 0 && std::find(po.xticks.begin(), po.xticks.end(), double(w.n)) == po.xticks.end())
+        po.xticks.push_back(static_cast<double>(w.n));
     write_file_atomic(dir / p.file, svg_line_plot(series_of(r, p.value, p.all_rows), po));
   }
 }

@@ -244,7 +244,7 @@ TEST(Cli, HuggingFaceFolderRunsThroughEvalSampleExpertsMaskAndExport) {
                      "sentencepiece tokens");
 
   // export: the fixture written again as bf16 loads with the same logits as the original.
-  EXPECT_EQ(monet_stdout("export --ckpt " + vd + " --to hf --dtype bf16 " + (t / "out").string(),
+  EXPECT_EQ(monet_stdout("export --ckpt " + vd + " --to hf --dtype bf16 --out " + (t / "out").string(),
                          t.path()),
             (t / "out").string() + "\n");
   EXPECT_TRUE(fs::exists(t / "out" / "tokenizer.model"));
@@ -253,13 +253,13 @@ TEST(Cli, HuggingFaceFolderRunsThroughEvalSampleExpertsMaskAndExport) {
         "eval --json --ckpt " + ck + " --data " + data + " --windows 2", t.path()))["results"];
   };
   EXPECT_EQ(loss((t / "out").string()), loss(vd));
-  expect_clean_error(monet_cli("export --ckpt " + vd + " " + (t / "out").string(), t.path()),
+  expect_clean_error(monet_cli("export --ckpt " + vd + " --out " + (t / "out").string(), t.path()),
                      "already exists");
   expect_clean_error(monet_cli("export --ckpt " + std::string(MONET_SOURCE_DIR) +
-                                   "/tests/data/v0_checkpoints/dense " + (t / "dense").string(),
+                                   "/tests/data/v0_checkpoints/dense --out " + (t / "dense").string(),
                                t.path()),
                      "MONET models");
-  EXPECT_EQ(monet_cli("export --ckpt " + vd + " --to onnx " + (t / "x").string(), t.path()).status,
+  EXPECT_EQ(monet_cli("export --ckpt " + vd + " --to onnx --out " + (t / "x").string(), t.path()).status,
             2);
 }
 
@@ -295,7 +295,7 @@ TEST(Cli, FinetuneAndInstructEvalRunOnTheMixture) {
   EXPECT_EQ(j.at("predictions").size(), 16u);
   EXPECT_EQ(j.at("families").size(), 16u);
 
-  expect_clean_error(monet_cli("finetune" + data, t.path()), "give --ckpt");
+  expect_clean_error(monet_cli("finetune" + data, t.path()), "give --ckpt", 2);  // a usage error
   expect_clean_error(monet_cli("finetune --ckpt " + pre + " --data " + src +
                                    "/third_party/corpora/toy4 --out " + (t / "x").string(),
                                t.path()),

@@ -162,6 +162,36 @@ TEST(Table, QuickRunOfTheBinaryWritesEveryOutput) {
   EXPECT_EQ(j["rows"].size(), 1u + 4 * 3);
   EXPECT_NE(read_file(t / "table.csv").find("kind,n,sqrt_n"), std::string::npos);
   for (const char* svg : {"time_vs_n.svg", "flops_vs_n.svg", "retrieval_flops_vs_n.svg",
-                          "params_vs_n.svg", "memory_vs_n.svg"})
-    EXPECT_EQ(read_file(t / svg).rfind("<svg", 0), 0u) << svg;
+                          "params_vs_n.svg", "memory_vs_n.svg"}) {
+    const std::string plot = read_file(t / svg);
+    EXPECT_EQ(plot.rfind("<svg", 0), 0u) << svg;
+    // The x ticks sit at the measured N (√N 16, 32, 64), not at round numbers between them.
+    for (const char* n : {">256</text>", ">1024</text>", ">4096</text>"})
+      EXPECT_NE(plot.find(n), std::string::npos) << svg << " has no tick " << n;
+    EXPECT_EQ(plot.find(">2000</text>"), std::string::npos) << svg;
+  }
+  // MONET-HD and -VD retrieve with the same FLOPs: one line named after both, not one hidden.
+  EXPECT_NE(read_file(t / "retrieval_flops_vs_n.svg").find("monet_hd = monet_vd"),
+            std::string::npos);
+  EXPECT_NE(md.find("| fit R² |"), std::string::npos);
+}
+
+// A timing slope that is noise (negative, or a poor fit) is called so, in the table and on stderr;
+// exact counts (FLOPs, parameters) never are.
+TEST(Table, NoisyTimingSlopesAreFlagged) {
+  const LogLogFit line = loglog_fit({1, 2, 4, 8}, {3, 6, 12, 24});
+  EXPECT_NEAR(line.slope, 1.0, 1e-12);
+  EXPECT_NEAR(line.r2, 1.0, 1e-12);
+  const LogLogFit noise = loglog_fit({1, 2, 4, 8}, {5, 1, 6, 2});
+  EXPECT_LT(noise.r2, 0.5);
+  TableResult r;
+  r.slopes = {{"monet_vd", "fwd+bwd time", -0.362, 0.9, -1, 3},
+              {"smoe", "fwd+bwd time", 0.8, 0.3, -1, 3},
+              {"peer", "fwd+bwd time", 0.5, 0.97, -1, 3},
+              {"smoe", "retrieval FLOPs", -0.5, 0.1, 1.0, 3}};
+  const std::vector<std::string> w = slope_warnings(r);
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_NE(w[0].find("monet_vd fwd+bwd time: slope -0.362"), std::string::npos) << w[0];
+  EXPECT_NE(w[1].find("R² 0.30"), std::string::npos) << w[1];
+  EXPECT_NE(table_markdown(r).find("**Warning:** monet_vd fwd+bwd time"), std::string::npos);
 }

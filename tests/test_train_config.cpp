@@ -2,6 +2,7 @@
 
 #include "test_train_util.h"
 #include "train/config.h"
+#include "train/trainer.h"
 #include "util/fileio.h"
 #include "util/suggest.h"
 
@@ -164,7 +165,10 @@ TEST(TrainConfig, ShippedConfigsLoad) {
   Config tiny = load_config(root + "/configs/tiny.json");
   EXPECT_EQ(tiny.model.d, 128);
   EXPECT_EQ(tiny.model.ffn.params.at("hidden").get<int64_t>(), 512);
-  EXPECT_EQ(tiny.run.data, "third_party/corpora/toy4");
+  // "third_party/corpora/toy4", found from wherever the test runs (find_data).
+  EXPECT_TRUE(std::filesystem::is_directory(tiny.run.data)) << tiny.run.data;
+  EXPECT_EQ(std::filesystem::canonical(tiny.run.data),
+            std::filesystem::canonical(root + "/third_party/corpora/toy4"));
   Config small = load_config(root + "/configs/small.json", {"run.steps=3", "optim.warmup_steps=1"});
   EXPECT_EQ(small.model.d, 256);
   EXPECT_EQ(small.model.context, 256);
@@ -174,6 +178,24 @@ TEST(TrainConfig, ShippedConfigsLoad) {
   TempDir dir("config_file");
   write_file_atomic(dir / "bad.json", "{\"model\": ");
   EXPECT_TRUE(ThrowsWith([&] { load_config(dir / "bad.json"); }, {"bad.json", "invalid JSON"}));
+}
+
+// A relative run.data is looked up from the current directory, then from the config's folder up,
+// then in the source tree; left as it is when none has it (its loader then names it).
+TEST(TrainConfig, RelativeDataIsFoundNearTheConfig) {
+  TempDir dir("config_find_data");
+  std::filesystem::create_directories(dir / "corpora" / "mine");
+  std::filesystem::create_directories(dir / "runs" / "a" / "checkpoint");
+  write_file_atomic(dir / "runs" / "a" / "checkpoint" / "config.json",
+                    R"({"run": {"data": "corpora/mine"}})");
+  const Config c = load_config(dir / "runs" / "a" / "checkpoint" / "config.json");
+  EXPECT_EQ(c.run.data, (dir / "corpora" / "mine").string());
+  EXPECT_EQ(find_data("corpora/none", dir / "runs"), "corpora/none");
+  EXPECT_EQ(find_data("/abs/none", dir.path()), "/abs/none");
+  EXPECT_EQ(find_data("", dir.path()), "");
+  // The bundled corpus from a folder that has none above it: the source tree's.
+  EXPECT_EQ(std::filesystem::canonical(find_data("third_party/corpora/toy4", dir.path())),
+            std::filesystem::canonical(std::string(MONET_SOURCE_DIR) + "/third_party/corpora/toy4"));
 }
 
 // What json::parse accepts silently is refused, a value from --set is blamed on the --set, and a
@@ -206,9 +228,20 @@ TEST(TrainConfig, NullDuplicatesSetsAndTyposAreNamed) {
                          {"(did you mean 'monet_vd'?)"}));
   EXPECT_TRUE(ThrowsWith(parse(R"({"zzzz": 1})"), {"unknown config key 'zzzz'"}));
   EXPECT_FALSE(ThrowsWith(parse(R"({"zzzz": 1})"), {"did you mean"}));  // nothing near
-  // warmup_steps >= run.steps says how to fix it.
-  EXPECT_TRUE(ThrowsWith(parse(R"({"run": {"steps": 10}, "optim": {"warmup_steps": 50}})"),
-                         {"optim.warmup_steps", "--set optim.warmup_steps=1", "raise run.steps"}));
+}
+
+// A short run of a long run's config (warm-up 50, 10 steps) warms up over a tenth of the run
+// instead of failing: the first thing nearly every new user tries (--set run.steps=50).
+TEST(TrainConfig, WarmupLongerThanTheRunIsScaledToATenth) {
+  Config c = parse_config(nlohmann::json::parse(R"({"run": {"steps": 10}, "optim": {"warmup_steps": 50}})"));
+  EXPECT_EQ(c.optim.warmup_steps, 50);  // the config keeps what was written
+  EXPECT_EQ(warmup_for(c), 1);
+  c.run.steps = 50;
+  EXPECT_EQ(warmup_for(c), 5);  // equal is too long as well
+  c.run.steps = 51;
+  EXPECT_EQ(warmup_for(c), 50);
+  c.run.steps = 5;
+  EXPECT_EQ(warmup_for(c), 0);  // no warm-up at all for a run shorter than 10 steps
 }
 
 TEST(Suggest, EditDistanceAndNearestName) {

@@ -224,7 +224,11 @@ Config load_checkpoint_config(const fs::path& dir) { return load_config(dir / "c
 std::shared_ptr<nn::Transformer> load_model(const fs::path& path, Config* config, Device device,
                                             const std::function<void(const std::string&)>& note) {
   const fs::path dir = resolve_checkpoint(path);
-  if (is_hf_checkpoint(dir)) return load_hf_model(dir, config, device, note);
+  if (is_hf_checkpoint(dir)) {
+    auto model = load_hf_model(dir, config, device, note);
+    if (config) config->run.data = find_data(config->run.data, dir);
+    return model;
+  }
   Config c = load_checkpoint_config(dir);
   Generator gen(c.run.seed);
   auto model = build_model(c.model, gen, DType::F32, device);

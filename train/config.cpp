@@ -184,10 +184,6 @@ void validate(const Config& c) {
   require_config(r.steps > 0, "run.steps", "positive", r.steps);
   require_config(r.batch > 0, "run.batch", "positive", r.batch);
   require_config(r.accumulate > 0, "run.accumulate", "positive", r.accumulate);
-  MONET_CHECK(o.warmup_steps < r.steps,
-              "config key 'optim.warmup_steps' must be less than run.steps = {}, got {}: lower it "
-              "(--set optim.warmup_steps={}) or raise run.steps",
-              r.steps, o.warmup_steps, std::max<int64_t>(0, r.steps / 10));
   require_config(r.eval_every >= 0, "run.eval_every", "non-negative (0 = only at the end)",
                  r.eval_every);
   require_config(r.eval_windows >= 0, "run.eval_windows", "non-negative (0 = all)", r.eval_windows);
@@ -323,7 +319,24 @@ Config parse_config_text(std::string_view text, const std::vector<std::string>& 
 }
 
 Config load_config(const std::filesystem::path& path, const std::vector<std::string>& overrides) {
-  return parse_config_text(read_file(path), overrides, path.string());
+  Config c = parse_config_text(read_file(path), overrides, path.string());
+  c.run.data = find_data(c.run.data, path.parent_path());
+  return c;
+}
+
+std::string find_data(const std::string& data, const std::filesystem::path& near) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path p(data);
+  if (data.empty() || p.is_absolute() || fs::exists(p, ec)) return data;
+  for (fs::path dir = fs::absolute(near, ec); !ec && !dir.empty(); dir = dir.parent_path()) {
+    if (fs::exists(dir / p, ec)) return (dir / p).lexically_normal().string();
+    if (dir == dir.parent_path()) break;
+  }
+#ifdef MONET_SOURCE_TREE
+  if (fs::exists(fs::path(MONET_SOURCE_TREE) / p, ec)) return (fs::path(MONET_SOURCE_TREE) / p).string();
+#endif
+  return data;
 }
 
 void save_config(const std::filesystem::path& path, const Config& c) {

@@ -14,8 +14,9 @@
 //          seed [0], eval_every [100] (0 = only at the end),
 //          eval_windows [64] (windows per domain; 0 = every window), log_every [10],
 //          checkpoint_every [0] (0 = only at the end), device ["cpu"] cpu|cuda,
-//          data ["third_party/corpora/toy4"] (the corpus folder; a relative path is relative to
-//          the current directory, not to the config file, so run `monet` from the repo root),
+//          data ["third_party/corpora/toy4"] (the corpus folder; a relative path is looked up
+//          from the current directory, then from the config file's folder and its parents,
+//          then in the repository monet was built from: find_data),
 //          gemm ["auto"] auto|openblas|onednn (the CPU's GEMM library; auto = oneDNN where built),
 //          precision ["fp32"] fp32|bf16 (bf16 products with f32 accumulation, CPU only),
 //          expert_parallel [false] (under mpirun, SMoE layers keep E/R experts per rank and
@@ -123,6 +124,12 @@ Config parse_config_text(std::string_view text, const std::vector<std::string>& 
 // parse_config_text of a file's contents, the path as source.
 Config load_config(const std::filesystem::path& path,
                    const std::vector<std::string>& overrides = {});
+// Where a relative data path is: `data` itself when it exists from the current directory (or is
+// absolute), else the first of near/data, near/../data, ... up to the root, else the copy in the
+// repository this monet was built from; `data` unchanged when none exists (its loader then says
+// so). load_config looks near the config file; load_model near the checkpoint: `monet` runs from
+// any directory, and a run folder or an exported model finds its corpus.
+std::string find_data(const std::string& data, const std::filesystem::path& near);
 // Writes to_json(c), indented, atomically.
 void save_config(const std::filesystem::path& path, const Config& c);
 

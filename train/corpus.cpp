@@ -39,7 +39,10 @@ std::vector<int32_t> load_split(const fs::path& path, const Tokenizer& tokenizer
 
 Corpus Corpus::load(const fs::path& folder, const Tokenizer& tokenizer) {
   std::error_code ec;
-  MONET_CHECK(fs::exists(folder, ec), "corpus folder '{}' does not exist", folder.string());
+  MONET_CHECK(fs::exists(folder, ec),
+              "corpus folder '{}' does not exist (from {}); give the data with --data FOLDER, "
+              "or --set run.data=FOLDER where the command has no --data",
+              folder.string(), fs::current_path(ec).string());
   MONET_CHECK(fs::is_directory(folder, ec), "corpus path '{}' is not a folder", folder.string());
   const auto files = find_domain_files(folder);
   MONET_CHECK(!files.empty(), "corpus folder '{}' has no <domain>{} / <domain>{} files",

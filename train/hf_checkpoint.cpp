@@ -16,6 +16,7 @@
 #include "train/safetensors.h"
 #include "train/safetensors_index.h"
 #include "util/fileio.h"
+#include "util/text.h"
 #include "util/json_value.h"
 
 namespace monet {
@@ -200,10 +201,9 @@ json hf_config(const ModelConfig& m, const std::string& torch_dtype) {
               "not '{}'",
               m.ffn.kind);
   const json& f = m.ffn.params;
+  // No auto_map: it would name a modeling_monet.py that the folder does not hold (the README.md
+  // written beside it says how to add the authors' one).
   return {{"architectures", {"MonetForCausalLM"}},
-          {"auto_map",
-           {{"AutoConfig", "modeling_monet.MonetConfig"},
-            {"AutoModelForCausalLM", "modeling_monet.MonetForCausalLM"}}},
           {"model_type", "monet"},
           {"vocab_size", m.vocab},
           {"hidden_size", m.d},
@@ -236,10 +236,9 @@ std::shared_ptr<nn::Transformer> load_hf_model(
   const int64_t params = count_parameters(c.model);
   if (note)
     note(fmt::format(
-        "{}: {} ({} weights), {:.1f}M parameters, {:.2f} GiB as float32 "
-        "(predicted on the meta device)",
+        "{}: {} ({} weights), {} parameters, {} as float32 (predicted on the meta device)",
         dir.string(), c.model.ffn.kind, hf.value("torch_dtype", "float32"),
-        static_cast<double>(params) / 1e6, 4.0 * static_cast<double>(params) / (1 << 30)));
+        format_count(static_cast<double>(params)), format_bytes(4.0 * static_cast<double>(params))));
   // Loading holds the f32 weights and one shard's tensors (bf16 as released) while they are
   // converted: both must fit, or the refusal comes now rather than from the kernel's OOM killer.
   double shard = 0;
@@ -293,6 +292,64 @@ std::shared_ptr<nn::Transformer> load_hf_model(
   return model;
 }
 
+namespace {
+
+// A Hugging Face `tokenizers` file whose ids are the bytes themselves (our byte-level tokenizer):
+// a BPE with the 256 byte symbols of the ByteLevel pre-tokenizer (GPT-2's printable stand-ins for
+// bytes) and no merges, so PreTrainedTokenizerFast encodes text to the ids this model read.
+json byte_level_tokenizer_json() {
+  json vocab = json::object();
+  int extra = 0;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+    const int cp = printable ? b : 256 + extra++;
+    std::string utf8;  // the code point (< 0x800) in UTF-8
+    if (cp < 0x80) {
+      utf8 += static_cast<char>(cp);
+    } else {
+      utf8 += static_cast<char>(0xC0 | (cp >> 6));
+      utf8 += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    vocab[utf8] = b;
+  }
+  const json byte_level = {{"type", "ByteLevel"},
+                           {"add_prefix_space", false},
+                           {"trim_offsets", false},
+                           {"use_regex", false}};
+  return {{"version", "1.0"},
+          {"truncation", nullptr},
+          {"padding", nullptr},
+          {"added_tokens", json::array()},
+          {"normalizer", nullptr},
+          {"pre_tokenizer", byte_level},
+          {"post_processor", nullptr},
+          {"decoder", byte_level},
+          {"model",
+           {{"type", "BPE"},
+            {"dropout", nullptr},
+            {"unk_token", nullptr},
+            {"continuing_subword_prefix", nullptr},
+            {"end_of_word_suffix", nullptr},
+            {"fuse_unk", false},
+            {"byte_fallback", false},
+            {"vocab", vocab},
+            {"merges", json::array()}}}};
+}
+
+constexpr const char* kExportReadme =
+    "# A MONET model exported by monet-cpp\n\n"
+    "`config.json` and `model.safetensors` follow the layout of the released MONET checkpoints\n"
+    "(arXiv 2412.04139). `monet eval|sample|experts --ckpt THIS_FOLDER` reads it as it is.\n\n"
+    "Hugging Face `transformers` has no built-in `monet` model type: put the authors'\n"
+    "`modeling_monet.py` (from the MONET repository) beside these files, add\n"
+    "`\"auto_map\": {\"AutoConfig\": \"modeling_monet.MonetConfig\", \"AutoModelForCausalLM\":\n"
+    "\"modeling_monet.MonetForCausalLM\"}` to config.json, and load with\n"
+    "`AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`.\n\n"
+    "The tokenizer: `tokenizer.model` (SentencePiece) when the model has one; otherwise the ids are\n"
+    "the text's bytes, and `tokenizer.json` encodes them so for `PreTrainedTokenizerFast`.\n";
+
+}  // namespace
+
 void export_hf(const nn::Module& model, const ModelConfig& m, const fs::path& out, DType dtype,
                const fs::path& tokenizer_model) {
   MONET_CHECK(dtype == DType::F32 || dtype == DType::BF16,
@@ -312,7 +369,16 @@ void export_hf(const nn::Module& model, const ModelConfig& m, const fs::path& ou
   fs::create_directories(tmp);
   write_file_atomic(tmp / "config.json", cfg.dump(2) + "\n");
   save_safetensors(tmp / "model.safetensors", tensors, {{"format", "pt"}});
-  if (!tokenizer_model.empty()) fs::copy_file(tokenizer_model, tmp / "tokenizer.model");
+  if (!tokenizer_model.empty()) {
+    fs::copy_file(tokenizer_model, tmp / "tokenizer.model");
+  } else {
+    write_file_atomic(tmp / "tokenizer.json", byte_level_tokenizer_json().dump(1) + "\n");
+    write_file_atomic(tmp / "tokenizer_config.json",
+                      json{{"tokenizer_class", "PreTrainedTokenizerFast"},
+                           {"model_max_length", m.context}}
+                              .dump(2) + "\n");
+  }
+  write_file_atomic(tmp / "README.md", kExportReadme);
   fs::rename(tmp, out);
 }
 

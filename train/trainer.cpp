@@ -175,27 +175,49 @@ Trainable trainable_parameters(nn::Module& model, const Config& cfg) {
   return t;
 }
 
+bool never_checkpointed(const fs::path& dir) {
+  return fs::exists(dir / "config.json") && !fs::exists(dir / "checkpoint" / "model.safetensors") &&
+         !fs::exists(dir / "checkpoint.prev" / "model.safetensors");
+}
+
 Config resume_config(const fs::path& dir, const std::vector<std::string>& overrides) {
+  if (never_checkpointed(dir)) return load_config(dir / "config.json", overrides);
   const fs::path ckpt = resolve_checkpoint(dir);
   return load_config(ckpt / "config.json", overrides);
 }
 
-// A run folder is never overwritten by accident: a new run needs an empty folder (or --force,
-// which removes the old run's checkpoints, log and plot first).
-void prepare_run_folder(const TrainOptions& opt) {
+namespace {
+
+// A run folder is never overwritten by accident: a new run needs an empty folder, or one whose
+// run stopped before its first checkpoint (nothing in it to lose), or --force, which removes the
+// old run's checkpoints, log and plot first. Returns a note when it started such a run over.
+std::string prepare_run_folder(const TrainOptions& opt) {
   const char* run_files[] = {"checkpoint", "checkpoint.prev", "checkpoint.tmp",
                              "log.jsonl",  "loss.svg",        "config.json"};
+  std::string note;
   if (!opt.resume) {
     std::vector<std::string> found;
     for (const char* f : run_files)
       if (fs::exists(opt.out_dir / f)) found.push_back(f);
-    MONET_CHECK(found.empty() || opt.force,
+    const bool nothing_to_lose = never_checkpointed(opt.out_dir);
+    MONET_CHECK(found.empty() || opt.force || nothing_to_lose,
                 "train: '{}' already holds a run ({}); continue it with `monet train --resume {}`, "
                 "or start it over with --force",
                 opt.out_dir.string(), fmt::join(found, ", "), opt.out_dir.string());
+    if (!found.empty() && nothing_to_lose && !opt.force)
+      note = fmt::format("'{}' holds a run stopped before its first checkpoint: starting it over",
+                         opt.out_dir.string());
     for (const char* f : run_files) fs::remove_all(opt.out_dir / f);
   }
   fs::create_directories(opt.out_dir);
+  return note;
+}
+
+}  // namespace
+
+int64_t warmup_for(const Config& cfg) {
+  const int64_t w = cfg.optim.warmup_steps, steps = cfg.run.steps;
+  return w < steps ? w : steps / 10;
 }
 
 TrainResult train(const TrainOptions& opt, std::FILE* out) {
@@ -230,6 +252,17 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
                 "train --resume: the checkpoint is at step {}, past run.steps = {}; to train on, "
                 "raise it: --set run.steps=N with N > {}",
                 state.step, cfg.run.steps, state.step);
+    if (state.step == cfg.run.steps) {  // nothing to train: the folder stays as it is
+      if (comm.rank() == 0 && out)
+        fmt::print(out,
+                   "the run in {} is finished ({} of {} steps): nothing to train; to train on, "
+                   "--set run.steps=N with N > {}\n",
+                   opt.out_dir.string(), state.step, cfg.run.steps, state.step);
+      TrainResult done;
+      done.steps = state.step;
+      done.parameters = model->num_parameters();
+      return done;
+    }
     data->set_state(state.batcher);
     rng.set_state(state.rng);
   }
@@ -257,8 +290,9 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   Communicator* eval_comm = shards.empty() ? &comm : nullptr;
 
   // The run folder, once the config has proved good: rank 0 prepares it while the others wait.
+  std::string folder_note;
   if (lead) {
-    prepare_run_folder(opt);
+    folder_note = prepare_run_folder(opt);
     if (opt.resume)
       truncate_log(log_path, state.step);
     else
@@ -268,8 +302,16 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
   comm.barrier();  // a failure on rank 0 ends the job (core/comm.h), not this wait
   const int64_t B = cfg.run.batch, T = cfg.model.context, total = cfg.run.steps;
   const int64_t stop = opt.stop_at >= 0 ? std::min(opt.stop_at, total) : total;
-  const nn::LrSchedule sched{cfg.optim.lr, cfg.optim.min_lr, cfg.optim.warmup_steps, total};
+  const nn::LrSchedule sched{cfg.optim.lr, cfg.optim.min_lr, warmup_for(cfg), total};
   Progress progress(total, state.step, lead ? out : nullptr);
+  if (!folder_note.empty()) progress.line(folder_note);
+  if (opt.resume)
+    progress.line(fmt::format("resuming {} from step {} of {}", opt.out_dir.string(), state.step,
+                              total));
+  if (sched.warmup_steps != cfg.optim.warmup_steps)
+    progress.line(fmt::format("optim.warmup_steps = {} is not less than run.steps = {}: warming "
+                              "up over {} steps, a tenth of the run",
+                              cfg.optim.warmup_steps, total, sched.warmup_steps));
   progress.line(fmt::format("model: {} parameters, ffn {}, {} layers, d {} | data: {}",
                             result.parameters, cfg.model.ffn.kind, cfg.model.layers, cfg.model.d,
                             data->describe()));
@@ -334,7 +376,11 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
     state.step = step + 1;
     result.last_loss = lm_value;
 
-    progress.step(step, lm_value, lr, B * T * cfg.run.accumulate, cfg.run.log_every);
+    // The MoE numbers (aux loss, the layers' routing metrics) on the lines that stay on screen.
+    const std::map<std::string, double> ffn = model->ffn_metrics();
+    std::string moe_numbers = s.has_aux ? fmt::format(" | aux {:.4g}", aux_value) : "";
+    for (const auto& [k, v] : ffn) moe_numbers += fmt::format(" | {} {:.4g}", k, v);
+    progress.step(step, lm_value, lr, B * T * cfg.run.accumulate, cfg.run.log_every, moe_numbers);
     json line = {{"step", state.step},
                  {"loss", lm_value},
                  {"lr", lr},
@@ -348,7 +394,7 @@ TrainResult train(const TrainOptions& opt, std::FILE* out) {
                              before.all_reduce_seconds - before.all_to_all_seconds;
     }
     if (s.has_aux) line["aux"] = aux_value;
-    for (const auto& [k, v] : model->ffn_metrics()) line[k] = v;
+    for (const auto& [k, v] : ffn) line[k] = v;
     log << line.dump() << "\n";
     const bool last = state.step == total;
     if (!last && cfg.run.eval_every > 0 && state.step % cfg.run.eval_every == 0) {

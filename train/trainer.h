@@ -55,6 +55,10 @@ struct TrainResult {
 
 TrainResult train(const TrainOptions& opt, std::FILE* out = stdout);
 
+// The warm-up steps of the learning-rate schedule: optim.warmup_steps, or a tenth of run.steps
+// when it is not less than run.steps (a short run of a long run's config; the run says so).
+int64_t warmup_for(const Config& cfg);
+
 // The optimizer of `optim` (AdamW or SGD) over `params`, as `monet train` builds it.
 std::unique_ptr<nn::Optimizer> make_optimizer(const OptimConfig& optim, const nn::NamedTensors& params);
 
@@ -102,7 +106,13 @@ struct Trainable {
 };
 Trainable trainable_parameters(nn::Module& model, const Config& cfg);
 
-// A config for a run resumed from `dir`: the checkpoint's, with `overrides` applied on top.
+// A run folder with a config.json but no checkpoint: its run was stopped (a second Ctrl-C, kill -9)
+// before the first checkpoint was written. `train` starts such a folder over without --force, and
+// `train --resume` starts it from step 0 with its config.
+bool never_checkpointed(const std::filesystem::path& dir);
+
+// A config for a run resumed from `dir`: the checkpoint's (config.json of a never-checkpointed
+// folder), with `overrides` applied on top.
 Config resume_config(const std::filesystem::path& dir, const std::vector<std::string>& overrides);
 
 }  // namespace monet

@@ -170,7 +170,12 @@ std::string svg_line_plot(const std::vector<Series>& series, const PlotOptions& 
       "fill=\"white\"/>\n<text x=\"{}\" y=\"22\" font-size=\"15\" "
       "text-anchor=\"middle\">{}</text>\n",
       opt.width, opt.height, L + W / 2, esc(opt.title));
-  for (const auto& [t, text] : axis(x0, x1, opt.logx))
+  std::vector<std::pair<double, std::string>> xaxis;
+  for (double v : opt.xticks)  // the data's own x values, where the caller names them
+    if (ok(v, opt.logy ? 1.0 : 0.0) && tx(v) >= x0 && tx(v) <= x1)
+      xaxis.emplace_back(tx(v), fmt::format("{:.6g}", v));
+  if (xaxis.empty()) xaxis = axis(x0, x1, opt.logx);
+  for (const auto& [t, text] : xaxis)
     o += fmt::format(
         "<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#ddd\"/>"
         "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4}</text>\n",

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/cuda/context.h"
+#include "core/cuda/cublas_lib.h"
 #include "core/cuda/kernels.h"
 #include "core/error.h"
 
@@ -40,8 +41,9 @@ void check(cudaError_t status, const char* call, const char* file, int line) {
 
 void check(cublasStatus_t status, const char* call, const char* file, int line) {
   if (status == CUBLAS_STATUS_SUCCESS) return;
-  fail(fmt::format("{} ({})", cublasGetStatusName(status), cublasGetStatusString(status)).c_str(),
-       call, file, line);
+  const CublasLib& lib = cublas_lib();  // a status means cuBLAS is open
+  fail(fmt::format("{} ({})", lib.status_name(status), lib.status_string(status)).c_str(), call,
+       file, line);
 }
 
 // ---- the context ----
@@ -118,8 +120,8 @@ cublasHandle_t Context::cublas() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!cublas_) {
     cublasHandle_t h = nullptr;
-    MONET_CUDA_CHECK(cublasCreate(&h));
-    MONET_CUDA_CHECK(cublasSetStream(h, s));
+    MONET_CUDA_CHECK(cublas_lib().create(&h));
+    MONET_CUDA_CHECK(cublas_lib().set_stream(h, s));
     cublas_ = h;
   }
   return cublas_;

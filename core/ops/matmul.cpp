@@ -19,6 +19,7 @@
 #include "core/flops.h"
 #include "core/ops/common.h"
 #ifdef MONET_WITH_CUDA
+#include "core/cuda/cublas_lib.h"
 #include "core/cuda/iteration.h"
 #endif
 
@@ -75,10 +76,11 @@ void cuda_gemm(const Tensor& a, const Tensor& b, const Tensor& out, const Shape&
   const auto* pb = static_cast<const float*>(b.storage()->data());
   float* pc = out.data<float>();
   cublasHandle_t h = cuda::cublas();
+  const auto gemm = cuda::cublas_lib().sgemm_strided_batched;
   cpu::strided_loop<3>(shape, st, {a.offset(), b.offset(), 0},
                        [&](const std::array<int64_t, 3>& o) {
                          // Column-major Cᵀ [N, M] = Bᵀ [N, K] · Aᵀ [K, M].
-                         MONET_CUDA_CHECK(cublasSgemmStridedBatched(
+                         MONET_CUDA_CHECK(gemm(
                              h, op(lb), op(la), static_cast<int>(N), static_cast<int>(M),
                              static_cast<int>(K), &alpha, pb + o[1], static_cast<int>(lb.ld),
                              stride_b, pa + o[0], static_cast<int>(la.ld), stride_a, &beta,
