@@ -49,9 +49,8 @@ Command add_experts_command(CLI::App& app) {
             co.batch = a->batch;
             Progress bar(1, 0, stderr);  // live on a terminal; a line every few seconds in a log
             interp::ExpertStats st =
-                collect_expert_stats(*l.experts, l.corpus.domains(), co, [&](int done, int total) {
-                  bar.bar(done, total, "batches");
-                });
+                collect_expert_stats(*l.experts, l.corpus.domains(), co,
+                                     [&](int done, int total) { bar.bar(done, total, "batches"); });
             const fs::path out = l.out_dir(*a, "experts");
             interp::ReportOptions ro;
             ro.window = a->window;

@@ -55,9 +55,10 @@ app::Command add_help_command(CLI::App& app) {
             for (const std::string& word : *topic) {
               const std::vector<std::string> names = subcommand_names(*at);
               if (std::find(names.begin(), names.end(), word) == names.end()) {
-                fmt::print(stderr, "monet: error: help: no command '{}{}'{}; the {} are {}\n",
-                           path, word, did_you_mean(word, names),
-                           path.empty() ? "commands" : path + "subcommands", fmt::join(names, ", "));
+                fmt::print(stderr, "monet: error: help: no command '{}{}'{}; the {} are {}\n", path,
+                           word, did_you_mean(word, names),
+                           path.empty() ? "commands" : path + "subcommands",
+                           fmt::join(names, ", "));
                 return app::kExitUsage;
               }
               at = at->get_subcommand(word);

@@ -67,7 +67,8 @@ Command add_table_command(CLI::App& app) {
               bar.bar(done, total, what);
             });
             fmt::print("{}", table_markdown(r));
-            for (const std::string& w : slope_warnings(r)) fmt::print(stderr, "table: warning: {}\n", w);
+            for (const std::string& w : slope_warnings(r))
+              fmt::print(stderr, "table: warning: {}\n", w);
             if (!a->out.empty()) {
               write_table_outputs(r, a->out);
               fmt::print(stderr, "table: wrote {}/table.{{md,csv,json}} and *_vs_n.svg\n", a->out);

@@ -209,7 +209,9 @@ LogLogFit loglog_fit(const std::vector<double>& x, const std::vector<double>& y)
   f.slope = (n * sxy - sx * sy) / den;
   // R² = the squared correlation of log x and log y; a flat y (no variance) fits exactly.
   const double vy = n * syy - sy * sy;
-  f.r2 = vy > 1e-12 * std::max(1.0, std::abs(n * syy)) ? (n * sxy - sx * sy) * (n * sxy - sx * sy) / (den * vy) : 1.0;
+  f.r2 = vy > 1e-12 * std::max(1.0, std::abs(n * syy))
+             ? (n * sxy - sx * sy) * (n * sxy - sx * sy) / (den * vy)
+             : 1.0;
   return f;
 }
 

@@ -162,7 +162,8 @@ TEST(FirstHour, TheLossHistoryStaysOnATerminalWithTheMoeNumbers) {
   int kept = 0;
   for (std::string line; std::getline(lines, line);) {
     if (!line.empty() && line.back() == '\r') line.pop_back();  // the terminal's \r\n
-    const std::string shown = line.substr(line.rfind('\r') == std::string::npos ? 0 : line.rfind('\r') + 1);
+    const std::string shown =
+        line.substr(line.rfind('\r') == std::string::npos ? 0 : line.rfind('\r') + 1);
     if (shown.rfind("step ", 0) != 0) continue;  // the step lines, not "eval @ step 4"
     ++kept;
     EXPECT_NE(shown.find("| aux "), std::string::npos) << shown;
@@ -175,7 +176,9 @@ TEST(FirstHour, TheLossHistoryStaysOnATerminalWithTheMoeNumbers) {
 TEST(FirstHour, AnExportHasItsTokenizerAndNamesNoMissingFile) {
   TempDir t("first_export");
   const std::string vd =
-      " --set 'model.ffn={\"kind\":\"monet_vd\",\"sqrt_n\":4,\"heads\":2,\"topk\":2,\"dim\":8,\"group\":1}'";
+      " --set "
+      "'model.ffn={\"kind\":\"monet_vd\",\"sqrt_n\":4,\"heads\":2,\"topk\":2,\"dim\":8,\"group\":1}"
+      "'";
   const Result trained = monet_in(t.path(), "train " + tiny(2) + vd + " --out run");
   ASSERT_EQ(trained.status, 0) << trained.err;
   const Result ex = monet_in(t.path(), "export --ckpt run --to hf --out hf");

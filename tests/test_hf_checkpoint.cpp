@@ -61,7 +61,8 @@ class HfFixture : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(HfFixture, LogitsTokensAndGreedySampleMatchTheReference) {
 #ifndef MONET_WITH_SENTENCEPIECE
-  GTEST_SKIP() << "built without SentencePiece (libsentencepiece-dev): the fixture ships a tokenizer.model";
+  GTEST_SKIP()
+      << "built without SentencePiece (libsentencepiece-dev): the fixture ships a tokenizer.model";
 #endif
   const nlohmann::json ref = reference(GetParam());
   const fs::path dir = fixture("monet_" + GetParam());

@@ -110,7 +110,8 @@ TEST(InterpReport, HtmlRendersInHeadlessChromium) {
   if (std::system("command -v chromium >/dev/null 2>&1") != 0) {
     const char* ci = std::getenv("CI");
     if (ci != nullptr && *ci != '\0')
-      FAIL() << "chromium is not installed, and CI must run the browser test (scripts/deps.sh --test)";
+      FAIL()
+          << "chromium is not installed, and CI must run the browser test (scripts/deps.sh --test)";
     GTEST_SKIP() << "chromium is not installed (scripts/deps.sh --test installs it)";
   }
   // No background connections: this machine's closed network refuses them, slowly.

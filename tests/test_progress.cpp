@@ -1,6 +1,6 @@
-// util/progress.h written to a file, as under a pipe or a log: step lines every log_every steps with
-// the MoE numbers, a bar that writes a handful of lines (not one per item) with an ETA per bar, and
-// the duration format of the ETAs.
+// util/progress.h written to a file, as under a pipe or a log: step lines every log_every steps
+// with the MoE numbers, a bar that writes a handful of lines (not one per item) with an ETA per
+// bar, and the duration format of the ETAs.
 #include <gtest/gtest.h>
 
 #include <cstdio>

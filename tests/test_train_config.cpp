@@ -194,8 +194,9 @@ TEST(TrainConfig, RelativeDataIsFoundNearTheConfig) {
   EXPECT_EQ(find_data("/abs/none", dir.path()), "/abs/none");
   EXPECT_EQ(find_data("", dir.path()), "");
   // The bundled corpus from a folder that has none above it: the source tree's.
-  EXPECT_EQ(std::filesystem::canonical(find_data("third_party/corpora/toy4", dir.path())),
-            std::filesystem::canonical(std::string(MONET_SOURCE_DIR) + "/third_party/corpora/toy4"));
+  EXPECT_EQ(
+      std::filesystem::canonical(find_data("third_party/corpora/toy4", dir.path())),
+      std::filesystem::canonical(std::string(MONET_SOURCE_DIR) + "/third_party/corpora/toy4"));
 }
 
 // What json::parse accepts silently is refused, a value from --set is blamed on the --set, and a
@@ -233,7 +234,8 @@ TEST(TrainConfig, NullDuplicatesSetsAndTyposAreNamed) {
 // A short run of a long run's config (warm-up 50, 10 steps) warms up over a tenth of the run
 // instead of failing: the first thing nearly every new user tries (--set run.steps=50).
 TEST(TrainConfig, WarmupLongerThanTheRunIsScaledToATenth) {
-  Config c = parse_config(nlohmann::json::parse(R"({"run": {"steps": 10}, "optim": {"warmup_steps": 50}})"));
+  Config c = parse_config(
+      nlohmann::json::parse(R"({"run": {"steps": 10}, "optim": {"warmup_steps": 50}})"));
   EXPECT_EQ(c.optim.warmup_steps, 50);  // the config keeps what was written
   EXPECT_EQ(warmup_for(c), 1);
   c.run.steps = 50;

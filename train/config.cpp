@@ -334,7 +334,8 @@ std::string find_data(const std::string& data, const std::filesystem::path& near
     if (dir == dir.parent_path()) break;
   }
 #ifdef MONET_SOURCE_TREE
-  if (fs::exists(fs::path(MONET_SOURCE_TREE) / p, ec)) return (fs::path(MONET_SOURCE_TREE) / p).string();
+  if (fs::exists(fs::path(MONET_SOURCE_TREE) / p, ec))
+    return (fs::path(MONET_SOURCE_TREE) / p).string();
 #endif
   return data;
 }

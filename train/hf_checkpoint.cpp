@@ -16,8 +16,8 @@
 #include "train/safetensors.h"
 #include "train/safetensors_index.h"
 #include "util/fileio.h"
-#include "util/text.h"
 #include "util/json_value.h"
+#include "util/text.h"
 
 namespace monet {
 
@@ -238,7 +238,8 @@ std::shared_ptr<nn::Transformer> load_hf_model(
     note(fmt::format(
         "{}: {} ({} weights), {} parameters, {} as float32 (predicted on the meta device)",
         dir.string(), c.model.ffn.kind, hf.value("torch_dtype", "float32"),
-        format_count(static_cast<double>(params)), format_bytes(4.0 * static_cast<double>(params))));
+        format_count(static_cast<double>(params)),
+        format_bytes(4.0 * static_cast<double>(params))));
   // Loading holds the f32 weights and one shard's tensors (bf16 as released) while they are
   // converted: both must fit, or the refusal comes now rather than from the kernel's OOM killer.
   double shard = 0;
@@ -345,7 +346,8 @@ constexpr const char* kExportReadme =
     "`\"auto_map\": {\"AutoConfig\": \"modeling_monet.MonetConfig\", \"AutoModelForCausalLM\":\n"
     "\"modeling_monet.MonetForCausalLM\"}` to config.json, and load with\n"
     "`AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`.\n\n"
-    "The tokenizer: `tokenizer.model` (SentencePiece) when the model has one; otherwise the ids are\n"
+    "The tokenizer: `tokenizer.model` (SentencePiece) when the model has one; otherwise the ids "
+    "are\n"
     "the text's bytes, and `tokenizer.json` encodes them so for `PreTrainedTokenizerFast`.\n";
 
 }  // namespace
@@ -373,10 +375,11 @@ void export_hf(const nn::Module& model, const ModelConfig& m, const fs::path& ou
     fs::copy_file(tokenizer_model, tmp / "tokenizer.model");
   } else {
     write_file_atomic(tmp / "tokenizer.json", byte_level_tokenizer_json().dump(1) + "\n");
-    write_file_atomic(tmp / "tokenizer_config.json",
-                      json{{"tokenizer_class", "PreTrainedTokenizerFast"},
-                           {"model_max_length", m.context}}
-                              .dump(2) + "\n");
+    write_file_atomic(
+        tmp / "tokenizer_config.json",
+        json{{"tokenizer_class", "PreTrainedTokenizerFast"}, {"model_max_length", m.context}}.dump(
+            2) +
+            "\n");
   }
   write_file_atomic(tmp / "README.md", kExportReadme);
   fs::rename(tmp, out);

@@ -74,18 +74,30 @@ namespace monet {
 
 SentencePieceTokenizer::SentencePieceTokenizer(const std::filesystem::path& model_file)
     : file_(model_file) {
-  throw Error(fmt::format(
-      "tokenizer '{}' is a SentencePiece model, and this build has no SentencePiece "
-      "(install libsentencepiece-dev: scripts/deps.sh, then rebuild)",
-      model_file.string()));
+  throw Error(
+      fmt::format("tokenizer '{}' is a SentencePiece model, and this build has no SentencePiece "
+                  "(install libsentencepiece-dev: scripts/deps.sh, then rebuild)",
+                  model_file.string()));
 }
 SentencePieceTokenizer::~SentencePieceTokenizer() = default;
-int64_t SentencePieceTokenizer::vocab_size() const { return 0; }
-std::vector<int32_t> SentencePieceTokenizer::encode(std::string_view) const { return {}; }
-std::string SentencePieceTokenizer::decode(const std::vector<int32_t>&) const { return {}; }
-int64_t SentencePieceTokenizer::token_bytes(int32_t) const { return 0; }
-int32_t SentencePieceTokenizer::bos_id() const { return -1; }
-int32_t SentencePieceTokenizer::eos_id() const { return -1; }
+int64_t SentencePieceTokenizer::vocab_size() const {
+  return 0;
+}
+std::vector<int32_t> SentencePieceTokenizer::encode(std::string_view) const {
+  return {};
+}
+std::string SentencePieceTokenizer::decode(const std::vector<int32_t>&) const {
+  return {};
+}
+int64_t SentencePieceTokenizer::token_bytes(int32_t) const {
+  return 0;
+}
+int32_t SentencePieceTokenizer::bos_id() const {
+  return -1;
+}
+int32_t SentencePieceTokenizer::eos_id() const {
+  return -1;
+}
 
 }  // namespace monet
 #endif

@@ -42,8 +42,8 @@ class Progress {
   std::string tag_;
   bool tty_, live_ = false;
   double plain_interval_ = 5.0, last_plain_ = -1.0;
-  int64_t bar_done_ = 0;     // the last bar's count: a smaller one starts a new bar (its ETA)
-  double bar_start_ = 0.0;   // when the current bar started, in seconds from start_
+  int64_t bar_done_ = 0;    // the last bar's count: a smaller one starts a new bar (its ETA)
+  double bar_start_ = 0.0;  // when the current bar started, in seconds from start_
   std::chrono::steady_clock::time_point start_;
 };
 

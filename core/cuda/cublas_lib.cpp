@@ -45,9 +45,10 @@ CublasLib open_cublas() {
     const char* e = dlerror();
     why += fmt::format("{}{}", why.empty() ? "" : "; ", e ? e : file);
   }
-  throw Error(fmt::format("cuBLAS could not be opened ({}): install the CUDA toolkit's cuBLAS "
-                          "or put its folder on LD_LIBRARY_PATH",
-                          why));
+  throw Error(
+      fmt::format("cuBLAS could not be opened ({}): install the CUDA toolkit's cuBLAS "
+                  "or put its folder on LD_LIBRARY_PATH",
+                  why));
 }
 
 }  // namespace

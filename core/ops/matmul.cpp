@@ -77,15 +77,14 @@ void cuda_gemm(const Tensor& a, const Tensor& b, const Tensor& out, const Shape&
   float* pc = out.data<float>();
   cublasHandle_t h = cuda::cublas();
   const auto gemm = cuda::cublas_lib().sgemm_strided_batched;
-  cpu::strided_loop<3>(shape, st, {a.offset(), b.offset(), 0},
-                       [&](const std::array<int64_t, 3>& o) {
-                         // Column-major Cᵀ [N, M] = Bᵀ [N, K] · Aᵀ [K, M].
-                         MONET_CUDA_CHECK(gemm(
-                             h, op(lb), op(la), static_cast<int>(N), static_cast<int>(M),
-                             static_cast<int>(K), &alpha, pb + o[1], static_cast<int>(lb.ld),
-                             stride_b, pa + o[0], static_cast<int>(la.ld), stride_a, &beta,
-                             pc + o[2], static_cast<int>(N), stride_c, static_cast<int>(count)));
-                       });
+  cpu::strided_loop<3>(
+      shape, st, {a.offset(), b.offset(), 0}, [&](const std::array<int64_t, 3>& o) {
+        // Column-major Cᵀ [N, M] = Bᵀ [N, K] · Aᵀ [K, M].
+        MONET_CUDA_CHECK(gemm(h, op(lb), op(la), static_cast<int>(N), static_cast<int>(M),
+                              static_cast<int>(K), &alpha, pb + o[1], static_cast<int>(lb.ld),
+                              stride_b, pa + o[0], static_cast<int>(la.ld), stride_a, &beta,
+                              pc + o[2], static_cast<int>(N), stride_c, static_cast<int>(count)));
+      });
 }
 #endif
 
