@@ -20,10 +20,10 @@ Command add_bench_command(CLI::App& app) {
   cmd->add_option("--precision", o->precisions,
                   "one row per precision of each config: fp32, bf16 or fp32,bf16")
       ->delimiter(',')
-      ->check(CLI::IsMember(kPrecisionChoices))
+      ->check(CLI::IsMember(precisions().names()))
       ->default_str("run.precision");
-  cmd->add_option("--gemm", o->gemm, "the CPU's GEMM library: auto, openblas or onednn")
-      ->check(CLI::IsMember(kGemmChoices))
+  cmd->add_option("--gemm", o->gemm, "the CPU's GEMM library (auto: oneDNN where built)")
+      ->check(CLI::IsMember(gemm_choices()))
       ->default_str("run.gemm");
   cmd->add_option("--steps", o->steps, "timed steps per round")
       ->check(positive())

@@ -21,6 +21,11 @@ namespace monet::app {
 struct Command {
   CLI::App* cli = nullptr;   // the subcommand, for CLI11
   std::function<int()> run;  // what it does once parsed; returns the exit status
+  // Its traits, which main.cpp asks instead of testing names: whether it may run on several
+  // processes under mpirun (train, finetune), and whether it opens with the build's banner line
+  // (GEMM backend, BLAS, threads) on stderr; help and kinds only print text.
+  bool multi_process = false;
+  bool banner = true;
 };
 
 inline constexpr int kExitError = 1, kExitUsage = 2, kExitInterrupted = 130;
@@ -73,9 +78,13 @@ inline void add_sae_options(CLI::App* cmd, SaeSpliceArgs& s) {
                 "the model");
 }
 
-// "cpu" unless --device said otherwise; the option every command that loads a model has.
-inline void add_device_option(CLI::App* cmd, std::string& device) {
-  cmd->add_option("--device", device, "cpu or cuda")->default_str("cpu");
+// --device: "cpu" unless given, for the commands that load a checkpoint; run.device's value for
+// train and finetune (defaults_from = "run.device").
+inline void add_device_option(CLI::App* cmd, std::string& device,
+                              const std::string& defaults_from = "cpu") {
+  cmd->add_option("--device", device, "the device the model runs on")
+      ->check(CLI::IsMember(device_types().names()))
+      ->default_str(defaults_from);
 }
 
 // --gemm and --precision: the CPU's products (core/gemm_mode.h); empty when not given. The
@@ -83,28 +92,32 @@ inline void add_device_option(CLI::App* cmd, std::string& device) {
 struct GemmArgs {
   std::string gemm, precision;
 };
-inline const std::vector<std::string> kGemmChoices = {"auto", "openblas", "onednn"};
-inline const std::vector<std::string> kPrecisionChoices = {"fp32", "bf16"};
+// "auto" (oneDNN where built) and the backends' names (core/settings.h).
+std::vector<std::string> gemm_choices();
 inline void add_gemm_options(CLI::App* cmd, GemmArgs& g, const std::string& defaults_from) {
-  cmd->add_option("--gemm", g.gemm,
-                  "the CPU's GEMM library: auto (oneDNN where built), openblas "
-                  "or onednn")
-      ->check(CLI::IsMember(kGemmChoices))
+  cmd->add_option("--gemm", g.gemm, "the CPU's GEMM library (auto: oneDNN where built)")
+      ->check(CLI::IsMember(gemm_choices()))
       ->default_str(defaults_from.empty() ? "auto" : defaults_from + ".gemm");
-  cmd->add_option("--precision", g.precision, "fp32, or bf16 products with f32 accumulation")
-      ->check(CLI::IsMember(kPrecisionChoices))
-      ->default_str(defaults_from.empty() ? "fp32" : defaults_from + ".precision");
+  cmd->add_option("--precision", g.precision, "the products' inputs (bf16: f32 accumulation)")
+      ->check(CLI::IsMember(precisions().names()))
+      ->default_str(defaults_from.empty() ? precisions().name(Precision::F32)
+                                          : defaults_from + ".precision");
 }
-// The options given, written over run.gemm and run.precision.
-inline void apply_gemm_args(const GemmArgs& g, RunConfig& run) {
-  if (!g.gemm.empty()) run.gemm = g.gemm;
-  if (!g.precision.empty()) run.precision = g.precision;
-}
-// The mode of a loaded checkpoint: its run.gemm and run.precision, unless the options say others.
-inline GemmMode checkpoint_gemm_mode(const GemmArgs& g, RunConfig run) {
-  apply_gemm_args(g, run);
-  return gemm_mode_of(run);
-}
+
+// --device, --gemm and --precision are `--set run.device=...`, `--set run.gemm=...` and
+// `--set run.precision=...` in disguise: these are the overrides of the ones given, applied after
+// the explicit --set ones, so that every route to those keys goes through the one validate() of
+// train/config.h (bf16 with cuda is refused whichever way it is asked for).
+std::vector<std::string> shorthand_sets(const std::string& device, const GemmArgs& g);
+// An error of parsing with those overrides, naming the option the user typed ("--precision bf16")
+// where it named the override ("--set 'run.precision=bf16'").
+Error naming_shorthands(const Error& e, const std::string& device, const GemmArgs& g);
+// A config with the shorthands applied and validated again: its run says the device and the GEMM
+// mode of the command. Errors name the option ("--precision bf16: ...").
+Config with_shorthands(const Config& cfg, const std::string& device, const GemmArgs& g);
+// The run settings of a command on a checkpoint: its config (train/checkpoint.h) with the
+// command's --device, --gemm and --precision, checked before anything is loaded.
+RunConfig checkpoint_run(const std::string& ckpt, const std::string& device, const GemmArgs& g);
 
 // train and finetune run on the job's processes: `comm` (several ranks under mpirun).
 Command add_train_command(CLI::App& app, Communicator& comm);

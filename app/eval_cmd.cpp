@@ -40,9 +40,10 @@ Command add_eval_command(CLI::App& app) {
   add_sae_options(cmd, a->sae);
   return {cmd, [a] {
             Config cfg;
-            auto model = load_model(a->ckpt, &cfg, parse_device(a->device), note_to_stderr);
+            const RunConfig run = checkpoint_run(a->ckpt, a->device, a->gemm);  // checked first
+            auto model = load_model(a->ckpt, &cfg, usable_device(run.device), note_to_stderr);
             sae::splice_saes(*model, a->sae.files, a->sae.error_term, note_to_stderr);
-            const GemmScope gemm(checkpoint_gemm_mode(a->gemm, cfg.run));
+            const GemmScope gemm(gemm_mode_of(run));
             const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(a->ckpt);
             const Tokenizer& tok = *tokenizer;
             const std::string folder = a->data.empty() ? cfg.run.data : a->data;

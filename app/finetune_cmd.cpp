@@ -51,8 +51,9 @@ Command add_finetune_command(CLI::App& app, Communicator& comm) {
       ->capture_default_str();
   add_run_options(cmd, *a, "--steps");
   cmd->get_option("--ckpt")->excludes("--resume");
-  return {cmd, [a, &comm] {
-            return run_training(*a, comm, [&] {
+  return {cmd,
+          [a, &comm] {
+            return run_training(*a, comm, [&](const std::vector<std::string>& sets) {
               TrainOptions opt;
               if (a->ckpt.empty()) throw UsageError("give --ckpt PRETRAINED (or --resume DIR)");
               const fs::path ckpt = resolve_checkpoint(a->ckpt);
@@ -81,7 +82,7 @@ Command add_finetune_command(CLI::App& app, Communicator& comm) {
                                {"freeze", a->freeze},
                                {"aux", !a->no_aux},
                                {"families", a->families == "all" ? "" : a->families}};
-              opt.config = parse_config_text(j.dump(), a->sets, (ckpt / "config.json").string());
+              opt.config = parse_config_text(j.dump(), sets, (ckpt / "config.json").string());
               MONET_CHECK(is_instruct_folder(opt.config.run.data),
                           "finetune: --data '{}' holds no train.jsonl (instruction data: "
                           "data/toy4_instruct/README.md)",
@@ -91,7 +92,8 @@ Command add_finetune_command(CLI::App& app, Communicator& comm) {
               opt.out_dir = a->out.empty() ? fs::path(run + "_ft") : fs::path(a->out);
               return opt;
             });
-          }};
+          },
+          /*multi_process=*/true};  // under mpirun: data parallel
 }
 
 }  // namespace monet::app

@@ -28,7 +28,8 @@ Command add_kinds_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "kinds", "list the feed-forward kinds and their model.ffn keys (type [default] rule; help)");
   cmd->add_option("kind", *kind, "only this kind");
-  return {cmd, [kind] {
+  return {cmd,
+          [kind] {
             if (!kind->empty()) {
               fmt::print("{}", describe(moe::ffn_kind(*kind, "kinds: the kind")));
               return 0;
@@ -37,7 +38,8 @@ Command add_kinds_command(CLI::App& app) {
             for (const moe::FfnKind* k : moe::ffn_kinds()) s += describe(*k) + "\n";
             fmt::print("{}d is model.d; `--set model.ffn.KEY=VALUE` overrides a key.\n", s);
             return 0;
-          }};
+          },
+          /*multi_process=*/false, /*banner=*/false};  // text only
 }
 
 }  // namespace monet::app

@@ -12,7 +12,6 @@
 //   monet kinds [KIND]                                           (the feed-forward kinds' keys)
 //   monet help [COMMAND]                                         (the options, with defaults)
 // `monet COMMAND --help` lists each command's options with their defaults.
-#include <cblas.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -25,6 +24,7 @@
 #include "app/command.h"
 #include "app/run_command.h"
 #include "core/gemm_mode.h"
+#include "core/machine.h"
 #include "util/suggest.h"
 
 using namespace monet;
@@ -49,7 +49,8 @@ app::Command add_help_command(CLI::App& app) {
   auto topic = std::make_shared<std::vector<std::string>>();
   CLI::App* cmd = app.add_subcommand("help", "show the commands, or one command's options");
   cmd->add_option("command", *topic, "the command (and subcommand: help sae train)");
-  return {cmd, [&app, topic] {
+  return {cmd,
+          [&app, topic] {
             const CLI::App* at = &app;
             std::string path;
             for (const std::string& word : *topic) {
@@ -66,7 +67,8 @@ app::Command add_help_command(CLI::App& app) {
             }
             fmt::print("{}", help_of(*at));
             return 0;
-          }};
+          },
+          /*multi_process=*/false, /*banner=*/false};  // text only
 }
 
 // The deepest subcommand the command line reached ("sae train"), or null.
@@ -170,17 +172,15 @@ int main(int argc, char** argv) {
   try {
     for (const app::Command& c : commands) {
       if (!c.cli->parsed()) continue;
-      const std::string name = c.cli->get_name();
-      MONET_CHECK(comm->size() == 1 || name == "train" || name == "finetune",
+      MONET_CHECK(comm->size() == 1 || c.multi_process,
                   "{}: runs in one process; under mpirun ({} ranks) only train and finetune do",
-                  name, comm->size());
-      if (name != "help" && name != "kinds" && comm->rank() == 0)
+                  c.cli->get_name(), comm->size());
+      if (c.banner && comm->rank() == 0)
         fmt::print(
             stderr, "monet {} | GEMM {} by default (built: {}) | OpenBLAS {} ({} thread{})\n",
             MONET_VERSION, gemm_backend_name(default_gemm_backend()),
             fmt::join(built_gemm_backends() | std::views::transform(gemm_backend_name), ", "),
-            openblas_get_corename(), openblas_get_num_threads(),
-            openblas_get_num_threads() == 1 ? "" : "s");
+            blas_core_name(), cpu_threads(), cpu_threads() == 1 ? "" : "s");
       return c.run();
     }
     fmt::print("{}", help_of(app));

@@ -1,11 +1,12 @@
 #include "app/run_command.h"
 
-#include <cblas.h>
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <thread>
+
+#include "core/machine.h"
+#include "train/run_folder.h"
 
 namespace monet::app {
 
@@ -15,19 +16,18 @@ void add_run_options(CLI::App* cmd, RunArgs& a, const std::string& steps_from) {
   cmd->add_option("--stop-at", a.stop_at, "stop with a checkpoint after this many steps")
       ->check(at_least(0))
       ->default_str(steps_from);
-  cmd->add_option("--device", a.device, "cpu or cuda")->default_str("run.device");
+  add_device_option(cmd, a.device, "run.device");
   add_gemm_options(cmd, a.gemm, "run");
   cmd->add_flag("--force", a.force, "start over in a folder that already holds a run");
 }
 
 std::unique_ptr<Communicator> job_communicator() {
-  const char* size = std::getenv("OMPI_COMM_WORLD_SIZE");
-  if (size == nullptr) size = std::getenv("PMI_SIZE");
-  if (size == nullptr) return single_process();
+  const std::optional<std::string> size = mpi_launch_size();
+  if (!size) return single_process();
   MONET_CHECK(mpi_available(),
               "started by an MPI launcher ({} processes) but this monet was built without MPI: "
               "install libopenmpi-dev and openmpi-bin (scripts/deps.sh does) and rebuild",
-              size);
+              *size);
   return mpi_world();
 }
 
@@ -37,9 +37,8 @@ namespace {
 // size them); more threads than cores make them spin against each other.
 void warn_if_oversubscribed(const Communicator& comm) {
   if (comm.size() == 1 || comm.rank() != 0) return;
-  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-  const int ranks_here = local ? std::atoi(local) : comm.size();
-  const int threads = openblas_get_num_threads();
+  const int ranks_here = mpi_local_size(comm.size());
+  const int threads = cpu_threads();
   const auto cores = static_cast<int>(std::thread::hardware_concurrency());
   if (cores > 0 && ranks_here * threads > cores)
     fmt::print(stderr,
@@ -50,18 +49,25 @@ void warn_if_oversubscribed(const Communicator& comm) {
 
 }  // namespace
 
-int run_training(const RunArgs& a, Communicator& comm, const std::function<TrainOptions()>& fresh) {
+int run_training(const RunArgs& a, Communicator& comm, const FreshRun& fresh) {
+  // --device, --gemm, --precision: overrides like --set, through the same validate().
+  std::vector<std::string> sets = a.sets;
+  for (std::string& s : shorthand_sets(a.device, a.gemm)) sets.push_back(std::move(s));
   TrainOptions opt;
-  if (!a.resume.empty()) {
-    // A folder stopped before its first checkpoint starts from step 0 with its own config.
-    opt.resume = !never_checkpointed(a.resume);
-    opt.out_dir = a.resume;
-    opt.config = resume_config(a.resume, a.sets);
-  } else {
-    opt = fresh();
+  try {
+    if (!a.resume.empty()) {
+      // A folder stopped before its first checkpoint starts from step 0 with its own config.
+      opt.resume = !never_checkpointed(a.resume);
+      opt.out_dir = a.resume;
+      opt.config = resume_config(a.resume, sets);
+    } else {
+      opt = fresh(sets);
+    }
+  } catch (const UsageError&) {
+    throw;
+  } catch (const Error& e) {
+    throw naming_shorthands(e, a.device, a.gemm);
   }
-  if (!a.device.empty()) opt.config.run.device = a.device;
-  apply_gemm_args(a.gemm, opt.config.run);
   opt.stop_at = a.stop_at;
   opt.force = a.force;
   opt.comm = &comm;

@@ -26,10 +26,13 @@ struct RunArgs {
 // `steps_from` names where the step count comes from, for --stop-at's default.
 void add_run_options(CLI::App* cmd, RunArgs& a, const std::string& steps_from);
 
-// With --resume, the run in that folder (its config, --set on top); else `fresh()`'s config and
-// folder. Then --device, --gemm, --precision, --stop-at and --force; runs on `comm`'s ranks
-// (rank 0 prints the table); returns the exit status.
-int run_training(const RunArgs& a, Communicator& comm, const std::function<TrainOptions()>& fresh);
+// A new run's config and folder, its config parsed with `sets` (the --set overrides, then those
+// of --device, --gemm and --precision).
+using FreshRun = std::function<TrainOptions(const std::vector<std::string>& sets)>;
+// With --resume, the run in that folder (its config, the sets on top); else fresh(sets)'s config
+// and folder. Then --stop-at and --force; runs on `comm`'s ranks (rank 0 prints the table);
+// returns the exit status.
+int run_training(const RunArgs& a, Communicator& comm, const FreshRun& fresh);
 
 // The processes of this job: MPI_COMM_WORLD when an MPI launcher started this process (Open MPI's
 // mpirun sets OMPI_COMM_WORLD_SIZE, MPICH's and Slurm's PMI set PMI_SIZE), else this process

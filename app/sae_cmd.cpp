@@ -88,8 +88,9 @@ int run_sae_train(const SaeArgs& a) {
   opt.sae.site = nn::parse_hook_site(a.site);
 
   Config cfg;
-  auto model = load_model(a.ckpt, &cfg, parse_device(a.device), note_to_stderr);
-  const GemmScope gemm(checkpoint_gemm_mode(a.gemm, cfg.run));
+  const RunConfig run = checkpoint_run(a.ckpt, a.device, a.gemm);  // checked first
+  auto model = load_model(a.ckpt, &cfg, usable_device(run.device), note_to_stderr);
+  const GemmScope gemm(gemm_mode_of(run));
   const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(a.ckpt);
   const Corpus corpus = Corpus::load(a.data.empty() ? cfg.run.data : a.data, *tokenizer);
   const fs::path out = a.out.empty() ? run_folder(resolve_checkpoint(a.ckpt)) / "sae" /

@@ -35,8 +35,9 @@ Command add_sample_command(CLI::App& app) {
   add_gemm_options(cmd, a->gemm, "the checkpoint's run");
   return {cmd, [a] {
             Config cfg;
-            auto model = load_model(a->ckpt, &cfg, parse_device(a->device), note_to_stderr);
-            const GemmScope gemm(checkpoint_gemm_mode(a->gemm, cfg.run));
+            const RunConfig run = checkpoint_run(a->ckpt, a->device, a->gemm);  // checked first
+            auto model = load_model(a->ckpt, &cfg, usable_device(run.device), note_to_stderr);
+            const GemmScope gemm(gemm_mode_of(run));
             const std::unique_ptr<Tokenizer> tok = load_tokenizer(a->ckpt);
             auto note = [](const std::string& s) { fmt::print(stderr, "sample: {}\n", s); };
             std::vector<int32_t> prompt = tok->encode(a->prompt);

@@ -24,16 +24,18 @@ Command add_train_command(CLI::App& app, Communicator& comm) {
   // A resumed run keeps its own config (change it with --set): a --config beside it would be
   // ignored, so it is refused.
   cmd->get_option("--config")->excludes("--resume");
-  return {cmd, [a, &comm] {
-            return run_training(*a, comm, [&] {
+  return {cmd,
+          [a, &comm] {
+            return run_training(*a, comm, [&](const std::vector<std::string>& sets) {
               if (a->config.empty()) throw UsageError("give --config FILE.json (or --resume DIR)");
               TrainOptions opt;
-              opt.config = load_config(a->config, a->sets);
+              opt.config = load_config(a->config, sets);
               opt.out_dir =
                   a->out.empty() ? fs::path("runs") / fs::path(a->config).stem() : fs::path(a->out);
               return opt;
             });
-          }};
+          },
+          /*multi_process=*/true};  // under mpirun: data parallel
 }
 
 }  // namespace monet::app

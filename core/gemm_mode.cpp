@@ -2,14 +2,18 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/error.h"
+#include "core/settings.h"
 
 namespace monet {
+
 std::string gemm_backend_name(GemmBackend b) {
-  return b == GemmBackend::OneDNN ? "onednn" : "openblas";
+  return gemm_backends().name(b);
 }
 std::string precision_name(Precision p) {
-  return p == Precision::BF16 ? "bf16" : "fp32";
+  return precisions().name(p);
 }
 
 std::vector<GemmBackend> built_gemm_backends() {
@@ -25,24 +29,21 @@ GemmBackend default_gemm_backend() {
 }
 
 GemmBackend parse_gemm_backend(std::string_view name, std::string_view what) {
-  if (name == "openblas") return GemmBackend::OpenBLAS;
-  if (name == "onednn") {
-#ifdef MONET_WITH_DNNL
-    return GemmBackend::OneDNN;
-#else
-    throw Error(
-        fmt::format("{}: 'onednn' is not in this build (libdnnl-dev was not found when "
-                    "it was configured); use 'openblas'",
-                    what));
-#endif
-  }
-  throw Error(fmt::format("{}: unknown GEMM backend '{}' (choose openblas or onednn)", what, name));
+  const GemmBackend b = gemm_backends().parse(name, what);
+  check_built(b, what);
+  return b;
+}
+
+void check_built(GemmBackend b, std::string_view what) {
+  const std::vector<GemmBackend> built = built_gemm_backends();
+  MONET_CHECK(std::find(built.begin(), built.end(), b) != built.end(),
+              "{}: '{}' is not in this build (libdnnl-dev was not found when it was configured); "
+              "use 'openblas'",
+              what, gemm_backend_name(b));
 }
 
 Precision parse_precision(std::string_view name, std::string_view what) {
-  if (name == "fp32") return Precision::F32;
-  if (name == "bf16") return Precision::BF16;
-  throw Error(fmt::format("{}: unknown precision '{}' (choose fp32 or bf16)", what, name));
+  return precisions().parse(name, what);
 }
 
 namespace {

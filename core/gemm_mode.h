@@ -42,6 +42,8 @@ GemmBackend default_gemm_backend();
 // Parses a name; throws monet::Error naming `what` (an option or config key) and the choices,
 // also for a backend this build lacks.
 GemmBackend parse_gemm_backend(std::string_view name, std::string_view what);
+// Errors (naming `what`) when `b` is not in this build.
+void check_built(GemmBackend b, std::string_view what);
 Precision parse_precision(std::string_view name, std::string_view what);
 
 // The calling thread's mode: {default_gemm_backend(), F32} outside any GemmScope.

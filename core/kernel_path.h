@@ -7,7 +7,7 @@
 //   MONET-VD's mixing (moe/monet_vd.cpp), PEER's expert sum (moe/peer.cpp), and the AdamW / SGD
 //   updates and clip_grad_norm (nn/optim.cpp).
 // Each asks use_fused_kernel(device): true on the CPU, false on CUDA and meta (no fused kernel
-// there) and inside a ComposedOnly scope. The tests run each of them both ways (tests/paths.h) and
+// there) and inside a ComposedOnly scope. The tests run each of them both ways (tests/kernel_paths.h) and
 // compare; a user never needs the scope.
 //
 // Like grad mode (core/autograd.h), the choice is per thread and scoped.

@@ -2,7 +2,6 @@
 // optionally alternated with the PyTorch twin (eval/reference/torch_bench.py).
 #include "eval/bench.h"
 
-#include <cblas.h>
 #ifdef MONET_OPENMP
 #include <omp.h>
 #endif
@@ -20,6 +19,7 @@
 #include "core/cpu/blas.h"
 #include "core/error.h"
 #include "core/flops.h"
+#include "core/machine.h"
 #include "core/memory.h"
 #include "train/config.h"
 #include "train/corpus.h"
@@ -125,7 +125,7 @@ void check_torch(const BenchOptions& o, const fs::path& tmp) {
 // initial weights to `init_file` when one is given.
 void cpp_round(const Config& cfg, const Corpus& corpus, const BenchOptions& o, bool first,
                const fs::path& init_file, BenchRow& row) {
-  const Device device = parse_device(cfg.run.device);
+  const Device device = usable_device(cfg.run.device);
   const GemmScope gemm(gemm_mode_of(cfg.run));
   Generator init(cfg.run.seed);
   Generator rng(cfg.run.seed + 2);  // as the trainer: routing noise
@@ -203,7 +203,7 @@ int omp_threads() {
 #ifdef MONET_OPENMP
   return omp_get_max_threads();
 #else
-  return openblas_get_num_threads();
+  return cpu_threads();
 #endif
 }
 
@@ -265,11 +265,13 @@ BenchResult run_bench(const BenchOptions& o, std::FILE* log) {
     const Config base = load_config(config_path, o.sets);
     const Corpus corpus = Corpus::load(base.run.data, tokenizer);
     std::vector<std::string> precisions = o.precisions;
-    if (precisions.empty()) precisions.push_back(base.run.precision);
+    if (precisions.empty()) precisions.emplace_back(precision_name(base.run.precision));
     for (const std::string& precision : precisions) {
-      Config cfg = base;
-      cfg.run.precision = precision;
-      if (!o.gemm.empty()) cfg.run.gemm = o.gemm;
+      // --precision and --gemm are run.precision and run.gemm: set, then validated with the rest.
+      std::vector<std::string> sets = o.sets;
+      sets.push_back("run.precision=" + precision);
+      if (!o.gemm.empty()) sets.push_back("run.gemm=" + o.gemm);
+      const Config cfg = load_config(config_path, sets);
       const GemmMode mode = gemm_mode_of(cfg.run);
       BenchRow row;
       row.config = fs::path(config_path).stem().string();

@@ -1,6 +1,5 @@
 #include "eval/table.h"
 
-#include <cblas.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 #include "core/error.h"
 #include "core/flops.h"
 #include "core/gemm_mode.h"
+#include "core/machine.h"
 #include "core/memory.h"
 #include "core/ops.h"
 #include "core/random.h"
@@ -328,13 +328,13 @@ TableResult run_table(const TableOptions& o, const TableProgress& progress) {
   for (int64_t s : o.sqrt_n) MONET_CHECK(s >= 2, "table: √N {} is too small", s);
   TableResult res;
   res.options = o;
-  res.threads = openblas_get_num_threads();
+  res.threads = cpu_threads();
   const GemmMode gemm = gemm_mode();
   res.device_name =
       o.device.is_cpu()
           ? fmt::format("cpu, {} {} GEMM (OpenBLAS {}), {} thread{}",
                         gemm_backend_name(gemm.backend), precision_name(gemm.precision),
-                        openblas_get_corename(), res.threads, res.threads == 1 ? "" : "s")
+                        blas_core_name(), res.threads, res.threads == 1 ? "" : "s")
           : "cuda";
 #ifdef MONET_WITH_CUDA
   if (o.device.is_cuda()) res.device_name = "cuda: " + cuda::device_name();

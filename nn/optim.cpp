@@ -10,6 +10,12 @@
 
 namespace monet::nn {
 
+const NameTable<OptimizerKind>& optimizer_kinds() {
+  static const NameTable<OptimizerKind> t(
+      "optimizer", {{OptimizerKind::AdamW, "adamw"}, {OptimizerKind::SGD, "sgd"}});
+  return t;
+}
+
 namespace {
 
 // The parameter's gradient, dense and checked; undefined when backward gave it none.

@@ -17,6 +17,7 @@
 // Updates run under NoGradGuard and write the parameters in place, one tight loop per contiguous
 // CPU tensor (F32 or F64; the arithmetic is done in double and rounded once).
 #pragma once
+#include "core/names.h"
 #include <functional>
 #include <string>
 #include <vector>
@@ -24,6 +25,11 @@
 #include "nn/module.h"
 
 namespace monet::nn {
+
+// The optimizers a run can name (optim.name), with their one name table.
+enum class OptimizerKind : uint8_t { AdamW, SGD };
+const NameTable<OptimizerKind>& optimizer_kinds();  // adamw, sgd
+
 
 class Optimizer {
  public:

@@ -3,6 +3,7 @@
 // match, and fine-tuning resumed bit for bit.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -271,6 +272,27 @@ TEST(Instruct, EvalGroupsFamiliesAndHeldOut) {
     correct += p.correct;
   }
   EXPECT_EQ(r.all.correct, correct);
+  // An untrained model answers (almost) nothing right, so the counts above may all be 0 = 0. Make
+  // the expected responses of two examples what the model answers — the first "upper" one (held
+  // in) and the "last" one (held out) — and the counts must move by exactly those two.
+  InstructData scored = data;
+  ASSERT_EQ(scored.test.size(), r.predictions.size());
+  int64_t upper_seen = 0, made_in = 0;
+  for (InstructExample& e : scored.test) {
+    const bool first_upper = e.family == "upper" && upper_seen++ == 0;
+    if (!first_upper && e.family != "last") continue;
+    const auto p = std::find_if(r.predictions.begin(), r.predictions.end(),
+                                [&](const InstructPrediction& q) { return q.prompt == e.prompt; });
+    ASSERT_NE(p, r.predictions.end()) << e.prompt;
+    if (first_upper && !p->correct) ++made_in;  // unless it was right already
+    e.response = p->answer;
+  }
+  const InstructEvalResult r2 = instruct_eval(*model, byte_tokenizer(), scored, {});
+  EXPECT_EQ(r2.held_out.correct, 1);
+  EXPECT_EQ(r2.held_in.correct, r.held_in.correct + made_in);
+  EXPECT_EQ(r2.all.correct, r2.held_in.correct + r2.held_out.correct);
+  for (const auto& f : r2.families)
+    if (f.name == "last") EXPECT_EQ(f.correct, 1);
   const std::string md = instruct_markdown(r);
   EXPECT_NE(md.find("| last | held | held out | "), std::string::npos) << md;
 }

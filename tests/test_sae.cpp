@@ -271,10 +271,33 @@ TEST(Sae, TrainingKeepsDecoderRowsUnitNormAndLowersTheLoss) {
       EXPECT_LE(r.val.l0, 4.0);
     }
     EXPECT_GT(r.val.tokens, 0);
-    EXPECT_EQ(r.val.dead, std::count(r.val.fires.begin(), r.val.fires.end(), 0));
+    EXPECT_EQ(r.val.fires.size(), static_cast<size_t>(base.features));
     // The reader left no hook behind.
     EXPECT_EQ(model->blocks()[1]->hook(nn::HookSite::Mlp), nullptr);
   }
+}
+
+// score_sae against an SAE whose firing is known: with W_enc = 0 each pre-activation is b_enc, so
+// the two features with b_enc = +1 fire on every token and the six with -1 never do.
+TEST(Sae, DeadFeaturesAreTheOnesThatNeverFire) {
+  const std::vector<Domain> domains = tiny_domains();
+  auto model = tiny_model(kDense);
+  SaeOptions o = relu_options(16, 8, 0.0);
+  o.layer = 1;
+  Generator g(3);
+  SparseAutoencoder s(o, g);
+  {
+    NoGradGuard ng;
+    fill_(s.W_enc, 0.0);
+    copy_(s.b_enc, from_vector(std::vector<float>{-1, 1, -1, -1, 1, -1, -1, -1}, {8}));
+  }
+  ActivationReader reader(*model, 1, nn::HookSite::Mlp);
+  const SaeScores sc = score_sae(s, reader, domains, 4, kContext, 0);
+  ASSERT_GT(sc.tokens, 0);
+  EXPECT_EQ(sc.dead, 6);
+  for (int64_t f = 0; f < 8; ++f)
+    EXPECT_EQ(sc.fires[static_cast<size_t>(f)], f == 1 || f == 4 ? sc.tokens : 0) << f;
+  EXPECT_DOUBLE_EQ(sc.l0, 2.0);
 }
 
 // ---- features as experts ----
@@ -323,14 +346,21 @@ TEST(Sae, FeaturesAreExpertsForTheSelectionRuleAndRemoval) {
   for (size_t d = 0; d < domains.size(); ++d)
     EXPECT_EQ(interp::specialised_experts(prob, d, rule),
               interp::specialised_experts(ref, d, rule));
-  // Removal through the expert view is the SAE's own.
+  // Removal through the expert view is the SAE's own: each done alone from the whole model (the
+  // two were once compared after both had been applied, one model evaluated twice).
   const std::vector<int64_t> chosen = interp::specialised_experts(prob, 0, rule);
   ASSERT_FALSE(chosen.empty()) << "the test needs a specialised feature";
+  auto loss = [&] { return evaluate(*model, domains, 4, kContext, 0).back().loss; };
+  const double whole = loss();
   em.remove(0, chosen);
-  const double without = evaluate(*model, domains, 4, kContext, 0).back().loss;
-  s->remove_experts(chosen);
-  EXPECT_DOUBLE_EQ(evaluate(*model, domains, 4, kContext, 0).back().loss, without);
+  const double through_view = loss();
   em.restore();
+  EXPECT_DOUBLE_EQ(loss(), whole);  // restored
+  EXPECT_NE(through_view, whole);   // the removal changed the model
+  s->remove_experts(chosen);        // the SAE's own removal, alone
+  EXPECT_DOUBLE_EQ(loss(), through_view);
+  s->remove_experts({});
+  EXPECT_DOUBLE_EQ(loss(), whole);
 }
 
 // ---- files ----

@@ -24,14 +24,22 @@ TEST(TrainConfig, DefaultsFromAnEmptyObject) {
   EXPECT_EQ(c.model.ffn.kind, "dense");
   EXPECT_EQ(c.model.ffn.params.at("activation").get<std::string>(), "relu2");
   EXPECT_EQ(c.model.ffn.params.at("hidden").get<int64_t>(), 4 * 128);
-  EXPECT_EQ(c.optim.name, "adamw");
-  EXPECT_EQ(c.run.device, "cpu");
+  EXPECT_EQ(c.optim.name, nn::OptimizerKind::AdamW);
+  EXPECT_EQ(c.run.device, DeviceType::CPU);
   EXPECT_EQ(c.run.data, "third_party/corpora/toy4");
-  EXPECT_EQ(c.run.gemm, "auto");
-  EXPECT_EQ(c.run.precision, "fp32");
+  EXPECT_EQ(c.run.gemm, std::nullopt);  // auto
+  EXPECT_EQ(c.run.precision, Precision::F32);
   EXPECT_EQ(gemm_mode_of(c.run), (GemmMode{default_gemm_backend(), Precision::F32}));
-  c.run.gemm = "openblas";
-  c.run.precision = "bf16";
+  // Written by the names of their tables, and read back.
+  const json j = to_json(c);
+  EXPECT_EQ(j["run"]["gemm"], "auto");
+  EXPECT_EQ(j["run"]["device"], "cpu");
+  EXPECT_EQ(j["run"]["precision"], "fp32");
+  EXPECT_EQ(j["optim"]["name"], "adamw");
+  c.run.gemm = GemmBackend::OpenBLAS;
+  c.run.precision = Precision::BF16;
+  EXPECT_EQ(to_json(c)["run"]["gemm"], "openblas");
+  EXPECT_EQ(parse_config(to_json(c)), c);
   EXPECT_EQ(gemm_mode_of(c.run), (GemmMode{GemmBackend::OpenBLAS, Precision::BF16}));
   // hidden follows d unless given
   EXPECT_EQ(parse_config(json::parse(R"({"model": {"d": 64}})"))
@@ -133,7 +141,7 @@ TEST(TrainConfig, Overrides) {
   Config c = parse_config(j);
   EXPECT_EQ(c.run.steps, 100);
   EXPECT_EQ(c.optim.lr, 2e-3);
-  EXPECT_EQ(c.run.device, "cuda");
+  EXPECT_EQ(c.run.device, DeviceType::CUDA);
   EXPECT_EQ(c.model.ffn.params.at("activation").get<std::string>(), "gelu");
   EXPECT_EQ(c.run.data, "some/folder");
   apply_override(j, R"(model.ffn={"kind": "dense", "hidden": 64})");

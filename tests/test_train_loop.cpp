@@ -52,7 +52,7 @@ TEST(TrainLoop, NonFiniteLossStopsWithTheStepAndKeepsTheCheckpoint) {
   TempDir dir("nan");
   write_corpus(dir / "data");
   Config cfg = tiny_config(dir / "data");
-  cfg.optim.name = "sgd";
+  cfg.optim.name = nn::OptimizerKind::SGD;
   cfg.optim.lr = 1e30;  // the weights blow up within a few steps
   cfg.optim.grad_clip = 0;
   cfg.optim.warmup_steps = 0;
@@ -210,7 +210,7 @@ TEST(TrainLoop, CudaRunMatchesTheCpuRun) {
   Config cfg = tiny_config(dir / "data");
   cfg.run.steps = 4;
   const TrainResult cpu = train({cfg, dir / "cpu", false, -1}, quiet());
-  cfg.run.device = "cuda";
+  cfg.run.device = DeviceType::CUDA;
   const TrainResult gpu = train({cfg, dir / "gpu", false, -1}, quiet());
   EXPECT_NEAR(cpu.last_loss, gpu.last_loss, 1e-3 * std::abs(cpu.last_loss));
   ASSERT_EQ(cpu.eval.size(), gpu.eval.size());

@@ -68,7 +68,7 @@ TEST(TrainRobust, AStopBeforeAnyCheckpointSaysSo) {
   TempDir dir("nockpt");
   write_corpus(dir / "data");
   Config cfg = tiny_config(dir / "data");
-  cfg.optim.name = "sgd";
+  cfg.optim.name = nn::OptimizerKind::SGD;
   cfg.optim.lr = 1e30;
   cfg.optim.grad_clip = 0;
   cfg.optim.warmup_steps = 0;

@@ -238,6 +238,20 @@ std::shared_ptr<nn::Transformer> load_model(const fs::path& path, Config* config
   return model;
 }
 
+Config load_run_config(const fs::path& path) {
+  const fs::path dir = resolve_checkpoint(path);
+  Config c;
+  if (is_hf_checkpoint(dir)) {
+    const fs::path file = dir / "config.json";
+    c = config_from_hf(parse_json_strict(read_file(file), file.string()),
+                       fmt::format("Hugging Face config '{}'", file.string()));
+  } else {
+    c = load_checkpoint_config(dir);
+  }
+  c.run.data = find_data(c.run.data, dir);
+  return c;
+}
+
 std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& path) {
   const fs::path file = resolve_checkpoint(path) / "tokenizer.model";
   if (fs::exists(file)) return std::make_unique<SentencePieceTokenizer>(file);

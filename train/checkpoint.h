@@ -70,6 +70,10 @@ std::shared_ptr<nn::Transformer> load_model(
     const std::filesystem::path& path, Config* config = nullptr, Device device = Device::cpu(),
     const std::function<void(const std::string&)>& note = nullptr);
 
+// The config of a run folder, checkpoint or Hugging Face folder, without its weights: what a
+// command checks its options against before loading anything.
+Config load_run_config(const std::filesystem::path& path);
+
 // The checkpoint's tokenizer: its tokenizer.model (SentencePiece) when it has one, else bytes.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path);
 

@@ -14,9 +14,9 @@
 namespace monet {
 
 GemmMode gemm_mode_of(const RunConfig& r) {
-  const GemmBackend b = r.gemm == "auto" ? default_gemm_backend()
-                                         : parse_gemm_backend(r.gemm, "config key 'run.gemm'");
-  return {b, parse_precision(r.precision, "config key 'run.precision'")};
+  const GemmBackend b = r.gemm.value_or(default_gemm_backend());
+  check_built(b, "config key 'run.gemm'");
+  return {b, r.precision};
 }
 
 namespace {
@@ -26,7 +26,9 @@ using json = nlohmann::json;
 // ---- the plain sections: one table of (key, member) per struct drives parse and to_json ----
 
 template <class S>
-using Member = std::variant<int64_t S::*, uint64_t S::*, double S::*, std::string S::*, bool S::*>;
+using Member = std::variant<int64_t S::*, uint64_t S::*, double S::*, std::string S::*, bool S::*,
+                            DeviceType S::*, std::optional<GemmBackend> S::*, Precision S::*,
+                            nn::OptimizerKind S::*>;
 template <class S>
 struct Field {
   std::string key;
@@ -92,6 +94,55 @@ void require_object(const json& j, const std::string& key) {
   MONET_CHECK(j.is_object(), "config key '{}' must be an object, got {}", key, json_kind(j));
 }
 
+// ---- the enum settings: read and written by the names of their tables ----
+
+template <class E>
+E read_name(const json& v, const std::string& key, const NameTable<E>& table,
+            std::vector<std::string> choices = {}) {
+  std::string name;
+  read_json_value(v, key, name);
+  if (std::optional<E> e = table.find(name)) return *e;
+  for (const std::string& n : table.names()) choices.push_back(n);
+  throw Error(fmt::format("config key '{}' must be one of {}, got '{}'", key,
+                          fmt::join(choices, "|"), name));
+}
+void read_setting(const json& v, const std::string& key, DeviceType& out) {
+  out = read_name(v, key, device_types());
+}
+void read_setting(const json& v, const std::string& key, Precision& out) {
+  out = read_name(v, key, precisions());
+}
+void read_setting(const json& v, const std::string& key, nn::OptimizerKind& out) {
+  out = read_name(v, key, nn::optimizer_kinds());
+}
+void read_setting(const json& v, const std::string& key, std::optional<GemmBackend>& out) {
+  if (v.is_string() && v.get<std::string>() == "auto")
+    out.reset();
+  else
+    out = read_name(v, key, gemm_backends(), {"auto"});
+}
+template <class T>
+void read_setting(const json& v, const std::string& key, T& out) {
+  read_json_value(v, key, out);
+}
+
+json setting_json(DeviceType v) {
+  return device_types().name(v);
+}
+json setting_json(Precision v) {
+  return precisions().name(v);
+}
+json setting_json(nn::OptimizerKind v) {
+  return nn::optimizer_kinds().name(v);
+}
+json setting_json(const std::optional<GemmBackend>& v) {
+  return v ? gemm_backends().name(*v) : "auto";
+}
+template <class T>
+json setting_json(const T& v) {
+  return v;
+}
+
 // Reads the table's keys present in `j`; any other key (but `nested`) is an error.
 template <class S>
 void read_section(const json& j, const std::string& path, const std::vector<Field<S>>& fields,
@@ -105,25 +156,16 @@ void read_section(const json& j, const std::string& path, const std::vector<Fiel
   for (const Field<S>& f : fields) {
     auto it = j.find(f.key);
     if (it == j.end()) continue;
-    std::visit([&](auto m) { read_json_value(*it, path + "." + f.key, out.*m); }, f.member);
+    std::visit([&](auto m) { read_setting(*it, path + "." + f.key, out.*m); }, f.member);
   }
 }
 
 template <class S>
 json write_section(const S& s, const std::vector<Field<S>>& fields) {
   json j = json::object();
-  for (const Field<S>& f : fields) std::visit([&](auto m) { j[f.key] = s.*m; }, f.member);
+  for (const Field<S>& f : fields)
+    std::visit([&](auto m) { j[f.key] = setting_json(s.*m); }, f.member);
   return j;
-}
-
-// ---- value rules ----
-
-void require_one_of(const std::string& v, std::string_view key,
-                    const std::vector<std::string>& choices) {
-  bool ok = false;
-  for (const std::string& c : choices) ok = ok || c == v;
-  require_config(ok, key, fmt::format("one of {}", fmt::join(choices, "|")),
-                 fmt::format("'{}'", v));
 }
 
 // ---- the FFN: the keys of each kind come from its registry row (moe/registry.h) ----
@@ -170,7 +212,6 @@ void validate(const Config& c) {
   require_config(m.rope_theta > 0, "model.rope_theta", "positive", m.rope_theta);
 
   const OptimConfig& o = c.optim;
-  require_one_of(o.name, "optim.name", {"adamw", "sgd"});
   require_config(o.lr > 0, "optim.lr", "positive", o.lr);
   require_config(o.min_lr >= 0 && o.min_lr <= o.lr, "optim.min_lr", "in [0, optim.lr]", o.min_lr);
   require_config(o.weight_decay >= 0, "optim.weight_decay", "non-negative", o.weight_decay);
@@ -190,14 +231,11 @@ void validate(const Config& c) {
   require_config(r.log_every > 0, "run.log_every", "positive", r.log_every);
   require_config(r.checkpoint_every >= 0, "run.checkpoint_every",
                  "non-negative (0 = only at the end)", r.checkpoint_every);
-  require_one_of(r.device, "run.device", {"cpu", "cuda"});
-  require_one_of(r.gemm, "run.gemm", {"auto", "openblas", "onednn"});
-  require_one_of(r.precision, "run.precision", {"fp32", "bf16"});
   (void)gemm_mode_of(r);  // "onednn" in a build without it
-  MONET_CHECK(r.precision == "fp32" || r.device == "cpu",
+  MONET_CHECK(r.precision == Precision::F32 || r.device == DeviceType::CPU,
               "config key 'run.precision' = 'bf16' runs on the CPU only (the CUDA backend "
               "multiplies in fp32): set run.precision=fp32 for run.device={}",
-              r.device);
+              device_types().name(r.device));
   require_config(!r.data.empty(), "run.data", "a folder", "''");
   (void)moe::parse_freeze(c.finetune.freeze);
 }

@@ -39,11 +39,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/gemm_mode.h"
+#include "core/settings.h"
+#include "nn/optim.h"
 
 namespace monet {
 
@@ -64,7 +67,7 @@ struct ModelConfig {
 };
 
 struct OptimConfig {
-  std::string name = "adamw";
+  nn::OptimizerKind name = nn::OptimizerKind::AdamW;  // names: nn::optimizer_kinds()
   double lr = 1e-3, min_lr = 0, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
   int64_t warmup_steps = 0;
   double grad_clip = 1.0;
@@ -76,11 +79,12 @@ struct RunConfig {
   bool expert_parallel = false;
   uint64_t seed = 0;
   int64_t eval_every = 100, eval_windows = 64, log_every = 10, checkpoint_every = 0;
-  std::string device = "cpu";
+  DeviceType device = DeviceType::CPU;  // names: device_types() (core/settings.h)
   std::string data = "third_party/corpora/toy4";
-  // The CPU's products (core/gemm_mode.h): "auto" (oneDNN where built, else OpenBLAS), "openblas"
-  // or "onednn"; precision "fp32" or "bf16" (bf16 inputs, f32 accumulation; CPU only).
-  std::string gemm = "auto", precision = "fp32";
+  // The CPU's products (core/gemm_mode.h): a backend, or none for "auto" (oneDNN where built,
+  // else OpenBLAS); the precision (bf16 inputs with f32 accumulation on the CPU only).
+  std::optional<GemmBackend> gemm;
+  Precision precision = Precision::F32;
   bool operator==(const RunConfig&) const = default;
 };
 

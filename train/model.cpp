@@ -12,8 +12,11 @@
 namespace monet {
 
 Device parse_device(const std::string& name) {
-  if (name == "cpu") return Device::cpu();
-  MONET_CHECK(name == "cuda", "device '{}': use cpu or cuda", name);
+  return usable_device(device_types().parse(name, "--device"));
+}
+
+Device usable_device(DeviceType type) {
+  if (type != DeviceType::CUDA) return Device::cpu();
 #ifdef MONET_WITH_CUDA
   MONET_CHECK(cuda::available(), "device 'cuda': no usable CUDA device ({})",
               cuda::unavailable_reason());

@@ -9,8 +9,10 @@
 
 namespace monet {
 
-// "cpu" or "cuda"; a CUDA device that cannot be used is an error naming the reason.
+// The device named on the command line (cpu, cuda: core/settings.h), checked as usable_device.
 Device parse_device(const std::string& name);
+// The device of run.device, checked: a CUDA device errors where there is none (or no CUDA build).
+Device usable_device(DeviceType type);
 
 nn::TransformerConfig transformer_config(const ModelConfig& m, DType dtype = DType::F32,
                                          Device device = Device::cpu());

@@ -106,13 +106,9 @@ struct Trainable {
 };
 Trainable trainable_parameters(nn::Module& model, const Config& cfg);
 
-// A run folder with a config.json but no checkpoint: its run was stopped (a second Ctrl-C, kill -9)
-// before the first checkpoint was written. `train` starts such a folder over without --force, and
-// `train --resume` starts it from step 0 with its config.
-bool never_checkpointed(const std::filesystem::path& dir);
-
-// A config for a run resumed from `dir`: the checkpoint's (config.json of a never-checkpointed
-// folder), with `overrides` applied on top.
+// A config for a run resumed from `dir`: the checkpoint's, with `overrides` applied on top. A
+// folder whose run stopped before its first checkpoint (train/run_folder.h: never_checkpointed)
+// gives its config.json: `train --resume` starts it from step 0.
 Config resume_config(const std::filesystem::path& dir, const std::vector<std::string>& overrides);
 
 }  // namespace monet

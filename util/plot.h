@@ -27,7 +27,7 @@ struct PlotOptions {
   int width = 720, height = 440;
   // Line plots: ticks at these x values (labelled as they are, e.g. the N of each measured point:
   // 256, 1024, 4096) instead of round numbers between them. Empty: round numbers.
-  std::vector<double> xticks;
+  std::vector<double> xticks = {};
 };
 
 // The SVG document as a string (non-finite points, and non-positive ones on a log axis, are
