@@ -7,7 +7,7 @@
 #include <filesystem>
 
 #include "app/run_command.h"
-#include "moe/registry.h"
+#include "monet/registry.h"
 #include "train/checkpoint.h"
 #include "train/hf_checkpoint.h"
 #include "train/instruct.h"

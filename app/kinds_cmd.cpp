@@ -1,9 +1,9 @@
 // `monet kinds [KIND]`: the feed-forward kinds and their model.ffn keys — type, default, rule,
-// help — printed from the registry rows (moe/registry.h), the one place they are declared.
+// help — printed from the registry rows (monet/registry.h), the one place they are declared.
 #include <fmt/format.h>
 
 #include "app/command.h"
-#include "moe/registry.h"
+#include "monet/registry.h"
 
 namespace monet::app {
 

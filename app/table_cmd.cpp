@@ -4,7 +4,7 @@
 
 #include "app/command.h"
 #include "eval/table.h"
-#include "moe/registry.h"
+#include "monet/registry.h"
 #include "train/model.h"
 #include "util/progress.h"
 

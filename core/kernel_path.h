@@ -3,8 +3,8 @@
 // Several ops and layers exist twice: a composed reference, written with other core ops (so it
 // runs on every backend and its backward comes from theirs), and a fused CPU kernel that computes
 // the same function in fewer passes with a hand-written backward. They are:
-//   masked_softmax, causal_attention (core/ops), the MONET router's keep mask (moe/router.cpp),
-//   MONET-VD's mixing (moe/monet_vd.cpp), PEER's expert sum (moe/peer.cpp), and the AdamW / SGD
+//   masked_softmax, causal_attention (core/ops), the MONET router's keep mask (monet/router.cpp),
+//   MONET-VD's mixing (monet/monet_vd.cpp), PEER's expert sum (monet/peer.cpp), and the AdamW / SGD
 //   updates and clip_grad_norm (nn/optim.cpp).
 // Each asks use_fused_kernel(device): true on the CPU, false on CUDA and meta (no fused kernel
 // there) and inside a ComposedOnly scope. The tests run each of them both ways (tests/kernel_paths.h) and

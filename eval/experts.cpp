@@ -11,7 +11,7 @@
 
 #include "core/autograd.h"
 #include "core/error.h"
-#include "moe/registry.h"
+#include "monet/registry.h"
 
 namespace monet::interp {
 
@@ -88,7 +88,7 @@ TokenScores ExpertModel::scores(size_t s) const {
 }
 
 // Removal is "drop exactly this expert's weighted term from the layer output, change nothing
-// else", the same definition for every kind (moe/expert_layer.h), so their numbers compare. In a
+// else", the same definition for every kind (monet/expert_layer.h), so their numbers compare. In a
 // MONET routing group the G layers share the scores, and the expert is removed from each of them.
 // PEER's removed singleton is NOT excluded from retrieval: excluding it from the top-k would let
 // the next expert take its slot and renormalise the softmax over a different set, i.e. change the

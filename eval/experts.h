@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "moe/expert_layer.h"
+#include "monet/expert_layer.h"
 #include "nn/transformer.h"
 #include "train/corpus.h"
 #include "train/tokenizer.h"
@@ -42,7 +42,7 @@ struct ExpertSite {
   std::string label(int64_t e) const;  // "(3, 17)" or "5"
 };
 
-// Sparse per-token scores, as every expert layer reports them (moe/expert_layer.h).
+// Sparse per-token scores, as every expert layer reports them (monet/expert_layer.h).
 using moe::TokenScores;
 
 // The expert view of a trained transformer: its spliced hooks that have experts (sparse

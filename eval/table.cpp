@@ -14,7 +14,7 @@
 #include "core/memory.h"
 #include "core/ops.h"
 #include "core/random.h"
-#include "moe/registry.h"
+#include "monet/registry.h"
 #include "nn/ffn.h"
 #include "train/config.h"
 #include "train/model.h"

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "core/dtype.h"
-#include "moe/registry.h"
+#include "monet/registry.h"
 
 namespace monet {
 

@@ -6,7 +6,7 @@
 // that is identical), through the text save_config writes into every checkpoint.
 #include "core/error.h"
 #include "fuzz/fuzz.h"
-#include "moe/registry.h"
+#include "monet/registry.h"
 #include "train/config.h"
 
 namespace monet::fuzz {

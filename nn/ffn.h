@@ -1,5 +1,5 @@
 // The feed-forward slot of a transformer block. The dense MLP (nn/mlp.h) fills it by default; the
-// sparse layers (SMoE, PEER, MONET in moe/) plug in through TransformerConfig's factory.
+// sparse layers (SMoE, PEER, MONET in monet/) plug in through TransformerConfig's factory.
 // Input and output are [..., d_model].
 #pragma once
 #include <string>

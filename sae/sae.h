@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "moe/expert_layer.h"
+#include "monet/expert_layer.h"
 #include "nn/module.h"
 #include "nn/transformer.h"
 

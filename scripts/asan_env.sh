@@ -3,8 +3,11 @@
 # UndefinedBehaviorSanitizer (CMake option MONET_SANITIZE; CUDA, MPI and the benchmarks off: Open
 # MPI's own allocations would be reported as leaks), plus the fuzz targets (MONET_FUZZ).
 MONET_JOBS=${MONET_JOBS:-$(nproc)}
+# The compiler cache when there is one (as scripts/build.sh): CI's bare system keeps it between runs.
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMONET_SANITIZE=ON -DMONET_CUDA=OFF \
-  -DMONET_BENCH=OFF -DMONET_FUZZ=ON -DMONET_MPI=OFF
+  -DMONET_BENCH=OFF -DMONET_FUZZ=ON -DMONET_MPI=OFF "${launcher[@]}"
 # Any report ends the process with a non-zero status (abort_on_error: a core-dump-free SIGABRT
 # that CTest and the fuzz loop count as a failure). Leaks are checked at exit, with no
 # suppressions: libgomp and OpenBLAS report none. check_initialization_order: a global read

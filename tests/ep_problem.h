@@ -12,7 +12,7 @@
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "core/random.h"
-#include "moe/dispatch.h"
+#include "monet/dispatch.h"
 
 namespace monet::testing::ep {
 

@@ -12,7 +12,7 @@
 
 #include "core/ops.h"
 #include "core/random.h"
-#include "moe/peer.h"
+#include "monet/peer.h"
 
 namespace monet::testing::peer_reference {
 

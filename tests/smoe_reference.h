@@ -13,7 +13,7 @@
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "core/random.h"
-#include "moe/smoe.h"
+#include "monet/smoe.h"
 
 namespace monet::testing::smoe_reference {
 

@@ -1,4 +1,4 @@
-// The expert-parallel dispatch (moe/expert_parallel.h) and its all-to-all op (core/comm_ops.h)
+// The expert-parallel dispatch (monet/expert_parallel.h) and its all-to-all op (core/comm_ops.h)
 // on one process: there the dispatch must be moe_dropless bit for bit, in the output and in the
 // gradients of x, the gates, w1 and w2. Across 2 MPI ranks it runs in tests/mpi/ep_check.cpp.
 #include <gtest/gtest.h>
@@ -7,7 +7,7 @@
 
 #include "core/comm_ops.h"
 #include "ep_problem.h"
-#include "moe/expert_parallel.h"
+#include "monet/expert_parallel.h"
 #include "test_train_util.h"
 
 using namespace monet;

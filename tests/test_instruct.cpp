@@ -11,7 +11,7 @@
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "eval/instruct_eval.h"
-#include "moe/registry.h"
+#include "monet/registry.h"
 #include "test_train_util.h"
 #include "train/checkpoint.h"
 #include "train/instruct.h"
@@ -291,8 +291,11 @@ TEST(Instruct, EvalGroupsFamiliesAndHeldOut) {
   EXPECT_EQ(r2.held_out.correct, 1);
   EXPECT_EQ(r2.held_in.correct, r.held_in.correct + made_in);
   EXPECT_EQ(r2.all.correct, r2.held_in.correct + r2.held_out.correct);
-  for (const auto& f : r2.families)
-    if (f.name == "last") EXPECT_EQ(f.correct, 1);
+  for (const auto& f : r2.families) {
+    if (f.name == "last") {
+      EXPECT_EQ(f.correct, 1);
+    }
+  }
   const std::string md = instruct_markdown(r);
   EXPECT_NE(md.find("| last | held | held out | "), std::string::npos) << md;
 }

@@ -11,9 +11,9 @@
 #include "core/autograd.h"
 #include "eval/experts.h"
 #include "interp_fixtures.h"
-#include "moe/monet_layer.h"
-#include "moe/peer.h"
-#include "moe/smoe.h"
+#include "monet/monet_layer.h"
+#include "monet/peer.h"
+#include "monet/smoe.h"
 #include "test_train_util.h"
 #include "train/corpus.h"
 

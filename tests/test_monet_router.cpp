@@ -10,8 +10,8 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "kernel_paths.h"
-#include "moe/aux_loss.h"
-#include "moe/router.h"
+#include "monet/aux_loss.h"
+#include "monet/router.h"
 
 using namespace monet;
 using namespace monet::moe;

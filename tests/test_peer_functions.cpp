@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "gradcheck.h"
-#include "moe/peer.h"
+#include "monet/peer.h"
 #include "peer_reference.h"
 
 using namespace monet;

@@ -12,7 +12,7 @@
 #include "core/memory.h"
 #include "gradcheck.h"
 #include "kernel_paths.h"
-#include "moe/peer.h"
+#include "monet/peer.h"
 #include "nn/transformer.h"
 #include "peer_reference.h"
 

@@ -11,7 +11,7 @@
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "kernel_paths.h"
-#include "moe/peer.h"
+#include "monet/peer.h"
 #include "nn/linear.h"
 #include "nn/mlp.h"
 #include "reference_golden.h"

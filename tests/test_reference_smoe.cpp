@@ -16,7 +16,7 @@
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "kernel_paths.h"
-#include "moe/smoe.h"
+#include "monet/smoe.h"
 #include "nn/mlp.h"
 #include "reference_golden.h"
 

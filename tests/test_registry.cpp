@@ -1,4 +1,4 @@
-// The feed-forward registry (moe/registry.h): every kind is one row, and the config, the model
+// The feed-forward registry (monet/registry.h): every kind is one row, and the config, the model
 // builder, `monet table` and the interpretability code read only that row. Checkpoints written
 // before the registry existed still load and evaluate to the loss they had.
 #include <gtest/gtest.h>
@@ -7,11 +7,11 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "moe/expert_layer.h"
-#include "moe/monet_layer.h"
-#include "moe/peer.h"
-#include "moe/registry.h"
-#include "moe/smoe.h"
+#include "monet/expert_layer.h"
+#include "monet/monet_layer.h"
+#include "monet/peer.h"
+#include "monet/registry.h"
+#include "monet/smoe.h"
 #include "test_train_util.h"
 #include "train/checkpoint.h"
 #include "train/config.h"

@@ -8,7 +8,7 @@
 #include <algorithm>
 
 #include "gradcheck.h"
-#include "moe/smoe.h"
+#include "monet/smoe.h"
 #include "smoe_reference.h"
 
 using namespace monet;

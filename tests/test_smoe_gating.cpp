@@ -10,7 +10,7 @@
 #include <numeric>
 
 #include "gradcheck.h"
-#include "moe/smoe.h"
+#include "monet/smoe.h"
 #include "smoe_reference.h"
 
 using namespace monet;

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "core/autograd.h"
-#include "moe/smoe.h"
+#include "monet/smoe.h"
 #include "smoe_reference.h"
 #ifdef MONET_WITH_CUDA
 #include "core/cuda/device.h"

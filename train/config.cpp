@@ -6,7 +6,7 @@
 #include <variant>
 
 #include "core/error.h"
-#include "moe/registry.h"
+#include "monet/registry.h"
 #include "util/fileio.h"
 #include "util/json_value.h"
 #include "util/suggest.h"
@@ -168,7 +168,7 @@ json write_section(const S& s, const std::vector<Field<S>>& fields) {
   return j;
 }
 
-// ---- the FFN: the keys of each kind come from its registry row (moe/registry.h) ----
+// ---- the FFN: the keys of each kind come from its registry row (monet/registry.h) ----
 
 bool is_ffn_key(const std::string& key) {
   for (const moe::FfnKind* kind : moe::ffn_kinds())

@@ -6,7 +6,7 @@
 //          norm_eps [1e-5], kv_heads [0] (grouped-query attention's key/value heads, a divisor
 //          of heads; 0 = heads), rope_theta [10000] (RoPE's base θ),
 //          ffn: {kind ["dense"], ...the keys of that kind}: each kind's keys, types, defaults
-//               and rules are its registry row (moe/registry.h; `monet help config` lists them)
+//               and rules are its registry row (monet/registry.h; `monet help config` lists them)
 //   optim: name ["adamw"] adamw|sgd, lr [1e-3], min_lr [0] (cosine floor, <= lr),
 //          weight_decay [0.1], beta1 [0.9], beta2 [0.95], eps [1e-8] (adamw only),
 //          warmup_steps [0], grad_clip [1.0] (0 = off)
@@ -23,7 +23,7 @@
 //          send tokens to them: train/expert_shards.h)
 //   finetune: init [""] (a checkpoint whose weights start the run: `monet finetune`; "" = the
 //          seeded initialisation), freeze ["none"] (parameter groups left untouched: none, or a
-//          comma list of routers, experts, non-experts; moe/registry.h defines the groups),
+//          comma list of routers, experts, non-experts; monet/registry.h defines the groups),
 //          aux [true] (add the layers' auxiliary losses to the loss; false: log them only),
 //          families [""] (with instruction data, the train.jsonl families trained on, a comma
 //          list; "" = all)

@@ -6,7 +6,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
-#include "moe/smoe.h"
+#include "monet/smoe.h"
 #include "nn/optim.h"
 
 namespace monet {

@@ -1,6 +1,6 @@
 // Expert parallel training (issue #19, run.expert_parallel): on R ranks, each SMoE layer keeps
 // E/R of its experts (moe::SmoeFeedForward::shard_experts) and sends every token to the rank of
-// each expert it is routed to (moe/expert_parallel.h); the router, attention and the rest of the
+// each expert it is routed to (monet/expert_parallel.h); the router, attention and the rest of the
 // model stay data parallel (train/data_parallel.h).
 //
 // A sharded parameter's gradient is whole on its rank (every token routed to those experts came

@@ -4,7 +4,7 @@
 
 #include <fstream>
 
-#include "moe/registry.h"
+#include "monet/registry.h"
 #ifdef MONET_WITH_CUDA
 #include "core/cuda/device.h"
 #endif

@@ -3,7 +3,7 @@
 #pragma once
 #include <memory>
 
-#include "moe/registry.h"
+#include "monet/registry.h"
 #include "nn/transformer.h"
 #include "train/config.h"
 

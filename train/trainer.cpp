@@ -6,7 +6,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
-#include "moe/registry.h"
+#include "monet/registry.h"
 #include "nn/optim.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"

@@ -97,7 +97,7 @@ StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer, const Te
                       const Tensor& targets, double grad_clip, int64_t step,
                       const std::string& stop_note, bool train_aux = true);
 
-// The parameters a run trains: all but the groups of finetune.freeze (moe/registry.h), whose
+// The parameters a run trains: all but the groups of finetune.freeze (monet/registry.h), whose
 // parameters stop requiring gradients. Errors when a frozen group is empty for the model's kind
 // (routers of a dense model). `note` says what is trained and frozen, with parameter counts.
 struct Trainable {

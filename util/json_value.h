@@ -1,7 +1,7 @@
 // Typed reading of one JSON value of a configuration, with errors that name the dotted key:
 //   config key 'run.steps' must be an integer, got string
 // Shared by the run configuration (train/config.cpp) and the option tables of the feed-forward
-// kinds (moe/options.h), so every config key reads and complains the same way.
+// kinds (monet/options.h), so every config key reads and complains the same way.
 #pragma once
 #include <algorithm>
 #include <cstdint>

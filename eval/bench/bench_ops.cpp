@@ -26,9 +26,9 @@
 #include "core/flops.h"
 #include "core/ops.h"
 #include "core/random.h"
-#include "moe/monet_layer.h"
-#include "moe/monet_vd.h"
-#include "moe/router.h"
+#include "monet/monet_layer.h"
+#include "monet/monet_vd.h"
+#include "monet/router.h"
 #include "nn/linear.h"
 
 using namespace monet;

@@ -181,7 +181,7 @@ def uniformity_loss(g1: torch.Tensor, g2: torch.Tensor, clamp: float | None = No
 
     No clamp by default: the paper's formula, defined when every sub-expert has ḡ > 0 (the golden
     inputs are chosen so). torch_bench.py passes clamp = 1e-9, the C++'s floor on ḡ
-    (moe/aux_loss.h), so a training batch where some sub-expert is unused stays finite."""
+    (monet/aux_loss.h), so a training batch where some sub-expert is unused stays finite."""
     H, S = g1.shape[-2:]
     gbar1, gbar2 = g1.mean(dim=(0, 1)), g2.mean(dim=(0, 1))
     if clamp is not None:
@@ -338,7 +338,7 @@ def transformer_forward(P: dict, ids: torch.Tensor, n_layers: int, n_heads: int,
 #   capacity, balance loss; GShard (Lepikhin et al. 2020, arXiv 2006.16668) Alg. 1: top-2 with
 #   renormalised gates; ST-MoE (Zoph et al. 2022, arXiv 2202.08906) Eq. 5: router z-loss.
 # Weights: gate.weight W_g [E, d], noise.weight W_noise [E, d], w1 = U [E, m, d], w2 = V [E, d, m].
-# Choices the C++ made where the papers leave room (moe/smoe.h, moe/dispatch.h), matched here:
+# Choices the C++ made where the papers leave room (monet/smoe.h, monet/dispatch.h), matched here:
 #   * CV² = population variance / (mean² + 1e-10), the 1e-10 as in Shazeer's released code;
 #   * noise std = softplus(x W_noiseᵀ) without the released code's + 1e-2;
 #   * f_i of the balance loss counts first choices before any dropping;
@@ -582,7 +582,7 @@ def smoe_aux_loss(r: dict, cfg: dict):
 # e_i(x) = σ(u_iᵀ x) v_i shared by h heads; head h retrieves I_h = top-k of q_h·k_i over product
 # keys k_{i·√N+j} = [c_i; c′_j]; g = softmax over I_h or sigmoid; f(x) = Σ_h Σ_{j∈I_h} g_hj e_j(x).
 # Weights: query.weight [h·d_q, d] (row head·d_q + c), keys1 = C, keys2 = C′ [√N, d_q/2] shared
-# by the heads (the paper's wording; the C++ made the same choice, moe/peer.h), u, v [N, d].
+# by the heads (the paper's wording; the C++ made the same choice, monet/peer.h), u, v [N, d].
 # Query BatchNorm: one mean/variance per channel of the h·d_q query, no affine, batch statistics
 # in training (momentum 0.1, unbiased running variance, eps 1e-5), differentiable.
 # ---------------------------------------------------------------------------------------------

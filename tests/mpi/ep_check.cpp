@@ -1,5 +1,5 @@
 // Run under an MPI launcher (tests/CMakeLists.txt: mpirun -np 2): the expert-parallel dropless
-// dispatch (moe/expert_parallel.h) against moe_dropless on one process. Every rank builds the
+// dispatch (monet/expert_parallel.h) against moe_dropless on one process. Every rank builds the
 // same random problem from one seed (tests/ep_problem.h) and runs moe_dropless on all of it with
 // all the experts, the reference; then each rank runs moe_dropless_ep on its share — its token
 // rows and its E/R experts — and compares its output rows and the gradients of its x rows, its
@@ -23,7 +23,7 @@
 
 #include "core/comm.h"
 #include "core/error.h"
-#include "moe/expert_parallel.h"
+#include "monet/expert_parallel.h"
 #include "tests/ep_problem.h"
 #include "tests/mpi/mpi_main.h"
 

@@ -1,8 +1,8 @@
-#include "moe/monet_vd.h"
+#include "monet/monet_vd.h"
 
 #include "core/kernel_path.h"
 #include "core/ops.h"
-#include "moe/vd_mix.h"
+#include "monet/vd_mix.h"
 #include "nn/linear.h"
 
 namespace monet::moe {

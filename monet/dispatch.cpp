@@ -1,4 +1,4 @@
-#include "moe/dispatch.h"
+#include "monet/dispatch.h"
 
 #include <cmath>
 

@@ -13,8 +13,8 @@
 #include <utility>
 #include <vector>
 
-#include "moe/monet_hd.h"
-#include "moe/monet_vd.h"
+#include "monet/monet_hd.h"
+#include "monet/monet_vd.h"
 
 namespace monet::moe {
 

@@ -14,7 +14,7 @@
 // Per token: activations 2·√N·m/2, head mixtures 2·H·m/2, mixed inputs 4·√N·m/2 — never H·N.
 #pragma once
 #include "core/tensor.h"
-#include "moe/router.h"
+#include "monet/router.h"
 
 namespace monet::moe {
 

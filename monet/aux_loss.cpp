@@ -1,4 +1,4 @@
-#include "moe/aux_loss.h"
+#include "monet/aux_loss.h"
 
 #include "core/ops.h"
 

@@ -9,7 +9,7 @@
 // ĝ2_hj),
 //   which pushes each (token, head) towards one confident sub-expert.
 #pragma once
-#include "moe/router.h"
+#include "monet/router.h"
 
 namespace monet::moe {
 

@@ -1,4 +1,4 @@
-#include "moe/registry.h"
+#include "monet/registry.h"
 
 #include <fmt/format.h>
 

@@ -1,6 +1,6 @@
 // The fused MONET-VD mixing (vd_mix.h): forward and backward kernels, one token at a time, tokens
 // split across threads. Names follow vd_mix.h: per token a1, a2 [√N, m], ĝ1, ĝ2 [H, √N].
-#include "moe/vd_mix.h"
+#include "monet/vd_mix.h"
 
 #include <vector>
 

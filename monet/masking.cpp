@@ -1,4 +1,4 @@
-#include "moe/masking.h"
+#include "monet/masking.h"
 
 #include <algorithm>
 #include <map>

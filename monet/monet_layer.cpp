@@ -1,9 +1,9 @@
-#include "moe/monet_layer.h"
+#include "monet/monet_layer.h"
 
 #include "core/autograd.h"
 #include "core/ops.h"
-#include "moe/aux_loss.h"
-#include "moe/registry.h"
+#include "monet/aux_loss.h"
+#include "monet/registry.h"
 
 namespace monet::moe {
 
@@ -136,7 +136,7 @@ void MonetFeedForward::remove_experts(const std::vector<int64_t>& experts) {
   removed_pairs_ = std::move(pairs);
 }
 
-// ---- the registry rows (moe/registry.h) ----
+// ---- the registry rows (monet/registry.h) ----
 
 namespace {
 // docs/math/monet.md §4: H routing heads, √N sub-experts per router (N = √N² experts), expert

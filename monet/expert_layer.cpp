@@ -1,4 +1,4 @@
-#include "moe/expert_layer.h"
+#include "monet/expert_layer.h"
 
 #include <algorithm>
 

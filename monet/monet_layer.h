@@ -10,10 +10,10 @@
 #pragma once
 #include <memory>
 
-#include "moe/expert_layer.h"
-#include "moe/masking.h"
-#include "moe/monet_hd.h"
-#include "moe/monet_vd.h"
+#include "monet/expert_layer.h"
+#include "monet/masking.h"
+#include "monet/monet_hd.h"
+#include "monet/monet_vd.h"
 #include "nn/ffn.h"
 #include "nn/linear.h"
 
@@ -72,7 +72,7 @@ class MonetFeedForward : public nn::FeedForward, public ExpertLayer {
 
   // ExpertLayer. Composed expert (i, j), flat index i·√N + j, scores Σ_h ĝ1_hi ĝ2_hj for a token;
   // the G layers of a routing group share the scores (routing_key). Removal subtracts exactly the
-  // removed experts' contribution Σ_h ĝ1_hi ĝ2_hj E_ij(x) (moe/masking.h) from this layer.
+  // removed experts' contribution Σ_h ĝ1_hi ĝ2_hj E_ij(x) (monet/masking.h) from this layer.
   int64_t num_experts() const override { return o_.sqrt_n * o_.sqrt_n; }
   TokenScores expert_scores() const override;
   void remove_experts(const std::vector<int64_t>& experts) override;

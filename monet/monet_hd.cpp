@@ -1,4 +1,4 @@
-#include "moe/monet_hd.h"
+#include "monet/monet_hd.h"
 
 #include "core/ops.h"
 #include "nn/linear.h"
@@ -16,7 +16,7 @@ Tensor monet_hd(const Tensor& x, const HdWeights& w, const Routing& r) {
   Tensor out = nn::linear(y.reshape({B, T, sqrt_n * m}), w.v_weight);
   // Bias: Σ_ij ĝ1_hi ĝ2_hj b_j = Σ_j (Σ_h ĝ2_hj s1_h) b_j with s1_h = Σ_i ĝ1_hi. The paper (and
   // the authors' code) use s1_h = 1; keeping it costs O(H) and keeps the layer exact when routing
-  // is masked without renormalising (sub-expert removal, moe/masking.h).
+  // is masked without renormalising (sub-expert removal, monet/masking.h).
   Tensor s1 = unsqueeze(sum(r.g1, {3}), -1);  // (B,T,H,1)
   Tensor bias_w = matmul(transpose(r.g2, -1, -2), s1).reshape({B, T, sqrt_n});
   return add(out, matmul(bias_w, w.b));

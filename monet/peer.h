@@ -36,8 +36,8 @@
 #include <utility>
 #include <vector>
 
-#include "moe/expert_layer.h"
-#include "moe/monet_layer.h"
+#include "monet/expert_layer.h"
+#include "monet/monet_layer.h"
 #include "nn/ffn.h"
 #include "nn/linear.h"
 #include "nn/mlp.h"
@@ -108,7 +108,7 @@ class PeerFeedForward : public nn::FeedForward, public ExpertLayer {
   // (0 when none did). Removal: retrieval and gates are computed as if nothing were removed, then
   // each removed expert's term g_hj e_j(x) is dropped (multiplied by an exact 0), so
   //   f_S(x) = f(x) − Σ_h Σ_{j ∈ I_h ∩ S} g_hj e_j(x),
-  // the same definition as MONET's pair removal (moe/masking.h): the other experts keep their
+  // the same definition as MONET's pair removal (monet/masking.h): the other experts keep their
   // gates (no renormalisation, no substitute retrieved in place of a removed one). Flat indices
   // i·√N + j in [0, N); an empty list restores the full layer.
   int64_t num_experts() const override { return o_.num_experts(); }

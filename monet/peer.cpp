@@ -1,4 +1,4 @@
-#include "moe/peer.h"
+#include "monet/peer.h"
 
 #include <cmath>
 
@@ -6,7 +6,7 @@
 #include "core/flops.h"
 #include "core/kernel_path.h"
 #include "core/ops.h"
-#include "moe/registry.h"
+#include "monet/registry.h"
 
 namespace monet::moe {
 
@@ -314,7 +314,7 @@ std::vector<std::pair<std::string, double>> PeerFeedForward::metrics() const {
           {"expert_unevenness", kl}};
 }
 
-// ---- the registry row (moe/registry.h) ----
+// ---- the registry row (monet/registry.h) ----
 
 namespace {
 // docs/math/peer.md §3: √N sub-keys per half (N = √N² singleton experts), h heads, k experts per

@@ -26,7 +26,7 @@
 #include <cstdint>
 
 #include "core/comm.h"
-#include "moe/dispatch.h"
+#include "monet/dispatch.h"
 
 namespace monet::moe {
 

@@ -1,11 +1,11 @@
 // The feed-forward kinds, one registry row each: the value of model.ffn.kind, its option fields
-// (moe/options.h), how to build its layers, which of its parameters are expert parameters, and
+// (monet/options.h), how to build its layers, which of its parameters are expert parameters, and
 // how `monet table` sweeps its expert count N. Config parsing (train/config.cpp), model building
 // (train/model.cpp), `monet table` (eval/table.cpp), the interpretability commands and `--help`
 // read these rows and nothing else.
 //
 // Adding a kind: one file (the layer, ending in its row, `const FfnKind& foo_kind()`) and one line
-// in ffn_kinds() (moe/registry.cpp).
+// in ffn_kinds() (monet/registry.cpp).
 #pragma once
 #include <functional>
 #include <memory>
@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "core/random.h"
-#include "moe/options.h"
+#include "monet/options.h"
 #include "nn/ffn.h"
 #include "nn/transformer.h"
 
@@ -37,7 +37,7 @@ struct BuildContext {
 struct FfnKind {
   std::string name;          // model.ffn.kind
   std::string summary;       // one line for --help and error messages
-  bool has_experts = false;  // the layers implement moe::ExpertLayer (moe/expert_layer.h)
+  bool has_experts = false;  // the layers implement moe::ExpertLayer (monet/expert_layer.h)
 
   // The options as JSON, type-erased over the kind's Options struct (see make_kind):
   //   parse: the checked options of `given` at width d, every key written, defaults filled in;

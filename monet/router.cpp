@@ -1,4 +1,4 @@
-#include "moe/router.h"
+#include "monet/router.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,7 +1,7 @@
 // The dense baseline as a registry row: nn::MLP (docs/math/transformer.md §1), one always-on
 // "expert" of width hidden. It has no experts to route to, so it is measured once by
 // `monet table` and refused by the interpretability commands.
-#include "moe/registry.h"
+#include "monet/registry.h"
 #include "nn/mlp.h"
 
 namespace monet::moe {

@@ -1,8 +1,8 @@
-#include "moe/smoe.h"
+#include "monet/smoe.h"
 
 #include "core/autograd.h"
 #include "core/ops.h"
-#include "moe/registry.h"
+#include "monet/registry.h"
 
 namespace monet::moe {
 
@@ -332,7 +332,7 @@ ExpertShard SmoeFeedForward::shard_experts(Communicator& comm) {
   return s;
 }
 
-// ---- the registry row (moe/registry.h) ----
+// ---- the registry row (monet/registry.h) ----
 
 namespace {
 // docs/math/smoe.md §2: E experts of width m ("dim", 0: 4·d/k, the active width of a 4d MLP),

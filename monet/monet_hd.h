@@ -12,7 +12,7 @@
 // Per token this materialises √N·m + H·m + √N·m numbers, never H·N or N·m.
 #pragma once
 #include "core/tensor.h"
-#include "moe/router.h"
+#include "monet/router.h"
 
 namespace monet::moe {
 

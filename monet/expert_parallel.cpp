@@ -1,5 +1,5 @@
 // The expert-parallel dropless dispatch (expert_parallel.h).
-#include "moe/expert_parallel.h"
+#include "monet/expert_parallel.h"
 
 #include <fmt/format.h>
 

@@ -21,7 +21,7 @@
 //               choice is i (before any dropping), P_i = mean_x p_i(x); = α at a uniform split
 //               (Switch Eq. 4–6, α = 1e-2).  L_z = w_z · mean_x (logsumexp l(x))²  (ST-MoE,
 //               Zoph et al. 2022, arXiv 2202.08906, Eq. 5, w_z = 1e-3).
-// Dispatch (moe/dispatch.h): dropless (MegaBlocks) when capacity_factor = 0, else capacity
+// Dispatch (monet/dispatch.h): dropless (MegaBlocks) when capacity_factor = 0, else capacity
 // C = ⌈tokens·k·CF / E⌉ with token dropping (dropped pairs contribute 0: the token passes through
 // the residual).
 //
@@ -39,9 +39,9 @@
 #include <utility>
 #include <vector>
 
-#include "moe/dispatch.h"
-#include "moe/expert_layer.h"
-#include "moe/expert_parallel.h"
+#include "monet/dispatch.h"
+#include "monet/expert_layer.h"
+#include "monet/expert_parallel.h"
 #include "nn/ffn.h"
 #include "nn/linear.h"
 
@@ -112,7 +112,7 @@ struct SmoeResult {
   Route route;
   DispatchStats stats;
 };
-// With `ep`, the layer is expert parallel (moe/expert_parallel.h): w holds this rank's experts
+// With `ep`, the layer is expert parallel (monet/expert_parallel.h): w holds this rank's experts
 // and the dropless dispatch sends the tokens to their experts' ranks.
 SmoeResult smoe(const Tensor& x, const GateWeights& g, const ExpertWeights& w, const SmoeOptions& o,
                 bool training, Generator* noise, const std::vector<bool>& removed = {},
