@@ -14,6 +14,7 @@
 #include "util/fileio.h"
 
 using monet::read_file;
+using monet::testing::count_of;
 using monet::testing::TempDir;
 namespace fs = std::filesystem;
 
@@ -44,12 +45,6 @@ std::string tiny(int steps) {
       "--set model.context=16 --set model.ffn.hidden=32 --set run.batch=2 --set run.steps={} "
       "--set run.eval_windows=1 --set run.log_every=1",
       kSrc, steps);
-}
-
-size_t count(const std::string& s, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
-  return n;
 }
 
 }  // namespace
@@ -96,7 +91,7 @@ TEST(FirstHour, HelpSuggestionsAndExitStatuses) {
   const Result none = monet_in(t.path(), "train");
   EXPECT_EQ(none.status, 2) << none.err;
   EXPECT_NE(none.err.find("monet: error: train: give --config"), std::string::npos) << none.err;
-  EXPECT_EQ(count(none.err, "monet: error"), 1u) << none.err;
+  EXPECT_EQ(count_of(none.err, "monet: error"), 1u) << none.err;
   EXPECT_EQ(monet_in(t.path(), "eval").status, 2);
 }
 

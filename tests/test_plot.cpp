@@ -10,9 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "test_train_util.h"
 #include "util/plot.h"
 
 using namespace monet;
+using monet::testing::count_of;
 
 namespace {
 
@@ -48,12 +50,6 @@ std::vector<std::string> markers_of(const std::string& line) {
        at = line.find('<', at + 1))
     out.push_back(line.substr(at + 1, line.find_first_of(" />", at + 1) - at - 1));
   return out;
-}
-
-size_t count(const std::string& s, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
-  return n;
 }
 
 }  // namespace
@@ -133,7 +129,7 @@ TEST(Plot, LongSeriesGetThinnedMarkersAndLineOnlySeriesNone) {
   EXPECT_TRUE(markers_of(drawn[0]).empty());
   EXPECT_EQ(attr(drawn[0], "g", "opacity"), "0.3");
   EXPECT_EQ(attr(drawn[0], "g", "stroke"), attr(drawn[1], "g", "stroke"));  // one style
-  EXPECT_EQ(count(attr(drawn[1], "polyline", "points"), ","), 1000u);  // every point on the line
+  EXPECT_EQ(count_of(attr(drawn[1], "polyline", "points"), ","), 1000u);  // every point on the line
   const size_t n = markers_of(drawn[1]).size();
   EXPECT_GE(n, 20u);
   EXPECT_LE(n, 60u);

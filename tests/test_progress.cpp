@@ -12,6 +12,7 @@
 #include "util/text.h"
 
 using namespace monet;
+using monet::testing::count_of;
 using monet::testing::TempDir;
 
 namespace {
@@ -31,12 +32,6 @@ std::string printed(const TempDir& t, F write) {
   return read_file(path);
 }
 
-size_t count(const std::string& s, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
-  return n;
-}
-
 }  // namespace
 
 TEST(Progress, StepLinesEveryLogIntervalCarryTheMoeNumbers) {
@@ -44,8 +39,8 @@ TEST(Progress, StepLinesEveryLogIntervalCarryTheMoeNumbers) {
   const std::string out = printed(t, [](Progress& p) {
     for (int64_t s = 0; s < 10; ++s) p.step(s, 2.5, 1e-3, 100, 4, " | aux 0.0123 | dropped 0.5");
   });
-  EXPECT_EQ(count(out, "\n"), 3u) << out;  // steps 4, 8 and the last
-  EXPECT_EQ(count(out, "| aux 0.0123 | dropped 0.5\n"), 3u) << out;
+  EXPECT_EQ(count_of(out, "\n"), 3u) << out;  // steps 4, 8 and the last
+  EXPECT_EQ(count_of(out, "| aux 0.0123 | dropped 0.5\n"), 3u) << out;
   EXPECT_NE(out.find("step      4/10"), std::string::npos) << out;
   EXPECT_NE(out.find("step     10/10"), std::string::npos) << out;
   EXPECT_EQ(out.find('\r'), std::string::npos) << "no redraws in a file";
@@ -59,7 +54,7 @@ TEST(Progress, ABarInAFileWritesAHandfulOfLines) {
     for (int64_t i = 1; i <= 1000; ++i) p.bar(i, 1000, "code batches");
     for (int64_t i = 1; i <= 500; ++i) p.bar(i, 500, "english batches");  // the next domain
   });
-  EXPECT_EQ(count(out, "\n"), 3u) << out;  // the first line, and the last of each bar
+  EXPECT_EQ(count_of(out, "\n"), 3u) << out;  // the first line, and the last of each bar
   EXPECT_NE(out.find("1/1000"), std::string::npos) << out;
   EXPECT_NE(out.find("] 1000/1000 "), std::string::npos) << out;
   EXPECT_NE(out.find("] 500/500 "), std::string::npos) << out;
@@ -68,7 +63,7 @@ TEST(Progress, ABarInAFileWritesAHandfulOfLines) {
     p.set_plain_interval(0);
     for (int64_t i = 1; i <= 20; ++i) p.bar(i, 20, "x");
   });
-  EXPECT_EQ(count(every, "\n"), 20u);
+  EXPECT_EQ(count_of(every, "\n"), 20u);
 }
 
 TEST(Progress, DurationsAndSizesAreFormattedForPeople) {

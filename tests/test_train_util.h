@@ -34,6 +34,13 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// How often `what` occurs in `s` (overlapping occurrences counted).
+inline size_t count_of(std::string_view s, std::string_view what) {
+  size_t n = 0;
+  for (size_t at = s.find(what); at != std::string_view::npos; at = s.find(what, at + 1)) ++n;
+  return n;
+}
+
 // EXPECT_TRUE(ThrowsWith([&] { ... }, {"word", "other"})): a monet::Error whose message contains
 // every word.
 template <class F>
