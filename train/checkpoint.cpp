@@ -109,7 +109,8 @@ void diff_json(const json& saved, const json& now, const std::string& path,
 }  // namespace
 
 void save_checkpoint(const fs::path& run_dir, const nn::Module& model,
-                     const nn::Optimizer* optimizer, const Config& config, const TrainState& state) {
+                     const nn::Optimizer* optimizer, const Config& config,
+                     const TrainState& state) {
   const nn::NamedTensors moments = optimizer ? optimizer->state_dict() : nn::NamedTensors{};
   save_checkpoint(run_dir, model_state(model), optimizer ? &moments : nullptr, config, state);
 }
@@ -219,7 +220,9 @@ TrainState load_train_state(const fs::path& dir) {
   return parse_train_state(read_file(p), fmt::format("checkpoint state '{}'", p.string()));
 }
 
-Config load_checkpoint_config(const fs::path& dir) { return load_config(dir / "config.json"); }
+Config load_checkpoint_config(const fs::path& dir) {
+  return load_config(dir / "config.json");
+}
 
 std::shared_ptr<nn::Transformer> load_model(const fs::path& path, Config* config, Device device,
                                             const std::function<void(const std::string&)>& note) {
@@ -240,14 +243,10 @@ std::shared_ptr<nn::Transformer> load_model(const fs::path& path, Config* config
 
 Config load_run_config(const fs::path& path) {
   const fs::path dir = resolve_checkpoint(path);
-  Config c;
-  if (is_hf_checkpoint(dir)) {
-    const fs::path file = dir / "config.json";
-    c = config_from_hf(parse_json_strict(read_file(file), file.string()),
-                       fmt::format("Hugging Face config '{}'", file.string()));
-  } else {
-    c = load_checkpoint_config(dir);
-  }
+  if (!is_hf_checkpoint(dir)) return load_checkpoint_config(dir);  // load_config finds run.data
+  const fs::path file = dir / "config.json";
+  Config c = config_from_hf(parse_json_strict(read_file(file), file.string()),
+                            fmt::format("Hugging Face config '{}'", file.string()));
   c.run.data = find_data(c.run.data, dir);
   return c;
 }

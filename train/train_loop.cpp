@@ -75,6 +75,8 @@ class Trainer {
   TrainState state_;
   ExpertShards shards_;
   StepComm step_comm_;
+  // The micro-batches of a step, made once and refilled each step.
+  std::vector<Batch> batches_ = std::vector<Batch>(static_cast<size_t>(cfg_.run.accumulate));
   Communicator* eval_comm_ = nullptr;
   std::unique_ptr<Progress> progress_;
   std::ofstream log_;        // rank 0's; the others write nothing
@@ -205,14 +207,13 @@ StepResult Trainer::step(int64_t step) {
   const int64_t B = cfg_.run.batch, T = cfg_.model.context;
   const double lr = nn::scheduled_lr(sched_, step);
   optimizer_->set_lr(lr);
-  std::vector<Batch> batches(static_cast<size_t>(cfg_.run.accumulate));
-  for (Batch& b : batches) {  // the whole batch, then this rank's share of it
+  for (Batch& b : batches_) {  // the whole batch, then this rank's share of it
     b = data_->next(B, T, device_);
     b = {rank_share(b.first, comm_), rank_share(b.second, comm_)};
   }
   if (opt_.before_step) opt_.before_step(step, *model_);
   const CommTraffic before = comm_.traffic();
-  const StepResult s = train_step(*model_, *optimizer_, batches, cfg_.optim.grad_clip, step,
+  const StepResult s = train_step(*model_, *optimizer_, batches_, cfg_.optim.grad_clip, step,
                                   stop_note(), cfg_.finetune.aux, step_comm_);
   average_buffers(model_->named_buffers(), comm_);
   state_.step = step + 1;

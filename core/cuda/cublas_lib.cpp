@@ -2,8 +2,6 @@
 
 #include <dlfcn.h>
 
-#include <atomic>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -12,13 +10,12 @@
 namespace monet::cuda {
 namespace {
 
-std::atomic<bool> g_loaded{false};
-
 template <class F>
 void bind(void* lib, const char* name, const std::string& file, F& fn) {
   void* sym = dlsym(lib, name);
+  const char* why = sym == nullptr ? dlerror() : nullptr;  // dlerror() clears itself: read once
   MONET_CHECK(sym != nullptr, "cuBLAS: '{}' has no function {} ({})", file, name,
-              dlerror() ? dlerror() : "not found");
+              why ? why : "not found");
   fn = reinterpret_cast<F>(sym);
 }
 
@@ -54,16 +51,8 @@ CublasLib open_cublas() {
 }  // namespace
 
 const CublasLib& cublas_lib() {
-  static const CublasLib lib = [] {
-    CublasLib l = open_cublas();
-    g_loaded.store(true);
-    return l;
-  }();
+  static const CublasLib lib = open_cublas();
   return lib;
-}
-
-bool cublas_loaded() noexcept {
-  return g_loaded.load();
 }
 
 }  // namespace monet::cuda

@@ -23,7 +23,4 @@ struct CublasLib {
 // opens or a function is missing.
 const CublasLib& cublas_lib();
 
-// Whether cuBLAS has been opened in this process (tests: a CPU-only run must not open it).
-bool cublas_loaded() noexcept;
-
 }  // namespace monet::cuda
