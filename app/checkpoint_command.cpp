@@ -32,7 +32,7 @@ LoadedRun load_run(const CheckpointArgs& a) {
   l.model = load_model(a.ckpt, &l.cfg, parse_device(a.device), note_to_stderr);
   l.run_dir = run_folder(resolve_checkpoint(a.ckpt));
   const auto saes = sae::splice_saes(*l.model, a.sae.files, a.sae.error_term, note_to_stderr);
-  std::string kind = l.cfg.model.ffn.kind;
+  std::string kind = l.cfg.model.ffn.kind->name;
   if (!saes.empty())
     kind += fmt::format(" + {} SAE{}{}", saes.size(), saes.size() == 1 ? "" : "s",
                         a.sae.error_term ? " (error term added back)" : "");

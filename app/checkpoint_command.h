@@ -18,7 +18,7 @@
 namespace monet::app {
 
 struct CheckpointArgs {
-  std::string ckpt, data, out, device = "cpu";
+  std::string ckpt, data, out, device;
   int64_t batch = 16;
   SaeSpliceArgs sae;
 };

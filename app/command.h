@@ -78,13 +78,15 @@ inline void add_sae_options(CLI::App* cmd, SaeSpliceArgs& s) {
                 "the model");
 }
 
-// --device: "cpu" unless given, for the commands that load a checkpoint; run.device's value for
-// train and finetune (defaults_from = "run.device").
+// --device: the CPU unless given, for the commands that load a checkpoint (`device` is set to
+// its name); run.device's value for train and finetune (defaults_from = "run.device", `device`
+// left empty until given).
 inline void add_device_option(CLI::App* cmd, std::string& device,
-                              const std::string& defaults_from = "cpu") {
+                              const std::string& defaults_from = "") {
+  if (defaults_from.empty()) device = device_types().name(DeviceType::CPU);
   cmd->add_option("--device", device, "the device the model runs on")
       ->check(CLI::IsMember(device_types().names()))
-      ->default_str(defaults_from);
+      ->default_str(defaults_from.empty() ? device : defaults_from);
 }
 
 // --gemm and --precision: the CPU's products (core/gemm_mode.h); empty when not given. The

@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 
 Command add_eval_command(CLI::App& app) {
   struct Args {
-    std::string ckpt, data, device = "cpu";
+    std::string ckpt, data, device;
     int64_t batch = 16, windows = 0;
     bool json = false;
     GemmArgs gemm;

@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 
 Command add_export_command(CLI::App& app) {
   struct Args {
-    std::string ckpt, to = "hf", out, dtype = "fp32";
+    std::string ckpt, to = "hf", out, dtype = precisions().name(Precision::F32);
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -25,8 +25,11 @@ Command add_export_command(CLI::App& app) {
   cmd->add_option("--to", a->to, "the layout to write")
       ->check(CLI::IsMember({"hf"}))
       ->capture_default_str();
-  cmd->add_option("--dtype", a->dtype, "the weights' type: fp32 (exact) or bf16 (as released)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
+  cmd->add_option(
+         "--dtype", a->dtype,
+         fmt::format("the weights' type: {} (exact) or {} (as released)",
+                     precisions().name(Precision::F32), precisions().name(Precision::BF16)))
+      ->check(CLI::IsMember(precisions().names()))
       ->capture_default_str();
   cmd->add_option("--out", a->out, "the folder to create (must not exist)")->required();
   return {cmd, [a] {
@@ -34,11 +37,13 @@ Command add_export_command(CLI::App& app) {
             auto model = load_model(a->ckpt, &cfg, Device::cpu(), note_to_stderr);
             const fs::path spm = resolve_checkpoint(a->ckpt) / "tokenizer.model";
             const bool has_spm = fs::exists(spm);
-            export_hf(*model, cfg.model, a->out, a->dtype == "bf16" ? DType::BF16 : DType::F32,
+            export_hf(*model, cfg.model, a->out,
+                      precisions().parse(a->dtype, "--dtype") == Precision::BF16 ? DType::BF16
+                                                                                 : DType::F32,
                       has_spm ? spm : fs::path());
             fmt::print("{}\n", a->out);
             fmt::print(stderr, "export: wrote {} ({}, {} parameters{})\n", a->out,
-                       cfg.model.ffn.kind, model->num_parameters(),
+                       cfg.model.ffn.kind->name, model->num_parameters(),
                        has_spm ? ", tokenizer.model" : ", byte-level tokenizer.json");
             return 0;
           }};

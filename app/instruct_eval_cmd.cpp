@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 
 Command add_instruct_eval_command(CLI::App& app) {
   struct Args {
-    std::string ckpt, data = "data/toy4_instruct", out, device = "cpu";
+    std::string ckpt, data = "data/toy4_instruct", out, device;
     InstructEvalOptions o;
   };
   auto a = std::make_shared<Args>();

@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct SaeArgs {
-  std::string ckpt, data, out, site = "mlp", device = "cpu";
+  std::string ckpt, data, out, site = "mlp", device;
   int layer = 0;
   int64_t features = 0, k = 0;
   double l1 = -1;

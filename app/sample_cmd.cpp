@@ -11,7 +11,7 @@ namespace monet::app {
 
 Command add_sample_command(CLI::App& app) {
   struct Args {
-    std::string ckpt, prompt, device = "cpu";
+    std::string ckpt, prompt, device;
     SampleOptions so;
     GemmArgs gemm;
     bool ids = false;

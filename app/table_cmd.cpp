@@ -13,7 +13,8 @@ namespace monet::app {
 Command add_table_command(CLI::App& app) {
   struct Args {
     TableOptions opt;
-    std::string out, device = "cpu";
+    std::string out, device;
+    std::vector<std::string> kinds = moe::ffn_kind_names();
     bool quick = false;
   };
   auto a = std::make_shared<Args>();
@@ -26,10 +27,15 @@ Command add_table_command(CLI::App& app) {
   cmd->add_option("--sqrt-n", o.sqrt_n, "the √N values to sweep (N = √N²)")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--peer-sqrt-n", o.peer_extra_sqrt_n, "further √N values for PEER only")
+  std::vector<std::string> many;
+  for (const moe::FfnKind* k : moe::ffn_kinds())
+    if (k->many_experts) many.push_back(k->name);
+  cmd->add_option("--many-sqrt-n", o.many_sqrt_n,
+                  fmt::format("further √N values for the kinds built for very many experts ({})",
+                              fmt::join(many, ", ")))
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--kinds", o.kinds,
+  cmd->add_option("--kinds", a->kinds,
                   fmt::format("layer kinds: {}", fmt::join(moe::ffn_kind_names(), ",")))
       ->delimiter(',')
       ->capture_default_str();
@@ -52,9 +58,9 @@ Command add_table_command(CLI::App& app) {
             const TableOptions def, &t = a->opt;
             if (t.d != def.d) o.d = t.d;
             if (t.sqrt_n != def.sqrt_n) o.sqrt_n = t.sqrt_n;
-            if (t.peer_extra_sqrt_n != def.peer_extra_sqrt_n)
-              o.peer_extra_sqrt_n = t.peer_extra_sqrt_n;
-            if (t.kinds != def.kinds) o.kinds = t.kinds;
+            if (t.many_sqrt_n != def.many_sqrt_n) o.many_sqrt_n = t.many_sqrt_n;
+            o.kinds.clear();
+            for (const std::string& k : a->kinds) o.kinds.push_back(&moe::ffn_kind(k, "--kinds"));
             if (t.batch != def.batch) o.batch = t.batch;
             if (t.context != def.context) o.context = t.context;
             if (t.repeats != def.repeats) o.repeats = t.repeats;

@@ -5,14 +5,18 @@
 #include "core/autograd.h"
 #include "core/memory.h"
 #include "core/ops.h"
+#include "core/settings.h"
 
 namespace monet {
 
 std::string dtype_name(DType t) {
   switch (t) {
-    case DType::F32: return "F32";
-    case DType::F64: return "F64";
-    case DType::I32: return "I32";
+    case DType::F32:
+      return "F32";
+    case DType::F64:
+      return "F64";
+    case DType::I32:
+      return "I32";
     case DType::BF16:
       return "BF16";
   }
@@ -21,14 +25,19 @@ std::string dtype_name(DType t) {
 
 std::string Device::str() const {
   switch (type) {
-    case DeviceType::CPU: return "cpu";
-    case DeviceType::CUDA: return fmt::format("cuda:{}", index);
-    case DeviceType::Meta: return "meta";
+    case DeviceType::CPU:
+      return device_types().name(type);
+    case DeviceType::CUDA:
+      return fmt::format("{}:{}", device_types().name(type), index);
+    case DeviceType::Meta:
+      return "meta";
   }
   return "?";
 }
 
-std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+std::string shape_str(const Shape& s) {
+  return fmt::format("[{}]", fmt::join(s, ", "));
+}
 
 // Sizes are multiplied with an overflow check everywhere: a product that wraps would size a
 // buffer smaller than the tensor (a config with model.d = 2^62 once did, in the RoPE table).
@@ -53,7 +62,9 @@ Shape contiguous_strides(const Shape& s) {
 
 Storage::Storage(Device device, size_t nbytes)
     : data_(memory::allocate(device, nbytes)), nbytes_(nbytes), device_(device) {}
-Storage::~Storage() { memory::release(device_, data_, nbytes_); }
+Storage::~Storage() {
+  memory::release(device_, data_, nbytes_);
+}
 
 TensorImpl& Tensor::impl() const {
   MONET_CHECK(impl_ != nullptr, "use of an undefined tensor");
@@ -115,7 +126,9 @@ Tensor& Tensor::requires_grad_(bool on) {
   return *this;
 }
 
-void Tensor::backward(const Tensor& grad) const { run_backward(*this, grad); }
+void Tensor::backward(const Tensor& grad) const {
+  run_backward(*this, grad);
+}
 
 Tensor Tensor::detach() const {
   auto p = std::make_shared<TensorImpl>();
@@ -127,18 +140,36 @@ Tensor Tensor::detach() const {
   return Tensor(std::move(p));
 }
 
-Tensor Tensor::reshape(const Shape& s) const { return monet::reshape(*this, s); }
-Tensor Tensor::permute(const Shape& o) const { return monet::permute(*this, o); }
-Tensor Tensor::transpose(int64_t a, int64_t b) const { return monet::transpose(*this, a, b); }
+Tensor Tensor::reshape(const Shape& s) const {
+  return monet::reshape(*this, s);
+}
+Tensor Tensor::permute(const Shape& o) const {
+  return monet::permute(*this, o);
+}
+Tensor Tensor::transpose(int64_t a, int64_t b) const {
+  return monet::transpose(*this, a, b);
+}
 Tensor Tensor::slice(int64_t axis, int64_t start, int64_t end) const {
   return monet::slice(*this, axis, start, end);
 }
-Tensor Tensor::expand(const Shape& s) const { return monet::expand(*this, s); }
-Tensor Tensor::unsqueeze(int64_t axis) const { return monet::unsqueeze(*this, axis); }
-Tensor Tensor::squeeze(int64_t axis) const { return monet::squeeze(*this, axis); }
-Tensor Tensor::contiguous() const { return monet::contiguous(*this); }
-Tensor Tensor::to(Device d) const { return monet::to_device(*this, d); }
-Tensor Tensor::to(DType t) const { return monet::cast(*this, t); }
+Tensor Tensor::expand(const Shape& s) const {
+  return monet::expand(*this, s);
+}
+Tensor Tensor::unsqueeze(int64_t axis) const {
+  return monet::unsqueeze(*this, axis);
+}
+Tensor Tensor::squeeze(int64_t axis) const {
+  return monet::squeeze(*this, axis);
+}
+Tensor Tensor::contiguous() const {
+  return monet::contiguous(*this);
+}
+Tensor Tensor::to(Device d) const {
+  return monet::to_device(*this, d);
+}
+Tensor Tensor::to(DType t) const {
+  return monet::cast(*this, t);
+}
 
 // ---- factories ----
 
@@ -160,11 +191,21 @@ Tensor full(const Shape& s, double value, DType t, Device d) {
   fill_(out, value);
   return out;
 }
-Tensor zeros(const Shape& s, DType t, Device d) { return full(s, 0.0, t, d); }
-Tensor ones(const Shape& s, DType t, Device d) { return full(s, 1.0, t, d); }
-Tensor scalar(double v, DType t, Device d) { return full({}, v, t, d); }
-Tensor zeros_like(const Tensor& like) { return zeros(like.shape(), like.dtype(), like.device()); }
-Tensor empty_like(const Tensor& like) { return empty(like.shape(), like.dtype(), like.device()); }
+Tensor zeros(const Shape& s, DType t, Device d) {
+  return full(s, 0.0, t, d);
+}
+Tensor ones(const Shape& s, DType t, Device d) {
+  return full(s, 1.0, t, d);
+}
+Tensor scalar(double v, DType t, Device d) {
+  return full({}, v, t, d);
+}
+Tensor zeros_like(const Tensor& like) {
+  return zeros(like.shape(), like.dtype(), like.device());
+}
+Tensor empty_like(const Tensor& like) {
+  return empty(like.shape(), like.dtype(), like.device());
+}
 
 Tensor arange(int64_t n, DType t, Device d) {
   std::vector<double> v(static_cast<size_t>(n));

@@ -275,7 +275,7 @@ BenchResult run_bench(const BenchOptions& o, std::FILE* log) {
       const GemmMode mode = gemm_mode_of(cfg.run);
       BenchRow row;
       row.config = fs::path(config_path).stem().string();
-      row.kind = cfg.model.ffn.kind;
+      row.kind = cfg.model.ffn.kind->name;
       row.precision = precision;
       row.gemm = gemm_backend_name(mode.backend);
       row.d = cfg.model.d;

@@ -32,7 +32,7 @@ namespace fs = std::filesystem;
 TableOptions TableOptions::quick() {
   TableOptions o;
   o.sqrt_n = {16, 32, 64};
-  o.peer_extra_sqrt_n = {};
+  o.many_sqrt_n = {};
   o.batch = 4;
   o.context = 64;
   o.repeats = 2;
@@ -44,10 +44,9 @@ double TableRow::flops(const std::string& category) const {
   return it == fwd_flops.end() ? 0.0 : it->second;
 }
 
-json layer_settings(const TableOptions& o, const std::string& kind, int64_t sqrt_n) {
-  const moe::FfnKind& row = moe::ffn_kind(kind, "table --kinds");
-  json f = row.sweep ? row.sweep(sqrt_n) : json::object();
-  f["kind"] = kind;
+json layer_settings(const TableOptions& o, const moe::FfnKind& kind, int64_t sqrt_n) {
+  json f = kind.sweep ? kind.sweep(sqrt_n) : json::object();
+  f["kind"] = kind.name;
   for (const std::string& s : o.sets) {  // "smoe.dim=32"
     const size_t dot = s.find('.'), eq = s.find('=');
     MONET_CHECK(dot != std::string::npos && eq != std::string::npos && dot < eq,
@@ -57,7 +56,7 @@ json layer_settings(const TableOptions& o, const std::string& kind, int64_t sqrt
     const moe::FfnKind& target = moe::ffn_kind(k, fmt::format("table --set '{}': the kind", s));
     MONET_CHECK(key != "kind" && key != target.n_key, "table --set '{}': the sweep sets {} itself",
                 s, key);
-    if (k != kind) continue;
+    if (&target != &kind) continue;
     json v = json::parse(value, nullptr, false);
     f[key] = v.is_discarded() ? json(value) : v;
   }
@@ -68,7 +67,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::shared_ptr<nn::FeedForward> build_layer(const TableOptions& o, const std::string& kind,
+std::shared_ptr<nn::FeedForward> build_layer(const TableOptions& o, const moe::FfnKind& kind,
                                              int64_t sqrt_n, Device device, Generator& gen) {
   // Parsed as a model config, so a bad --set is reported with its dotted key (model.ffn.dim).
   Config c = parse_config(
@@ -79,17 +78,17 @@ std::shared_ptr<nn::FeedForward> build_layer(const TableOptions& o, const std::s
 // Table 1's "expert parameters" (the row's is_expert_param): what the experts themselves hold,
 // without the router, the product keys or PEER's query network; dense: the MLP is one always-on
 // expert.
-int64_t expert_parameters(const std::string& kind, const nn::Module& layer) {
+int64_t expert_parameters(const moe::FfnKind& kind, const nn::Module& layer) {
   int64_t n = 0;
   for (const auto& [name, p] : layer.named_parameters())
-    if (moe::ffn_kind(kind).is_expert_param(name)) n += p.numel();
+    if (kind.is_expert_param(name)) n += p.numel();
   return n;
 }
 
-TableRow measure(const TableOptions& o, const std::string& kind, int64_t sqrt_n, double budget) {
+TableRow measure(const TableOptions& o, const moe::FfnKind& kind, int64_t sqrt_n, double budget) {
   TableRow r;
-  r.kind = kind;
-  r.sqrt_n = moe::ffn_kind(kind).sweep ? sqrt_n : 0;
+  r.kind = &kind;
+  r.sqrt_n = kind.sweep ? sqrt_n : 0;
   r.n = r.sqrt_n * r.sqrt_n;
   {  // shapes first, on the meta device: exact counts, and the predicted size
     Generator gen(o.seed);
@@ -227,19 +226,17 @@ std::vector<std::string> slope_warnings(const TableResult& r) {
         "{} {}: slope {:.3f} with R² {:.2f} over {} points is noise, not a trend — the timings "
         "at this size are too short or the machine was busy; measure with more --repeats, "
         "without --quick, on a quiet machine",
-        s.kind, s.quantity, s.measured, s.r2, s.points));
+        s.kind->name, s.quantity, s.measured, s.r2, s.points));
   }
   return out;
 }
 
 std::vector<TableSlope> fit_slopes(const std::vector<TableRow>& rows) {
-  // Table 1: retrieval time and expert parameters (SMoE N, N; PEER √N with k², N; MONET √N, √N).
-  const std::map<std::string, std::pair<double, double>> paper = {{"smoe", {1.0, 1.0}},
-                                                                  {"peer", {0.5, 1.0}},
-                                                                  {"monet_hd", {0.5, 0.5}},
-                                                                  {"monet_vd", {0.5, 0.5}}};
+  // Table 1's exponents are the rows' (monet/registry.h); a kind without them is not fitted.
   std::vector<TableSlope> out;
-  for (const auto& [kind, exps] : paper) {
+  for (const moe::FfnKind* kind : moe::ffn_kinds()) {
+    if (!kind->table1) continue;
+    const moe::FfnKind::Exponents exps = *kind->table1;
     std::vector<const TableRow*> all, run;
     for (const TableRow& r : rows)
       if (r.kind == kind) {
@@ -255,10 +252,10 @@ std::vector<TableSlope> fit_slopes(const std::vector<TableRow>& rows) {
       out.push_back({kind, what, f.slope, f.r2, expo, static_cast<int>(pts.size())});
     };
     // Parameters are exact for every N (counted on the meta device), run or not.
-    fit("expert params", all, exps.second,
+    fit("expert params", all, exps.expert_params,
         [](const TableRow& r) { return double(r.expert_params); });
     fit("all params", all, -1, [](const TableRow& r) { return double(r.params); });
-    fit("retrieval FLOPs", run, exps.first,
+    fit("retrieval FLOPs", run, exps.retrieval,
         [](const TableRow& r) { return r.flops(nn::kFlopsRetrieval); });
     fit("expert FLOPs", run, -1, [](const TableRow& r) { return r.flops(nn::kFlopsExperts); });
     fit("fwd+bwd time", run, -1, [](const TableRow& r) { return r.step_us; });
@@ -292,11 +289,10 @@ std::vector<PaperCount> paper_param_counts() {
     out.push_back({name, count_parameters(c.model), it == published.end() ? 0.0 : it->second});
   };
   for (const Size& s : sizes) {
-    for (const char* kind : {"monet_vd", "monet_hd"})
+    for (const moe::FfnKind* kind : {&moe::monet_vd_kind(), &moe::monet_hd_kind()})
       for (int group : {4, 1})
-        add(fmt::format("MONET-{} {}, group {}", kind == std::string("monet_vd") ? "VD" : "HD",
-                        s.name, group),
-            json{{"kind", kind},
+        add(fmt::format("{} {}, group {}", kind->label, s.name, group),
+            json{{"kind", kind->name},
                  {"heads", s.h},
                  {"sqrt_n", 512},
                  {"dim", s.m},
@@ -306,15 +302,15 @@ std::vector<PaperCount> paper_param_counts() {
     // LLaMA's SwiGLU width: 8d/3 rounded up to a multiple of 128 (5504 at d = 2048).
     const int64_t hidden = (8 * s.d / 3 + 127) / 128 * 128;
     add(fmt::format("dense LLaMA {}", s.name),
-        json{{"kind", "dense"}, {"activation", "swiglu"}, {"hidden", hidden}}, s);
+        json{{"kind", moe::dense_kind().name}, {"activation", "swiglu"}, {"hidden", hidden}}, s);
   }
   // PEER's example (He 2024): d = 2048, 1024² singletons, 2·d·N expert parameters per layer,
   // ≈ 103B over 24 layers.
   TableOptions o;
   o.d = 2048;
   Generator gen(0);
-  auto peer = build_layer(o, "peer", 1024, Device::meta(), gen);
-  const int64_t experts = expert_parameters("peer", *peer);
+  auto peer = build_layer(o, moe::peer_kind(), 1024, Device::meta(), gen);
+  const int64_t experts = expert_parameters(moe::peer_kind(), *peer);
   out.push_back({"PEER 1M experts, d 2048: expert params of one layer", experts, 0.0});
   out.push_back({"PEER 1M experts, d 2048: expert params of 24 layers", 24 * experts, 103.0});
   return out;
@@ -332,33 +328,33 @@ TableResult run_table(const TableOptions& o, const TableProgress& progress) {
   const GemmMode gemm = gemm_mode();
   res.device_name =
       o.device.is_cpu()
-          ? fmt::format("cpu, {} {} GEMM (OpenBLAS {}), {} thread{}",
+          ? fmt::format("{}, {} {} GEMM (OpenBLAS {}), {} thread{}", o.device.str(),
                         gemm_backend_name(gemm.backend), precision_name(gemm.precision),
                         blas_core_name(), res.threads, res.threads == 1 ? "" : "s")
-          : "cuda";
+          : o.device.str();
 #ifdef MONET_WITH_CUDA
-  if (o.device.is_cuda()) res.device_name = "cuda: " + cuda::device_name();
+  if (o.device.is_cuda()) res.device_name = o.device.str() + ": " + cuda::device_name();
 #endif
   const double budget =
       o.max_memory_gib > 0 ? o.max_memory_gib * (1 << 30) : 0.6 * available_bytes(o.device);
 
-  std::vector<std::pair<std::string, int64_t>> plan;
-  for (const std::string& kind : o.kinds) {
-    if (!moe::ffn_kind(kind, "table --kinds").sweep) {  // no N: measured once
+  std::vector<std::pair<const moe::FfnKind*, int64_t>> plan;
+  for (const moe::FfnKind* kind : o.kinds) {
+    if (!kind->sweep) {  // no N: measured once
       plan.emplace_back(kind, 0);
       continue;
     }
     for (int64_t s : o.sqrt_n) plan.emplace_back(kind, s);
-    if (kind == "peer")
-      for (int64_t s : o.peer_extra_sqrt_n) plan.emplace_back(kind, s);
+    if (kind->many_experts)
+      for (int64_t s : o.many_sqrt_n) plan.emplace_back(kind, s);
   }
   const Clock::time_point start = Clock::now();
   for (size_t i = 0; i < plan.size(); ++i) {
     const auto& [kind, s] = plan[i];
     if (progress)
       progress(static_cast<int>(i), static_cast<int>(plan.size()),
-               s == 0 ? kind : fmt::format("{} N = {}²", kind, s));
-    res.rows.push_back(measure(o, kind, s, budget));
+               s == 0 ? kind->name : fmt::format("{} N = {}²", kind->name, s));
+    res.rows.push_back(measure(o, *kind, s, budget));
   }
   if (progress) progress(static_cast<int>(plan.size()), static_cast<int>(plan.size()), "done");
   res.slopes = fit_slopes(res.rows);

@@ -27,9 +27,11 @@ namespace monet {
 struct TableOptions {
   int64_t d = 256;
   std::vector<int64_t> sqrt_n = {16, 32, 64, 128, 256, 512};  // N = 2^8 … 2^18
-  std::vector<int64_t> peer_extra_sqrt_n = {1024};            // PEER goes on to N = 2^20
-  std::vector<std::string> kinds = moe::ffn_kind_names();     // every registry row
-  int64_t batch = 16, context = 128;  // B·T tokens per step
+  // Further √N for the kinds built for very many experts (the rows' many_experts: PEER goes on
+  // to N = 2^20).
+  std::vector<int64_t> many_sqrt_n = {1024};
+  std::vector<const moe::FfnKind*> kinds = moe::ffn_kinds();  // every registry row
+  int64_t batch = 16, context = 128;                          // B·T tokens per step
   int warmup = 1, repeats = 5;
   Device device = Device::cpu();
   double max_memory_gib = 0;  // 0: 60% of the machine's available memory (of the GPU's, on CUDA)
@@ -46,10 +48,10 @@ struct TableOptions {
 //   smoe      N experts of width m = 64, GShard top-2 gating, dropless
 //   peer      N singletons, h = 8 heads, top-16, d_q = 128
 //   monet_*   H = 4 heads, √N sub-experts per router, m = 16, k = 8, a router in the layer
-nlohmann::json layer_settings(const TableOptions& o, const std::string& kind, int64_t sqrt_n);
+nlohmann::json layer_settings(const TableOptions& o, const moe::FfnKind& kind, int64_t sqrt_n);
 
 struct TableRow {
-  std::string kind;
+  const moe::FfnKind* kind = nullptr;
   int64_t sqrt_n = 0, n = 0;  // 0 for dense (no experts)
   bool measured = false;
   std::string note;  // why a row was not measured ("needs ≥ 12.3 GiB ...")
@@ -68,7 +70,8 @@ struct TableRow {
 };
 
 struct TableSlope {
-  std::string kind, quantity;  // quantity: "params", "expert params", "retrieval FLOPs", ...
+  const moe::FfnKind* kind = nullptr;
+  std::string quantity;  // "params", "expert params", "retrieval FLOPs", ...
   double measured = 0;
   double r2 = 1;      // of the log-log fit: near 1 when the points lie on a line
   double paper = -1;  // the paper's exponent; < 0 when the paper states none

@@ -37,23 +37,23 @@ std::string table_markdown(const TableResult& r) {
     const std::string n =
         w.n ? fmt::format("2^{}", static_cast<int>(std::lround(std::log2(w.n)))) : "—";
     if (!w.measured) {
-      s += fmt::format("| {} | {} | {} | {} | {} |||||||||||\n", w.kind, n, w.params,
+      s += fmt::format("| {} | {} | {} | {} | {} |||||||||||\n", w.kind->name, n, w.params,
                        w.expert_params, w.note);
       continue;
     }
     s += fmt::format(
         "| {} | {} | {} | {} | {:.3f} | {:.3f} | {:.3g} | {:.3g} | {:.3g} | {:.3g} | {:.3g} | {} | "
         "{} | {} | {} | {} |\n",
-        w.kind, n, w.params, w.expert_params, w.fwd_us, w.step_us, w.flops(nn::kFlopsRetrieval),
-        w.flops(nn::kFlopsQuery), w.flops(nn::kFlopsExperts), w.fwd_flops_total, w.step_flops_total,
-        mib(w.mem_weights), mib(w.mem_saved), mib(w.mem_grads), mib(w.mem_transient),
-        mib(w.mem_peak));
+        w.kind->name, n, w.params, w.expert_params, w.fwd_us, w.step_us,
+        w.flops(nn::kFlopsRetrieval), w.flops(nn::kFlopsQuery), w.flops(nn::kFlopsExperts),
+        w.fwd_flops_total, w.step_flops_total, mib(w.mem_weights), mib(w.mem_saved),
+        mib(w.mem_grads), mib(w.mem_transient), mib(w.mem_peak));
   }
   s += "\n## Log-log slopes against N (paper: MONET Table 1)\n\n";
   s += "| kind | quantity | measured slope | fit R² | paper | within ±0.1 | points "
        "|\n|---|---|---:|---:|---:|---|---:|\n";
   for (const TableSlope& sl : r.slopes)
-    s += fmt::format("| {} | {} | {:.3f} | {:.3f} | {} | {} | {} |\n", sl.kind, sl.quantity,
+    s += fmt::format("| {} | {} | {:.3f} | {:.3f} | {} | {} | {} |\n", sl.kind->name, sl.quantity,
                      sl.measured, sl.r2, sl.paper < 0 ? "—" : fmt::format("{:.1f}", sl.paper),
                      sl.paper < 0 ? "" : (std::abs(sl.measured - sl.paper) <= 0.1 ? "yes" : "NO"),
                      sl.points);
@@ -75,12 +75,12 @@ std::string table_csv(const TableResult& r) {
       "saved,"
       "mem_grads,mem_transient,mem_peak,note\n";
   for (const TableRow& w : r.rows)
-    s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", w.kind,
-                     w.n, w.sqrt_n, w.measured ? 1 : 0, w.params, w.expert_params, w.param_bytes,
-                     w.fwd_us, w.step_us, w.flops(nn::kFlopsRetrieval), w.flops(nn::kFlopsQuery),
-                     w.flops(nn::kFlopsExperts), w.fwd_flops_total, w.step_flops_total,
-                     w.mem_weights, w.mem_input, w.mem_saved, w.mem_grads, w.mem_transient,
-                     w.mem_peak, w.note);
+    s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
+                     w.kind->name, w.n, w.sqrt_n, w.measured ? 1 : 0, w.params, w.expert_params,
+                     w.param_bytes, w.fwd_us, w.step_us, w.flops(nn::kFlopsRetrieval),
+                     w.flops(nn::kFlopsQuery), w.flops(nn::kFlopsExperts), w.fwd_flops_total,
+                     w.step_flops_total, w.mem_weights, w.mem_input, w.mem_saved, w.mem_grads,
+                     w.mem_transient, w.mem_peak, w.note);
   return s;
 }
 
@@ -95,7 +95,7 @@ json table_json(const TableResult& r) {
             {"threads", r.threads},
             {"seconds", r.seconds}};
   for (const TableRow& w : r.rows)
-    j["rows"].push_back({{"kind", w.kind},
+    j["rows"].push_back({{"kind", w.kind->name},
                          {"n", w.n},
                          {"sqrt_n", w.sqrt_n},
                          {"measured", w.measured},
@@ -117,7 +117,7 @@ json table_json(const TableResult& r) {
                            {"transient", w.mem_transient},
                            {"peak", w.mem_peak}}}});
   for (const TableSlope& s : r.slopes)
-    j["slopes"].push_back({{"kind", s.kind},
+    j["slopes"].push_back({{"kind", s.kind->name},
                            {"quantity", s.quantity},
                            {"measured", s.measured},
                            {"r2", s.r2},
@@ -140,12 +140,12 @@ std::vector<Series> series_of(const TableResult& r, double (*value)(const TableR
     lo = lo > 0 ? std::min(lo, double(w.n)) : double(w.n);
     hi = std::max(hi, double(w.n));
   }
-  for (const std::string& kind : r.options.kinds) {
-    Series s{kind, {}, {}};
+  for (const moe::FfnKind* kind : r.options.kinds) {
+    Series s{kind->label, {}, {}};
     for (const TableRow& w : r.rows) {
       if (w.kind != kind || (!w.measured && !all_rows)) continue;
       if (w.n == 0) {
-        s.name = "dense (no N)";
+        s.name = kind->label + " (no N)";
         s.x = {lo, hi};
         s.y = {value(w), value(w)};
       } else {
@@ -178,9 +178,9 @@ void write_table_outputs(const TableResult& r, const fs::path& dir) {
   write_file_atomic(dir / "table.json", table_json(r).dump(2) + "\n");
   const std::string sub =
       fmt::format("d = {}, {}", r.options.d,
-                  r.options.device.is_cpu()
-                      ? fmt::format("cpu, {} thread{}", r.threads, r.threads == 1 ? "" : "s")
-                      : "cuda");
+                  r.options.device.is_cpu() ? fmt::format("{}, {} thread{}", r.options.device.str(),
+                                                          r.threads, r.threads == 1 ? "" : "s")
+                                            : r.options.device.str());
   struct Plot {
     const char* file;
     const char* title;

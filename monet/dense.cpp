@@ -29,7 +29,7 @@ const std::vector<Field<DenseOptions>>& dense_fields() {
 
 const FfnKind& dense_kind() {
   static const FfnKind k = make_kind<DenseOptions>(
-      "dense", "the dense MLP of a LLaMA-style block (the baseline)", dense_fields(),
+      "dense", "dense", "the dense MLP of a LLaMA-style block (the baseline)", dense_fields(),
       [](const DenseOptions& o, const BuildContext& c) -> FeedForwardFactory {
         return [o, c](int) {
           return std::make_shared<nn::MLP>(o.d, o.hidden, o.activation, *c.init, c.param);

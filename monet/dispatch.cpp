@@ -141,8 +141,8 @@ Tensor moe_dropless(const Tensor& x, const Tensor& idx, const Tensor& gates, con
   const std::vector<int32_t> ih = host_expert_indices(idx, E, "moe_dropless");
   const ExpertSort s = sort_by_expert(ih, E);
   fill_dispatch_stats(stats, ih, s.row, n, k, E, 0);
-  if (s.rows() == 0) return zeros({n, d}, x.dtype(), x.device());  // every expert masked
-  Tensor xs = gather_sorted(x, s, k);                              // [R, d], by expert
+  if (s.rows() == 0) return zeros({n, d}, x.dtype(), x.device());     // every expert masked
+  Tensor xs = gather_sorted(x, s, k);                                 // [R, d], by expert
   Tensor h = nn::activate(grouped_linear(xs, w.w1, s.offsets), act);  // σ(U_e x)  [R, m]
   Tensor ys = grouped_linear(h, w.w2, s.offsets);                     // V_e σ(·)  [R, d]
   return combine_slots(ys, s.row, gates, n, k);

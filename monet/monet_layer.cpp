@@ -159,7 +159,7 @@ FfnKind make_monet_kind(bool vertical) {
   MonetOptions base;
   base.vertical = vertical;
   FfnKind r = make_kind<MonetOptions>(
-      vertical ? "monet_vd" : "monet_hd",
+      vertical ? "monet_vd" : "monet_hd", vertical ? "MONET-VD" : "MONET-HD",
       vertical ? "MONET-VD: vertical expert decomposition (Park et al. 2024)"
                : "MONET-HD: horizontal expert decomposition (Park et al. 2024)",
       monet_fields(),
@@ -175,6 +175,8 @@ FfnKind make_monet_kind(bool vertical) {
   r.has_experts = true;
   r.is_expert_param = [](std::string_view name) { return name.rfind("router.", 0) != 0; };
   r.n_key = "sqrt_n";
+  r.table1 = FfnKind::Exponents{0.5, 0.5};
+  r.hf_decompose = vertical ? "vertical" : "horizontal";
   r.sweep = [](int64_t sqrt_n) {  // Table 1: H 4, m 16, k 8, a router per layer
     return nlohmann::json{{"heads", 4}, {"sqrt_n", sqrt_n}, {"dim", 16}, {"topk", 8}, {"group", 1}};
   };

@@ -344,13 +344,15 @@ PeerOptions PeerOptions::defaults(int64_t d) {
 const FfnKind& peer_kind() {
   static const FfnKind k = [] {
     FfnKind r = make_kind<PeerOptions>(
-        "peer", "PEER: product-key retrieval of singleton experts (He 2024)", peer_fields(),
+        "peer", "PEER", "PEER: product-key retrieval of singleton experts (He 2024)", peer_fields(),
         [](const PeerOptions& o, const BuildContext& c) -> FeedForwardFactory {
           return [o, c](int) { return std::make_shared<PeerFeedForward>(o, *c.init, c.param); };
         });
     r.has_experts = true;
     r.is_expert_param = [](std::string_view name) { return name == "u" || name == "v"; };
     r.n_key = "sqrt_n";
+    r.table1 = FfnKind::Exponents{0.5, 1.0};
+    r.many_experts = true;
     r.sweep = [](int64_t sqrt_n) {  // Table 1: 8 heads of 16 experts, d_q 128
       return nlohmann::json{{"sqrt_n", sqrt_n}, {"heads", 8}, {"topk", 16}, {"d_query", 128}};
     };

@@ -11,13 +11,6 @@
 
 namespace monet::moe {
 
-// Each row is defined at the end of its layer's file.
-const FfnKind& dense_kind();
-const FfnKind& smoe_kind();
-const FfnKind& peer_kind();
-const FfnKind& monet_hd_kind();
-const FfnKind& monet_vd_kind();
-
 const std::vector<const FfnKind*>& ffn_kinds() {
   static const std::vector<const FfnKind*> kinds = {
       &dense_kind(), &smoe_kind(), &peer_kind(), &monet_hd_kind(), &monet_vd_kind(),

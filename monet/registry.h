@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +37,7 @@ struct BuildContext {
 
 struct FfnKind {
   std::string name;          // model.ffn.kind
+  std::string label;         // in tables and plots: "MONET-VD"
   std::string summary;       // one line for --help and error messages
   bool has_experts = false;  // the layers implement moe::ExpertLayer (monet/expert_layer.h)
 
@@ -56,17 +58,30 @@ struct FfnKind {
   // measured once.
   std::function<nlohmann::json(int64_t sqrt_n)> sweep;
   std::string n_key;
+  // MONET Table 1's exponents of N for this kind: retrieval cost and expert parameters (SMoE N, N;
+  // PEER √N, N; MONET √N, √N); `monet table` prints its fitted slopes beside them.
+  struct Exponents {
+    double retrieval = 0, expert_params = 0;
+  };
+  std::optional<Exponents> table1;
+  // Built for very many experts (PEER's million): `monet table` also sweeps its further √N.
+  bool many_experts = false;
+  // The released MONET checkpoints' config.json `moe_decompose` value of this kind ("vertical",
+  // "horizontal"); empty for a kind that layout cannot hold.
+  std::string hf_decompose;
 };
 
 // A row from the kind's typed pieces: `fields` declare the options of O (which has a member
 // int64_t d, the model width, and a validate() for cross-field rules); `build` makes the factory;
 // `base` holds the members that are not config keys (MONET's vertical, which the row decides).
 template <class O>
-FfnKind make_kind(std::string name, std::string summary, std::vector<Field<O>> fields,
+FfnKind make_kind(std::string name, std::string label, std::string summary,
+                  std::vector<Field<O>> fields,
                   std::function<FeedForwardFactory(const O&, const BuildContext&)> build,
                   O base = O{}) {
   FfnKind k;
   k.name = std::move(name);
+  k.label = std::move(label);
   k.summary = std::move(summary);
   for (const Field<O>& f : fields) k.fields.push_back(f.info);
   k.parse = [fields, base](const nlohmann::json& given, int64_t d, const std::string& path) {
@@ -82,6 +97,13 @@ FfnKind make_kind(std::string name, std::string summary, std::vector<Field<O>> f
 
 // Every kind, in the order --help and `monet table` list them.
 const std::vector<const FfnKind*>& ffn_kinds();
+// The rows themselves, for code that builds one kind on purpose (the paper's models in `monet
+// table`, the Hugging Face layout); each is defined at the end of its layer's file.
+const FfnKind& dense_kind();
+const FfnKind& smoe_kind();
+const FfnKind& peer_kind();
+const FfnKind& monet_hd_kind();
+const FfnKind& monet_vd_kind();
 // The row named `name`; an error naming the known kinds otherwise (and `what`, the config key or
 // option the name came from).
 const FfnKind& ffn_kind(std::string_view name,

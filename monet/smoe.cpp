@@ -370,7 +370,7 @@ SmoeOptions SmoeOptions::defaults(int64_t d) {
 const FfnKind& smoe_kind() {
   static const FfnKind k = [] {
     FfnKind r = make_kind<SmoeOptions>(
-        "smoe", "sparse mixture of experts: softmax / noisy top-k / Switch / GShard gating",
+        "smoe", "SMoE", "sparse mixture of experts: softmax / noisy top-k / Switch / GShard gating",
         smoe_fields(), [](const SmoeOptions& o, const BuildContext& c) -> FeedForwardFactory {
           return [o, c](int) {
             return std::make_shared<SmoeFeedForward>(o, *c.init, c.param, c.noise);
@@ -379,6 +379,7 @@ const FfnKind& smoe_kind() {
     r.has_experts = true;
     r.is_expert_param = [](std::string_view name) { return name == "w1" || name == "w2"; };
     r.n_key = "experts";
+    r.table1 = FfnKind::Exponents{1.0, 1.0};
     r.sweep = [](int64_t sqrt_n) {  // Table 1: GShard top-2 over N experts of width 64, dropless
       return nlohmann::json{
           {"experts", sqrt_n * sqrt_n}, {"dim", 64}, {"gating", "gshard"}, {"capacity_factor", 0}};

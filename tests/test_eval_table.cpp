@@ -22,7 +22,7 @@ TableOptions tiny() {
   TableOptions o;
   o.d = 32;
   o.sqrt_n = {4, 8, 16};
-  o.peer_extra_sqrt_n = {};
+  o.many_sqrt_n = {};
   o.batch = 2;
   o.context = 8;
   o.warmup = 0;
@@ -33,7 +33,7 @@ TableOptions tiny() {
 
 const TableRow& row(const TableResult& r, const std::string& kind, int64_t sqrt_n) {
   for (const TableRow& w : r.rows)
-    if (w.kind == kind && w.sqrt_n == sqrt_n) return w;
+    if (w.kind->name == kind && w.sqrt_n == sqrt_n) return w;
   throw Error("no row " + kind);
 }
 
@@ -54,19 +54,20 @@ TEST(Table, TinySweepMatchesHandCounts) {
   const TableResult r = run_table(o);
   ASSERT_EQ(r.rows.size(), 1u + 4 * o.sqrt_n.size());
   for (const TableRow& w : r.rows) {
-    EXPECT_TRUE(w.measured) << w.kind << " " << w.note;
-    EXPECT_GT(w.step_us, w.fwd_us) << w.kind;
-    EXPECT_GT(w.step_flops_total, 2 * w.fwd_flops_total) << w.kind;  // backward ≈ 2× forward
+    EXPECT_TRUE(w.measured) << w.kind->name << " " << w.note;
+    EXPECT_GT(w.step_us, w.fwd_us) << w.kind->name;
+    EXPECT_GT(w.step_flops_total, 2 * w.fwd_flops_total) << w.kind->name;  // backward ≈ 2× forward
     // The parts of the step's memory, each measured: the inputs hold x and the upstream gradient
     // w at least, the forward saves something for backward, backward leaves x's gradient at
     // least, and the peak is at least everything alive after the forward plus the gradients
     // (transient, the rest of the peak, is not negative). Their sum is the peak by definition.
     const int64_t act = o.batch * o.context * o.d * 4;  // one [B, T, d] float tensor
-    EXPECT_EQ(w.mem_weights, 4 * w.params) << w.kind;  // float32, as counted on the meta device
-    EXPECT_GE(w.mem_input, 2 * act) << w.kind;
-    EXPECT_GT(w.mem_saved, 0) << w.kind;
-    EXPECT_GE(w.mem_grads, act) << w.kind;
-    EXPECT_GE(w.mem_transient, 0) << w.kind;
+    EXPECT_EQ(w.mem_weights, 4 * w.params)
+        << w.kind->name;  // float32, as counted on the meta device
+    EXPECT_GE(w.mem_input, 2 * act) << w.kind->name;
+    EXPECT_GT(w.mem_saved, 0) << w.kind->name;
+    EXPECT_GE(w.mem_grads, act) << w.kind->name;
+    EXPECT_GE(w.mem_transient, 0) << w.kind->name;
   }
   // Dense relu² MLP, hidden 4d: per token two matmuls 2·d·4d and relu² (1 FLOP per hidden unit);
   // no routing. Its gradients are exactly the weights' size plus x's.
@@ -78,7 +79,8 @@ TEST(Table, TinySweepMatchesHandCounts) {
   EXPECT_DOUBLE_EQ(dense.flops("retrieval"), 0.0);
   EXPECT_EQ(dense.mem_grads, dense.param_bytes + o.batch * o.context * d * 4);
   EXPECT_GE(dense.mem_saved, o.batch * o.context * h * 4);  // the hidden activations at least
-  // MONET-HD parameters (docs/math/monet.md §4.7): router 2·H·√N·d, u d·√N·m + √N·m, v √N·m·d, b √N·d.
+  // MONET-HD parameters (docs/math/monet.md §4.7): router 2·H·√N·d, u d·√N·m + √N·m, v √N·m·d, b
+  // √N·d.
   for (int64_t s : o.sqrt_n) {
     const int64_t H = 4, m = 16;
     EXPECT_EQ(row(r, "monet_hd", s).params, 2 * H * s * d + d * s * m + s * m + s * m * d + s * d);
@@ -96,14 +98,14 @@ TEST(Table, TinySweepMatchesHandCounts) {
   for (const TableSlope& sl : r.slopes) {
     if (sl.paper < 0) continue;
     EXPECT_NEAR(sl.measured, sl.paper,
-                sl.kind == "peer" && sl.quantity == "retrieval FLOPs" ? 0.2 : 0.01)
-        << sl.kind << " " << sl.quantity;
+                sl.kind == &moe::peer_kind() && sl.quantity == "retrieval FLOPs" ? 0.2 : 0.01)
+        << sl.kind->name << " " << sl.quantity;
   }
 }
 
 TEST(Table, OverBudgetConfigurationsArePredictedNotRun) {
   TableOptions o = tiny();
-  o.kinds = {"smoe"};
+  o.kinds = {&moe::smoe_kind()};
   o.max_memory_gib = 1.0 / 4096;  // 256 KiB: N = 16 (70 KB) fits, N = 64 (557 KB) does not
   const TableResult r = run_table(o);
   ASSERT_EQ(r.rows.size(), 3u);
@@ -119,17 +121,17 @@ TEST(Table, OverBudgetConfigurationsArePredictedNotRun) {
 TEST(Table, LayerSettingsOverridesAreChecked) {
   TableOptions o;
   o.sets = {"smoe.dim=32", "peer.score=sigmoid"};
-  EXPECT_EQ(layer_settings(o, "smoe", 16)["dim"], 32);
-  EXPECT_EQ(layer_settings(o, "smoe", 16)["experts"], 256);
-  EXPECT_EQ(layer_settings(o, "peer", 16)["score"], "sigmoid");
-  EXPECT_FALSE(layer_settings(o, "monet_vd", 16).contains("score"));
+  EXPECT_EQ(layer_settings(o, moe::smoe_kind(), 16)["dim"], 32);
+  EXPECT_EQ(layer_settings(o, moe::smoe_kind(), 16)["experts"], 256);
+  EXPECT_EQ(layer_settings(o, moe::peer_kind(), 16)["score"], "sigmoid");
+  EXPECT_FALSE(layer_settings(o, moe::monet_vd_kind(), 16).contains("score"));
   o.sets = {"foo.dim=3"};
-  EXPECT_TRUE(ThrowsWith([&] { layer_settings(o, "smoe", 16); },
+  EXPECT_TRUE(ThrowsWith([&] { layer_settings(o, moe::smoe_kind(), 16); },
                          {"foo.dim=3", "must be one of", "got 'foo'"}));
   o.sets = {"smoe.experts=3"};
-  EXPECT_TRUE(ThrowsWith([&] { layer_settings(o, "smoe", 16); }, {"sweep sets experts"}));
+  EXPECT_TRUE(ThrowsWith([&] { layer_settings(o, moe::smoe_kind(), 16); }, {"sweep sets experts"}));
   o.sets = {"smoe.bogus=1"};
-  o.kinds = {"smoe"};
+  o.kinds = {&moe::smoe_kind()};
   o.sqrt_n = {4};
   EXPECT_TRUE(ThrowsWith([&] { run_table(o); }, {"model.ffn.bogus"}));
 }
@@ -175,7 +177,7 @@ TEST(Table, QuickRunOfTheBinaryWritesEveryOutput) {
       EXPECT_EQ(plot.find(x + n), std::string::npos) << svg << " has a round x tick " << n;
   }
   // MONET-HD and -VD retrieve with the same FLOPs: one line named after both, not one hidden.
-  EXPECT_NE(read_file(t / "retrieval_flops_vs_n.svg").find("monet_hd = monet_vd"),
+  EXPECT_NE(read_file(t / "retrieval_flops_vs_n.svg").find("MONET-HD = MONET-VD"),
             std::string::npos);
   EXPECT_NE(md.find("| fit R² |"), std::string::npos);
 }
@@ -189,10 +191,10 @@ TEST(Table, NoisyTimingSlopesAreFlagged) {
   const LogLogFit noise = loglog_fit({1, 2, 4, 8}, {5, 1, 6, 2});
   EXPECT_LT(noise.r2, 0.5);
   TableResult r;
-  r.slopes = {{"monet_vd", "fwd+bwd time", -0.362, 0.9, -1, 3},
-              {"smoe", "fwd+bwd time", 0.8, 0.3, -1, 3},
-              {"peer", "fwd+bwd time", 0.5, 0.97, -1, 3},
-              {"smoe", "retrieval FLOPs", -0.5, 0.1, 1.0, 3}};
+  r.slopes = {{&moe::monet_vd_kind(), "fwd+bwd time", -0.362, 0.9, -1, 3},
+              {&moe::smoe_kind(), "fwd+bwd time", 0.8, 0.3, -1, 3},
+              {&moe::peer_kind(), "fwd+bwd time", 0.5, 0.97, -1, 3},
+              {&moe::smoe_kind(), "retrieval FLOPs", -0.5, 0.1, 1.0, 3}};
   const std::vector<std::string> w = slope_warnings(r);
   ASSERT_EQ(w.size(), 2u);
   EXPECT_NE(w[0].find("monet_vd fwd+bwd time: slope -0.362"), std::string::npos) << w[0];

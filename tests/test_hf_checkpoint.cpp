@@ -69,7 +69,7 @@ TEST_P(HfFixture, LogitsTokensAndGreedySampleMatchTheReference) {
   ASSERT_TRUE(is_hf_checkpoint(dir));
   Config cfg;
   auto model = load_model(dir, &cfg);
-  EXPECT_EQ(cfg.model.ffn.kind, "monet_" + GetParam());
+  EXPECT_EQ(cfg.model.ffn.kind->name, "monet_" + GetParam());
 
   // The tokenizer.model gives the reference's ids (after LLaMA's bos).
   const auto tok = load_tokenizer(dir);
@@ -167,7 +167,7 @@ TEST(HfCheckpoint, ExportOfATrainedModelLoadsBackWithTheSameLogits) {
                          {"already exists"}));
   Config dense = monet::testing::tiny_config(t / "data");
   EXPECT_TRUE(ThrowsWith([&] { export_hf(*trained, dense.model, t / "dense", DType::F32); },
-                         {"MONET models", "'dense'"}));
+                         {"MONET models", "monet_hd or monet_vd", "'dense'"}));
 }
 
 // Each a one-line error naming the file and what is wrong.
@@ -201,7 +201,9 @@ TEST(HfCheckpoint, BadFoldersAreRefusedByName) {
 
   d = copy("decompose");
   edit_config(d, "moe_decompose", "diagonal");
-  EXPECT_TRUE(ThrowsWith([&] { load_model(d); }, {"config.json", "moe_decompose \"diagonal\""}));
+  EXPECT_TRUE(
+      ThrowsWith([&] { load_model(d); }, {"config.json", "moe_decompose \"diagonal\"",
+                                          "\"horizontal\" (MONET-HD)", "\"vertical\" (MONET-VD)"}));
 
   d = copy("topk");
   edit_config(d, "moe_topk", 16);

@@ -157,7 +157,7 @@ TEST(Instruct, FrozenGroupsStayBitIdenticalAndTheRestMoves) {
         auto [x, y] = batcher.next(4, cfg.model.context);
         train_step(*model, *opt, x, y, 1.0, step, "");
       }
-      const moe::FfnKind& kind = moe::ffn_kind(cfg.model.ffn.kind);
+      const moe::FfnKind& kind = *cfg.model.ffn.kind;
       int moved = 0, kept = 0;
       size_t i = 0;
       for (const auto& [name, p] : model->named_parameters()) {

@@ -243,7 +243,7 @@ void run_transformer(const std::string& file, DType dtype) {
     m.heads = g.integer("heads");
     m.context = g.integer("T");
     m.norm_eps = g.number("norm_eps");
-    m.ffn.kind = g.meta("ffn");
+    m.ffn.kind = &moe::ffn_kind(g.meta("ffn"));
     m.ffn.params = {{"heads", g.integer("monet_heads")}, {"sqrt_n", g.integer("sqrt_n")},
                     {"dim", g.integer("dim")},           {"topk", g.integer("topk")},
                     {"group", g.integer("group")},       {"aux_weight", g.number("aux_weight")}};

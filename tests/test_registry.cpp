@@ -99,7 +99,7 @@ TEST(Registry, CheckpointsWrittenBeforeTheRegistryLoadWithTheSameLoss) {
     SCOPED_TRACE(kind);
     Config cfg;
     auto model = load_model(root / kind, &cfg);
-    EXPECT_EQ(cfg.model.ffn.kind, kind);
+    EXPECT_EQ(cfg.model.ffn.kind->name, kind);
     const std::vector<DomainEval> ev = evaluate(*model, corpus.domains(), 16, cfg.model.context, 0);
     ASSERT_EQ(ev.size(), losses.size());
     for (const DomainEval& e : ev)  // printed to 4 decimals

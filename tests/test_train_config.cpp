@@ -21,7 +21,7 @@ TEST(TrainConfig, DefaultsFromAnEmptyObject) {
   Config c = parse_config(json::object());
   EXPECT_EQ(c.model.vocab, 256);
   EXPECT_EQ(c.model.d, 128);
-  EXPECT_EQ(c.model.ffn.kind, "dense");
+  EXPECT_EQ(c.model.ffn.kind, &moe::dense_kind());
   EXPECT_EQ(c.model.ffn.params.at("activation").get<std::string>(), "relu2");
   EXPECT_EQ(c.model.ffn.params.at("hidden").get<int64_t>(), 4 * 128);
   EXPECT_EQ(c.optim.name, nn::OptimizerKind::AdamW);

@@ -181,15 +181,17 @@ FfnConfig parse_ffn(const json& j, const ModelConfig& model) {
   const std::string path = "model.ffn";
   require_object(j, path);
   FfnConfig f;
-  if (j.contains("kind")) read_json_value(j["kind"], path + ".kind", f.kind);
-  const moe::FfnKind& kind = moe::ffn_kind(f.kind);
+  std::string name = f.kind->name;
+  if (j.contains("kind")) read_json_value(j["kind"], path + ".kind", name);
+  f.kind = &moe::ffn_kind(name);
+  const moe::FfnKind& kind = *f.kind;
   json given = json::object();
   for (const auto& [k, v] : j.items()) {
     if (k == "kind") continue;
     bool mine = false;
     for (const moe::FieldInfo& field : kind.fields) mine = mine || field.key == k;
     if (!mine && !is_ffn_key(k)) unknown_key(path + "." + k);
-    MONET_CHECK(mine, "config key '{}.{}' does not apply to ffn kind '{}'", path, k, f.kind);
+    MONET_CHECK(mine, "config key '{}.{}' does not apply to ffn kind '{}'", path, k, name);
     given[k] = v;
   }
   f.params = kind.parse(given, model.d, path);
@@ -276,7 +278,7 @@ Config parse_config(const json& j) {
 
 json to_json(const Config& c) {
   json ffn = c.model.ffn.params;
-  ffn["kind"] = c.model.ffn.kind;
+  ffn["kind"] = c.model.ffn.kind->name;
   json model = write_section(c.model, model_fields());
   model["ffn"] = ffn;
   return {{"model", model},

@@ -46,12 +46,13 @@
 
 #include "core/gemm_mode.h"
 #include "core/settings.h"
+#include "monet/registry.h"
 #include "nn/optim.h"
 
 namespace monet {
 
 struct FfnConfig {
-  std::string kind = "dense";
+  const moe::FfnKind* kind = &moe::dense_kind();  // the registry row of model.ffn.kind
   // Every key of the kind, checked, defaults filled in, as the row's parse wrote them.
   nlohmann::json params = nlohmann::json::object();
   bool operator==(const FfnConfig&) const = default;

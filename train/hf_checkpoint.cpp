@@ -98,6 +98,26 @@ T field(const json& hf, const char* key, const std::string& where, std::optional
   }
 }
 
+// The kinds the layout holds: the rows with a moe_decompose value ("monet_hd", "monet_vd").
+std::vector<std::string> hf_kind_names() {
+  std::vector<std::string> out;
+  for (const moe::FfnKind* k : moe::ffn_kinds())
+    if (!k->hf_decompose.empty()) out.push_back(k->name);
+  return out;
+}
+
+// The row whose moe_decompose value is `decompose`; an error naming the values otherwise.
+const moe::FfnKind& kind_of_decompose(const std::string& decompose, const std::string& where) {
+  std::vector<std::string> known;
+  for (const moe::FfnKind* k : moe::ffn_kinds()) {
+    if (k->hf_decompose.empty()) continue;
+    if (k->hf_decompose == decompose) return *k;
+    known.push_back(fmt::format("\"{}\" ({})", k->hf_decompose, k->label));
+  }
+  throw Error(fmt::format("{}: moe_decompose \"{}\" is none of {}", where, decompose,
+                          fmt::join(known, ", ")));
+}
+
 }  // namespace
 
 std::string hf_tensor_name(const std::string& ours) {
@@ -140,11 +160,7 @@ Config config_from_hf(const json& hf, const std::string& where) {
   const std::string act = str("hidden_act", "relu2");
   MONET_CHECK(act == "relu2", "{}: hidden_act \"{}\" is not supported (MONET's experts use relu2)",
               where, act);
-  const std::string decompose = str("moe_decompose", "vertical");
-  MONET_CHECK(decompose == "vertical" || decompose == "horizontal",
-              "{}: moe_decompose \"{}\" is neither \"vertical\" (MONET-VD) nor \"horizontal\" "
-              "(MONET-HD)",
-              where, decompose);
+  const moe::FfnKind& kind = kind_of_decompose(str("moe_decompose", "vertical"), where);
   MONET_CHECK(!hf.contains("rope_scaling") || hf["rope_scaling"].is_null(),
               "{}: rope_scaling {} is not supported (plain RoPE only)", where,
               hf.value("rope_scaling", json()).dump());
@@ -162,7 +178,7 @@ Config config_from_hf(const json& hf, const std::string& where) {
                 {"norm_eps", num("rms_norm_eps", 1e-6)},
                 {"rope_theta", num("rope_theta", 10000.0)},
                 {"ffn",
-                 {{"kind", decompose == "vertical" ? "monet_vd" : "monet_hd"},
+                 {{"kind", kind.name},
                   {"heads", i64("moe_heads", 8)},
                   {"sqrt_n", i64("moe_experts", 512)},
                   {"dim", i64("moe_dim", 8)},
@@ -196,10 +212,9 @@ Config config_from_hf(const json& hf, const std::string& where) {
 }
 
 json hf_config(const ModelConfig& m, const std::string& torch_dtype) {
-  MONET_CHECK(m.ffn.kind == "monet_vd" || m.ffn.kind == "monet_hd",
-              "the Hugging Face layout holds MONET models (model.ffn.kind monet_vd or monet_hd), "
-              "not '{}'",
-              m.ffn.kind);
+  MONET_CHECK(!m.ffn.kind->hf_decompose.empty(),
+              "the Hugging Face layout holds MONET models (model.ffn.kind {}), not '{}'",
+              fmt::join(hf_kind_names(), " or "), m.ffn.kind->name);
   const json& f = m.ffn.params;
   // No auto_map: it would name a modeling_monet.py that the folder does not hold (the README.md
   // written beside it says how to add the authors' one).
@@ -224,7 +239,7 @@ json hf_config(const ModelConfig& m, const std::string& torch_dtype) {
           {"moe_heads", f.at("heads")},
           {"moe_topk", f.at("topk")},
           {"moe_groups", f.at("group")},
-          {"moe_decompose", m.ffn.kind == "monet_vd" ? "vertical" : "horizontal"}};
+          {"moe_decompose", m.ffn.kind->hf_decompose}};
 }
 
 std::shared_ptr<nn::Transformer> load_hf_model(
@@ -237,7 +252,7 @@ std::shared_ptr<nn::Transformer> load_hf_model(
   if (note)
     note(fmt::format(
         "{}: {} ({} weights), {} parameters, {} as float32 (predicted on the meta device)",
-        dir.string(), c.model.ffn.kind, hf.value("torch_dtype", "float32"),
+        dir.string(), c.model.ffn.kind->name, hf.value("torch_dtype", "float32"),
         format_count(static_cast<double>(params)),
         format_bytes(4.0 * static_cast<double>(params))));
   // Loading holds the f32 weights and one shard's tensors (bf16 as released) while they are

@@ -44,7 +44,7 @@ nn::TransformerConfig transformer_config(const ModelConfig& m, DType dtype, Devi
 
 nn::FeedForwardFactory ffn_factory(const ModelConfig& m, const nn::ParamOptions& popt,
                                    Generator& gen, Generator* noise) {
-  return moe::ffn_kind(m.ffn.kind).build(m.ffn.params, m.d, {popt, &gen, noise});
+  return m.ffn.kind->build(m.ffn.params, m.d, {popt, &gen, noise});
 }
 
 double available_bytes(Device device) {

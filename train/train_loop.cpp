@@ -129,7 +129,7 @@ void Trainer::wire_ranks() {
   const int64_t R = comm_.size();
   if (cfg_.run.expert_parallel && R > 1) {
     const nn::NamedTensors whole_state = optimizer_->state_dict();
-    shards_ = shard_experts(*model_, comm_, cfg_.model.ffn.kind);
+    shards_ = shard_experts(*model_, comm_, cfg_.model.ffn.kind->name);
     trainable_ = trainable_parameters(*model_, cfg_);
     optimizer_ = make_optimizer(cfg_.optim, trainable_.params);
     optimizer_->load_state_dict(cut_to_shards(whole_state, shards_));
@@ -168,7 +168,7 @@ void Trainer::open_run_folder() {
                     "{} steps, a tenth of the run",
                     cfg_.optim.warmup_steps, total, sched_.warmup_steps));
   p.line(fmt::format("model: {} parameters, ffn {}, {} layers, d {} | data: {}", result_.parameters,
-                     cfg_.model.ffn.kind, cfg_.model.layers, cfg_.model.d, data_->describe()));
+                     cfg_.model.ffn.kind->name, cfg_.model.layers, cfg_.model.d, data_->describe()));
   if (R > 1) {
     p.line(fmt::format("{}: data parallel, {} of each batch's {} windows per rank{}",
                        comm_.describe(), share_, cfg_.run.batch,

@@ -86,7 +86,7 @@ StepResult train_step(nn::Transformer& model, nn::Optimizer& optimizer, const Te
 
 Trainable trainable_parameters(nn::Module& model, const Config& cfg) {
   const std::vector<moe::ParamGroup> frozen = moe::parse_freeze(cfg.finetune.freeze);
-  const moe::FfnKind& kind = moe::ffn_kind(cfg.model.ffn.kind);
+  const moe::FfnKind& kind = *cfg.model.ffn.kind;
   Trainable t;
   std::map<moe::ParamGroup, int64_t> frozen_count;
   int64_t total = 0, trained = 0;
