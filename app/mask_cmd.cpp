@@ -32,7 +32,11 @@ Command add_mask_command(CLI::App& app) {
   cmd->add_option("--windows", mo.eval_windows, "val windows per domain for the losses (0: all)")
       ->check(at_least(0))
       ->capture_default_str();
-  cmd->add_flag("--control", mo.control, "also remove as many random experts (a control row)");
+  cmd->add_flag("--control", mo.control,
+                "also remove random sets matched to each selection's size and routing mass");
+  cmd->add_option("--control-draws", mo.control_draws, "random sets per masked domain")
+      ->check(positive())
+      ->capture_default_str();
   cmd->add_option("--seed", mo.seed, "seed of the random control")->capture_default_str();
   return {cmd, [a] {
             const auto t0 = std::chrono::steady_clock::now();

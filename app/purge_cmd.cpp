@@ -18,6 +18,7 @@ namespace fs = std::filesystem;
 Command add_purge_command(CLI::App& app) {
   struct Args : CheckpointArgs {
     std::string text, score;
+    bool no_split = false;
     interp::PurgeOptions po;
   };
   auto a = std::make_shared<Args>();
@@ -33,6 +34,13 @@ Command add_purge_command(CLI::App& app) {
   cmd->add_option("--text-windows", po.text_windows, "windows of the text, evenly spread (0: all)")
       ->check(at_least(0))
       ->capture_default_str();
+  cmd->add_flag("--no-split", a->no_split,
+                "choose the experts and measure the text's loss on the same (whole) text");
+  cmd->add_option("--control-draws", po.control_draws,
+                  "matched random sets per threshold (0: no control)")
+      ->check(at_least(0))
+      ->capture_default_str();
+  cmd->add_option("--seed", po.seed, "seed of the random control")->capture_default_str();
   cmd->add_option("--windows", po.eval_windows, "val windows per domain for the losses (0: all)")
       ->check(at_least(0))
       ->capture_default_str();
@@ -47,6 +55,7 @@ Command add_purge_command(CLI::App& app) {
             const std::vector<double> score = interp::read_token_scores(a->score);
             interp::PurgeOptions o = a->po;
             o.batch = a->batch;
+            o.split = !a->no_split;
             interp::PurgeResult r =
                 run_purge(*l.experts, l.corpus.domains(), text, score,
                           fs::path(a->text).filename().string(), o, [&](const std::string& what) {

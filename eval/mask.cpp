@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/random.h"
+#include "eval/control.h"
 #include "util/fileio.h"
 #include "util/plot.h"
 
@@ -54,15 +55,36 @@ std::vector<int64_t> specialised_experts(const std::vector<std::vector<double>>&
 
 namespace {
 
-// `count` distinct experts of [0, n), drawn uniformly (partial Fisher-Yates), increasing.
-std::vector<int64_t> random_experts(int64_t n, int64_t count, Generator& gen) {
-  std::vector<int64_t> all(static_cast<size_t>(n));
-  for (int64_t e = 0; e < n; ++e) all[static_cast<size_t>(e)] = e;
-  for (int64_t i = 0; i < count; ++i)
-    std::swap(all[static_cast<size_t>(i)], all[static_cast<size_t>(i + gen.randint(n - i))]);
-  all.resize(static_cast<size_t>(count));
-  std::sort(all.begin(), all.end());
-  return all;
+// Each expert's routing mass on the selection split: its probability averaged over the domains.
+std::vector<double> routing_mass(const std::vector<std::vector<double>>& prob) {
+  std::vector<double> mass(prob.front().size(), 0.0);
+  for (const auto& p : prob)
+    for (size_t e = 0; e < mass.size(); ++e) mass[e] += p[e] / static_cast<double>(prob.size());
+  return mass;
+}
+
+// Mean and sample standard deviation of the control rows' Δ bpb for one masked domain, per
+// evaluated column.
+struct ControlSummary {
+  std::vector<double> mean, sd;
+  int draws = 0;
+};
+ControlSummary summarise_controls(const MaskResult& r, const std::string& domain) {
+  ControlSummary c;
+  const size_t cols = r.before.size();
+  c.mean.assign(cols, 0.0);
+  c.sd.assign(cols, 0.0);
+  std::vector<std::vector<double>> d(cols);
+  for (const MaskRow& row : r.rows)
+    if (row.control_of == domain)
+      for (size_t k = 0; k < cols; ++k) d[k].push_back(row.after[k].bpb - r.before[k].bpb);
+  c.draws = static_cast<int>(d.front().size());
+  for (size_t k = 0; k < cols && c.draws > 0; ++k) {
+    for (double v : d[k]) c.mean[k] += v / c.draws;
+    for (double v : d[k]) c.sd[k] += (v - c.mean[k]) * (v - c.mean[k]);
+    c.sd[k] = c.draws > 1 ? std::sqrt(c.sd[k] / (c.draws - 1)) : 0.0;
+  }
+  return c;
 }
 
 }  // namespace
@@ -97,13 +119,17 @@ MaskResult run_mask(ExpertModel& em, const std::vector<Domain>& domains, const M
   const ExpertStats st = collect_expert_stats(em, domains, co);
   std::vector<std::vector<std::vector<double>>> prob;  // [site][domain][expert]
   for (const SiteStats& ss : st.sites) prob.push_back(ss.probabilities());
+  std::vector<std::vector<double>> mass;  // [site][expert]
+  for (const auto& p : prob) mass.push_back(routing_mass(p));
+  MONET_CHECK(!opt.control || opt.control_draws > 0, "mask: --control-draws must be positive");
 
   const Tokenizer& tok = opt.tokenizer ? *opt.tokenizer : byte_tokenizer();  // bytes for bpb
   say("val loss of the full model");
   r.before = evaluate(model, domains, opt.batch, T, opt.eval_windows, nullptr, tok);
   Generator gen(opt.seed);
   for (size_t d : targets) {
-    MaskRow row{r.domains[d], {}, {}};
+    MaskRow row;
+    row.masked = r.domains[d];
     std::vector<std::vector<int64_t>> chosen;
     for (size_t s = 0; s < r.sites.size(); ++s) {
       chosen.push_back(specialised_experts(prob[s], d, opt.rule));
@@ -115,15 +141,22 @@ MaskResult run_mask(ExpertModel& em, const std::vector<Domain>& domains, const M
     em.restore();
     r.rows.push_back(std::move(row));
     if (!opt.control) continue;
-    MaskRow control{fmt::format("random (as {})", r.domains[d]), {}, {}};
-    for (size_t s = 0; s < r.sites.size(); ++s) {
-      em.remove(s, random_experts(r.sites[s].experts, static_cast<int64_t>(chosen[s].size()), gen));
-      control.removed.push_back(static_cast<int64_t>(chosen[s].size()));
+    for (int draw = 0; draw < opt.control_draws; ++draw) {
+      MaskRow control;
+      control.masked = fmt::format("random (as {}) #{}", r.domains[d], draw + 1);
+      control.control_of = r.domains[d];
+      for (size_t s = 0; s < r.sites.size(); ++s) {
+        const MatchedDraw m = matched_random_experts(mass[s], chosen[s], gen);
+        em.remove(s, m.experts);
+        control.removed.push_back(static_cast<int64_t>(m.experts.size()));
+        control.mass_ratio.push_back(m.ratio);
+      }
+      say(fmt::format("val loss without random experts matched to {} ({} of {})", r.domains[d],
+                      draw + 1, opt.control_draws));
+      control.after = evaluate(model, domains, opt.batch, T, opt.eval_windows, nullptr, tok);
+      em.restore();
+      r.rows.push_back(std::move(control));
     }
-    say(fmt::format("val loss without as many random experts as {}", r.domains[d]));
-    control.after = evaluate(model, domains, opt.batch, T, opt.eval_windows, nullptr, tok);
-    em.restore();
-    r.rows.push_back(std::move(control));
   }
   return r;
 }
@@ -140,7 +173,12 @@ std::string mask_markdown(const MaskResult& r) {
   o += "\n|---|";
   for (size_t s = 0; s < r.sites.size(); ++s) o += "---:|";
   o += "\n";
+  std::vector<const MaskRow*> masked;
+  double lo = INFINITY, hi = -INFINITY;
   for (const MaskRow& row : r.rows) {
+    for (double m : row.mass_ratio) lo = std::min(lo, m), hi = std::max(hi, m);
+    if (!row.control_of.empty()) continue;
+    masked.push_back(&row);
     o += fmt::format("| {} |", row.masked);
     for (size_t s = 0; s < r.sites.size(); ++s)
       o += fmt::format(
@@ -148,37 +186,51 @@ std::string mask_markdown(const MaskResult& r) {
           100.0 * static_cast<double>(row.removed[s]) / static_cast<double>(r.sites[s].experts));
     o += "\n";
   }
-  o += "\n";
   const size_t cols = r.before.size();  // domains, then "all"
-  if (r.rows.size() == 1 || (r.rows.size() == 2 && r.rows[1].masked.rfind("random", 0) == 0)) {
-    const MaskRow& row = r.rows[0];
-    const bool control = r.rows.size() == 2;
+  const int draws = masked.empty() ? 0 : summarise_controls(r, masked[0]->masked).draws;
+  if (draws > 0)
+    o += fmt::format(
+        "\nControl: {} random sets per masked domain, each of the selection's size per site and "
+        "{:.3f}–{:.3f}× its routing mass.\n",
+        draws, lo, hi);
+  o += "\n";
+  if (masked.size() == 1) {
+    const MaskRow& row = *masked[0];
+    const ControlSummary c = summarise_controls(r, row.masked);
     o += "| evaluated | loss before | loss after | Δ loss | bpb before | bpb after | Δ bpb |";
-    o += control ? " Δ bpb, random control |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
-                 : "\n|---|---:|---:|---:|---:|---:|---:|\n";
-    for (size_t c = 0; c < cols; ++c) {
-      const DomainEval &b = r.before[c], &a = row.after[c];
+    o += draws ? fmt::format(
+                     " Δ bpb, random control (mean ± sd of {}) |\n"
+                     "|---|---:|---:|---:|---:|---:|---:|---:|\n",
+                     draws)
+               : "\n|---|---:|---:|---:|---:|---:|---:|\n";
+    for (size_t k = 0; k < cols; ++k) {
+      const DomainEval &b = r.before[k], &a = row.after[k];
       o += fmt::format("| {} | {:.4f} | {:.4f} | {:+.4f} | {:.4f} | {:.4f} | {:+.4f} |", b.domain,
                        b.loss, a.loss, a.loss - b.loss, b.bpb, a.bpb, a.bpb - b.bpb);
-      o += control ? fmt::format(" {:+.4f} |\n", r.rows[1].after[c].bpb - b.bpb) : "\n";
+      o += draws ? fmt::format(" {:+.4f} ± {:.4f} |\n", c.mean[k], c.sd[k]) : "\n";
     }
     return o;
   }
-  o += "Δ bpb (after − before); rows: masked domain, columns: evaluated domain.\n\n| masked ↓ "
-       "evaluated → |";
-  for (size_t c = 0; c < cols; ++c) o += fmt::format(" {} |", r.before[c].domain);
+  o += "Δ bpb (after − before); rows: masked domain (then its random control, mean ± sd over the "
+       "draws), columns: evaluated domain.\n\n| masked ↓ evaluated → |";
+  for (size_t k = 0; k < cols; ++k) o += fmt::format(" {} |", r.before[k].domain);
   o += "\n|---|";
-  for (size_t c = 0; c < cols; ++c) o += "---:|";
+  for (size_t k = 0; k < cols; ++k) o += "---:|";
   o += "\n| (bpb before) |";
-  for (size_t c = 0; c < cols; ++c) o += fmt::format(" {:.4f} |", r.before[c].bpb);
+  for (size_t k = 0; k < cols; ++k) o += fmt::format(" {:.4f} |", r.before[k].bpb);
   o += "\n";
-  for (const MaskRow& row : r.rows) {
-    o += fmt::format("| {} |", row.masked);
-    for (size_t c = 0; c < cols; ++c) {
-      const double delta = row.after[c].bpb - r.before[c].bpb;
-      const bool own = row.masked == r.before[c].domain;
+  for (const MaskRow* row : masked) {
+    o += fmt::format("| {} |", row->masked);
+    for (size_t k = 0; k < cols; ++k) {
+      const double delta = row->after[k].bpb - r.before[k].bpb;
+      const bool own = row->masked == r.before[k].domain;
       o += own ? fmt::format(" **{:+.4f}** |", delta) : fmt::format(" {:+.4f} |", delta);
     }
+    o += "\n";
+    if (draws == 0) continue;
+    const ControlSummary c = summarise_controls(r, row->masked);
+    o += fmt::format("| random (as {}) |", row->masked);
+    for (size_t k = 0; k < cols; ++k) o += fmt::format(" {:+.4f} ± {:.4f} |", c.mean[k], c.sd[k]);
     o += "\n";
   }
   return o;
@@ -205,18 +257,26 @@ void write_mask_outputs(const MaskResult& r, const fs::path& out) {
     j["sites"].push_back({{"name", s.name}, {"layers", s.layers}, {"experts", s.experts}});
   j["before"] = evals(r.before);
   j["rows"] = json::array();
-  for (const MaskRow& row : r.rows)
-    j["rows"].push_back(
-        {{"masked", row.masked}, {"removed", row.removed}, {"after", evals(row.after)}});
+  for (const MaskRow& row : r.rows) {
+    json jr = {{"masked", row.masked}, {"removed", row.removed}, {"after", evals(row.after)}};
+    if (!row.control_of.empty())
+      jr["control_of"] = row.control_of, jr["mass_ratio"] = row.mass_ratio;
+    j["rows"].push_back(std::move(jr));
+  }
   write_file_atomic(out / "mask.json", j.dump(1));
 
   std::vector<std::string> cats;
   for (const DomainEval& e : r.before) cats.push_back(e.domain);
   std::vector<Series> series;
   for (const MaskRow& row : r.rows) {
+    if (!row.control_of.empty()) continue;
     Series s{"masked " + row.masked, {}, {}};
     for (size_t c = 0; c < r.before.size(); ++c) s.y.push_back(row.after[c].bpb - r.before[c].bpb);
     series.push_back(std::move(s));
+    const ControlSummary c = summarise_controls(r, row.masked);
+    if (c.draws > 0)
+      series.push_back(
+          {fmt::format("random (as {}), mean of {}", row.masked, c.draws), {}, c.mean});
   }
   PlotOptions po;
   po.title = fmt::format("Domain masking ({}, {}): change in val bpb", r.kind, r.rule.str());

@@ -1,5 +1,6 @@
-// Domain masking (Park et al. 2024, §5.1 "domain masking", docs/math/interpretability.md §6.5): select the experts
-// specialised to a domain and remove exactly those, then measure every domain's val loss.
+// Domain masking (Park et al. 2024, §5.1 "domain masking", docs/math/interpretability.md §6.5):
+// select the experts specialised to a domain and remove exactly those, then measure every domain's
+// val loss.
 //
 // Selection (the paper's rule): expert e is specialised to domain d when its routing probability
 // on d is at least `ratio` times that on the second domain, i.e. p_d(e) ≥ ratio · max_{d'≠d}
@@ -10,6 +11,12 @@
 // Removal is exact and changes nothing else (eval/experts.cpp ExpertModel::remove): a MONET
 // composed expert (i, j) loses its Σ_h ĝ1_hi ĝ2_hj E_ij(x) in every layer of its routing group, an
 // SMoE expert its g_e E_e(x), a PEER singleton its Σ_h g_he e(x); other gates are not renormalised.
+//
+// The control (--control): `control_draws` random sets per masked domain and site, each of the
+// same size as the selection and within 5% of its routing mass (eval/control.h; the mass of an
+// expert is its routing probability averaged over the domains, on the same train windows), so the
+// masked domain's Δ is read against the distribution of Δs that removing as much routing at random
+// gives.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -40,8 +47,9 @@ struct MaskOptions {
   int64_t select_windows = 256;  // train-split windows per domain for the routing probabilities
   int64_t eval_windows = 64;     // val windows per domain for the losses (0 = all)
   int64_t batch = 16;
-  bool control = false;  // also remove as many random experts per site as each domain's mask
-  uint64_t seed = 0;     // of the random control
+  bool control = false;                  // also remove matched random sets (see above)
+  int control_draws = 10;                // random sets per masked domain
+  uint64_t seed = 0;                     // of the random control
   const Tokenizer* tokenizer = nullptr;  // the bytes behind each token, for bpb; null: bytes
 };
 
@@ -49,6 +57,10 @@ struct MaskRow {
   std::string masked;             // the domain, or "random (as <domain>)" for a control
   std::vector<int64_t> removed;   // [site] experts removed
   std::vector<DomainEval> after;  // per domain, then "all"
+  // A control row: the domain whose selection it matches, and per site its routing mass over
+  // the selection's (within 5% when matched; eval/control.h).
+  std::string control_of;
+  std::vector<double> mass_ratio;
 };
 
 struct MaskResult {

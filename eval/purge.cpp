@@ -11,6 +11,7 @@
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "eval/control.h"
 #include "util/fileio.h"
 
 namespace monet::interp {
@@ -67,6 +68,13 @@ std::vector<double> PearsonAccumulator::correlations() const {
     if (vx > 0 && vy > 0) r[e] = (n * sxy_[e] - sx_[e] * sy_) / std::sqrt(vx * vy);
   }
   return r;
+}
+
+std::vector<double> PearsonAccumulator::means() const {
+  std::vector<double> m(sx_.size(), 0.0);
+  if (n_ > 0)
+    for (size_t e = 0; e < m.size(); ++e) m[e] = sx_[e] / static_cast<double>(n_);
+  return m;
 }
 
 namespace {
@@ -141,41 +149,80 @@ PurgeResult run_purge(ExpertModel& em, const std::vector<Domain>& domains,
   for (double y : score) mean += y;
   mean /= static_cast<double>(score.size());
 
+  // The selection half and the evaluation half (the whole text twice without the split).
+  r.split = opt.split;
+  const size_t half = opt.split ? text.size() / 2 : 0;
+  const std::vector<int32_t> sel_text(
+      text.begin(), text.begin() + static_cast<std::ptrdiff_t>(opt.split ? half : text.size())),
+      eval_text(text.begin() + static_cast<std::ptrdiff_t>(half), text.end());
+  const std::vector<double> sel_score(
+      score.begin(), score.begin() + static_cast<std::ptrdiff_t>(opt.split ? half : score.size())),
+      eval_score(score.begin() + static_cast<std::ptrdiff_t>(half), score.end());
+  const int64_t T = em.model().config().context;
+  MONET_CHECK(static_cast<int64_t>(eval_text.size()) >= T + 1 &&
+                  static_cast<int64_t>(sel_text.size()) >= T + 1,
+              "purge: the text '{}' has {} tokens; each half needs a window of T + 1 = {} ({} "
+              "tokens in all)",
+              text_name, text.size(), T + 1, 2 * (T + 1));
+
   em.restore();
-  say(fmt::format("correlations and loss on '{}'", text_name));
+  say(fmt::format("correlations on {} of '{}'", opt.split ? "the first half" : "all", text_name));
   std::vector<PearsonAccumulator> acc;
   for (const ExpertSite& s : r.sites) acc.emplace_back(s.experts, mean);
-  r.text_before = text_pass(em, text, score, r.cut, opt, &acc);
+  const TextLoss whole = text_pass(em, sel_text, sel_score, r.cut, opt, &acc);
   r.tokens = acc.front().tokens();
   for (const PearsonAccumulator& a : acc) r.correlation.push_back(a.correlations());
+  r.text_before = opt.split ? text_pass(em, eval_text, eval_score, r.cut, opt, nullptr) : whole;
   nn::Transformer& model = em.model();
-  const int64_t T = model.config().context;
   say("val loss of the full model");
   r.before = evaluate(model, domains, opt.batch, T, opt.eval_windows);
 
   int64_t all = 0;
   for (const ExpertSite& s : r.sites) all += s.experts;
+  Generator gen(opt.seed);
   for (double R : opt.thresholds) {
     PurgeRow row;
     row.threshold = R;
     int64_t removed = 0;
+    std::vector<std::vector<int64_t>> chosen(r.sites.size());
     for (size_t s = 0; s < r.sites.size(); ++s) {
-      std::vector<int64_t> chosen;
       for (size_t e = 0; e < r.correlation[s].size(); ++e)
-        if (r.correlation[s][e] >= R) chosen.push_back(static_cast<int64_t>(e));
-      row.removed.push_back(static_cast<int64_t>(chosen.size()));
-      removed += static_cast<int64_t>(chosen.size());
-      em.remove(s, chosen);
+        if (r.correlation[s][e] >= R) chosen[s].push_back(static_cast<int64_t>(e));
+      row.removed.push_back(static_cast<int64_t>(chosen[s].size()));
+      removed += static_cast<int64_t>(chosen[s].size());
+      em.remove(s, chosen[s]);
     }
     row.fraction = static_cast<double>(removed) / static_cast<double>(all);
     say(fmt::format("threshold {}: {} experts removed", R, removed));
-    row.text = text_pass(em, text, score, r.cut, opt, nullptr);
+    row.text = text_pass(em, eval_text, eval_score, r.cut, opt, nullptr);
     row.after = evaluate(model, domains, opt.batch, T, opt.eval_windows);
     em.restore();
+    for (int draw = 0; draw < opt.control_draws && removed > 0; ++draw) {
+      for (size_t s = 0; s < r.sites.size(); ++s)
+        em.remove(s, matched_random_experts(acc[s].means(), chosen[s], gen).experts);
+      say(fmt::format("threshold {}: matched random control {} of {}", R, draw + 1,
+                      opt.control_draws));
+      row.controls.push_back(text_pass(em, eval_text, eval_score, r.cut, opt, nullptr));
+      em.restore();
+    }
     r.rows.push_back(std::move(row));
   }
   return r;
 }
+
+namespace {
+// "+0.0123 ± 0.0045 (10)": mean ± sd of the controls' Δ loss; "–" without controls.
+std::string control_cell(const std::vector<TextLoss>& controls, const TextLoss& before,
+                         double TextLoss::*part) {
+  if (controls.empty()) return "–";
+  double mean = 0, ss = 0;
+  const auto n = static_cast<double>(controls.size());
+  for (const TextLoss& c : controls) mean += (c.*part - before.*part) / n;
+  for (const TextLoss& c : controls) ss += std::pow(c.*part - before.*part - mean, 2);
+  return fmt::format("{:+.4f} ± {:.4f} ({})", mean, n > 1 ? std::sqrt(ss / (n - 1)) : 0.0,
+                     controls.size());
+}
+}  // namespace
 
 std::string purge_markdown(const PurgeResult& r) {
   std::string o = fmt::format(
@@ -183,12 +230,16 @@ std::string purge_markdown(const PurgeResult& r) {
       "'{}' ({} tokens; high-score tokens: score > {:g}, {} of {} predicted tokens).\n\n",
       r.kind, r.text_name, r.tokens, r.cut, r.text_before.n_high,
       r.text_before.n_high + r.text_before.n_low);
-  o += fmt::format("Before: loss on high-score tokens {:.4f}, on the others {:.4f} nats.\n\n",
-                   r.text_before.high, r.text_before.low);
+  o += fmt::format(
+      "Experts chosen on {}; text losses measured on {}. Before: loss on high-score tokens {:.4f}, "
+      "on the others {:.4f} nats.\n\n",
+      r.split ? "the text's first half" : "the whole text",
+      r.split ? "its second half" : "the same text", r.text_before.high, r.text_before.low);
   o +=
-      "| threshold R | experts removed (per site) | fraction | Δ loss high-score | Δ loss others |";
+      "| threshold R | experts removed (per site) | fraction | Δ loss high-score | Δ loss others | "
+      "random control: Δ high-score | random: Δ others |";
   for (const DomainEval& e : r.before) o += fmt::format(" Δ bpb {} |", e.domain);
-  o += "\n|---:|---|---:|---:|---:|";
+  o += "\n|---:|---|---:|---:|---:|---:|---:|";
   for (size_t c = 0; c < r.before.size(); ++c) o += "---:|";
   o += "\n";
   for (const PurgeRow& row : r.rows) {
@@ -197,6 +248,8 @@ std::string purge_markdown(const PurgeResult& r) {
     o += fmt::format("| {:g} | {} | {:.2f}% | {:+.4f} | {:+.4f} |", row.threshold,
                      fmt::join(parts, " / "), 100 * row.fraction,
                      row.text.high - r.text_before.high, row.text.low - r.text_before.low);
+    o += fmt::format(" {} | {} |", control_cell(row.controls, r.text_before, &TextLoss::high),
+                     control_cell(row.controls, r.text_before, &TextLoss::low));
     for (size_t c = 0; c < r.before.size(); ++c)
       o += fmt::format(" {:+.4f} |", row.after[c].bpb - r.before[c].bpb);
     o += "\n";
@@ -235,9 +288,15 @@ void write_purge_outputs(const PurgeResult& r, const fs::path& out) {
     return json{
         {"high", t.high}, {"low", t.low}, {"all", t.all}, {"n_high", t.n_high}, {"n_low", t.n_low}};
   };
+  auto controls = [&](const std::vector<TextLoss>& v) {
+    json a = json::array();
+    for (const TextLoss& t : v) a.push_back(text(t));
+    return a;
+  };
   json j;
   j["kind"] = r.kind;
   j["text"] = r.text_name;
+  j["split"] = r.split;
   j["tokens"] = r.tokens;
   j["cut"] = r.cut;
   j["sites"] = json::array();
@@ -254,7 +313,8 @@ void write_purge_outputs(const PurgeResult& r, const fs::path& out) {
                          {"removed", row.removed},
                          {"fraction", row.fraction},
                          {"after", evals(row.after)},
-                         {"text", text(row.text)}});
+                         {"text", text(row.text)},
+                         {"controls", controls(row.controls)}});
   write_file_atomic(out / "purge.json", j.dump(1));
 }
 

@@ -1,7 +1,7 @@
 // Expert purging on a per-token score (Park et al. 2024, §5.3 "toxic expert purging";
-// docs/math/interpretability.md §6.6): the Pearson correlation between each expert's per-token score (eval/experts.h)
-// and a score the user supplies for every token of a text; experts with correlation ≥ R are
-// removed (exactly, as in eval/mask.h), and the loss changes are reported.
+// docs/math/interpretability.md §6.6): the Pearson correlation between each expert's per-token
+// score (eval/experts.h) and a score the user supplies for every token of a text; experts with
+// correlation ≥ R are removed (exactly, as in eval/mask.h), and the loss changes are reported.
 //
 // The paper scores toxicity; any per-token score works. The shipped toy example
 // (docs/purge/) marks the bytes inside Python `#` comments with 1 and everything else with 0, so
@@ -13,6 +13,13 @@
 // text are split by the score of the predicted token: "high" tokens have a score above the
 // midpoint of the score's range ((min + max) / 2: exactly the 1s of a 0/1 score), "low" ones the
 // rest.
+//
+// Selection and evaluation use different tokens: the experts are chosen on the first half of the
+// text, and the text's loss changes are measured on the second half (`split`, on by default), so
+// an expert that merely fits the noise of the scored tokens earns nothing. The control: for each
+// threshold, `control_draws` random sets per site of the same size and within 5% of the chosen
+// set's mass (an expert's mean score on the selection half; eval/control.h), each evaluated on the
+// same half.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -39,6 +46,7 @@ class PearsonAccumulator {
   void add(double y, const int32_t* experts, const float* scores, int64_t count);
   // r_e = (nΣxy − ΣxΣy) / √((nΣx² − (Σx)²)(nΣy² − (Σy)²)); 0 when either variance is 0.
   std::vector<double> correlations() const;
+  std::vector<double> means() const;  // each expert's mean score over the tokens added
   int64_t tokens() const { return n_; }
 
  private:
@@ -53,6 +61,9 @@ struct PurgeOptions {
   int64_t batch = 16;
   int64_t text_windows = 256;  // windows of the scored text, evenly spread (0 = all)
   int64_t eval_windows = 64;   // val windows per domain (0 = all)
+  bool split = true;           // select on the text's first half, measure on its second
+  int control_draws = 10;      // matched random sets per threshold (0: no control)
+  uint64_t seed = 0;           // of the control
 };
 
 // Mean loss (nats) on the scored text's predicted tokens, split by their score.
@@ -67,12 +78,14 @@ struct PurgeRow {
   double fraction = 0;           // removed / all experts
   std::vector<DomainEval> after;
   TextLoss text;
+  std::vector<TextLoss> controls;  // the text's loss without each matched random set
 };
 
 struct PurgeResult {
   std::string kind, text_name;
   std::vector<ExpertSite> sites;
   int64_t tokens = 0;                            // tokens of the text streamed for the correlations
+  bool split = true;                             // text_before and the rows: the second half
   double cut = 0;                                // the high/low split of the score
   std::vector<std::vector<double>> correlation;  // [site][expert]
   std::vector<DomainEval> before;

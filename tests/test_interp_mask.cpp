@@ -11,6 +11,7 @@
 #include "core/autograd.h"
 #include "eval/experts.h"
 #include "eval/mask.h"
+#include "eval/control.h"
 #include "eval/purge.h"
 #include "interp_fixtures.h"
 #include "test_train_util.h"
@@ -112,6 +113,7 @@ TEST(InterpMask, RemovesTheRuleSelectionAndRestoresTheModel) {
   mo.eval_windows = 0;
   mo.batch = 4;
   mo.control = true;
+  mo.control_draws = 3;
   mo.rule = {1.0};  // an untrained model has few experts at 2×; at 1× each goes to its top domain
   const MaskResult r = run_mask(em, domains, mo);
   // The counts are the rule applied to routing probabilities on the train split.
@@ -120,17 +122,24 @@ TEST(InterpMask, RemovesTheRuleSelectionAndRestoresTheModel) {
   co.train_split = true;
   co.top_k = 0;
   const auto prob = collect_expert_stats(em, domains, co).sites[0].probabilities();
-  ASSERT_EQ(r.rows.size(), 4u);  // per domain: the mask, then its random control
+  ASSERT_EQ(r.rows.size(), 8u);  // per domain: the mask, then its three random controls
   for (size_t d = 0; d < 2; ++d) {
-    EXPECT_EQ(r.rows[2 * d].masked, domains[d].name);
-    EXPECT_EQ(r.rows[2 * d].removed[0],
-              static_cast<int64_t>(specialised_experts(prob, d, mo.rule).size()));
-    EXPECT_EQ(r.rows[2 * d + 1].removed, r.rows[2 * d].removed);
-    ASSERT_EQ(r.rows[2 * d].after.size(), 3u);  // two domains and "all"
+    const MaskRow& row = r.rows[4 * d];
+    EXPECT_EQ(row.masked, domains[d].name);
+    EXPECT_TRUE(row.control_of.empty());
+    EXPECT_EQ(row.removed[0], static_cast<int64_t>(specialised_experts(prob, d, mo.rule).size()));
+    ASSERT_EQ(row.after.size(), 3u);  // two domains and "all"
+    for (size_t c = 1; c <= 3; ++c) {
+      const MaskRow& control = r.rows[4 * d + c];
+      EXPECT_EQ(control.control_of, domains[d].name);
+      EXPECT_EQ(control.removed, row.removed);
+      ASSERT_EQ(control.mass_ratio.size(), em.sites().size());
+      EXPECT_GT(control.mass_ratio[0], 0.0);
+    }
   }
   int64_t used = 0;
   for (size_t e = 0; e < prob[0].size(); ++e) used += prob[0][e] + prob[1][e] > 0;
-  EXPECT_GE(r.rows[0].removed[0] + r.rows[2].removed[0], used);
+  EXPECT_GE(r.rows[0].removed[0] + r.rows[4].removed[0], used);
   // The model is whole again afterwards.
   const auto again = evaluate(*model, domains, 4, kContext, 0);
   for (size_t c = 0; c < again.size(); ++c) EXPECT_DOUBLE_EQ(again[c].loss, r.before[c].loss);
@@ -139,7 +148,7 @@ TEST(InterpMask, RemovesTheRuleSelectionAndRestoresTheModel) {
     em.remove(s, specialised_experts(prob, 1, mo.rule));
   const auto without = evaluate(*model, domains, 4, kContext, 0);
   for (size_t c = 0; c < without.size(); ++c)
-    EXPECT_DOUBLE_EQ(without[c].loss, r.rows[2].after[c].loss);
+    EXPECT_DOUBLE_EQ(without[c].loss, r.rows[4].after[c].loss);
   em.restore();
 
   const std::string md = mask_markdown(r);
@@ -148,7 +157,8 @@ TEST(InterpMask, RemovesTheRuleSelectionAndRestoresTheModel) {
   TempDir t("interp_mask");
   write_mask_outputs(r, t.path());
   const auto j = nlohmann::json::parse(read_file(t / "mask.json"));
-  EXPECT_EQ(j["rows"].size(), 4u);
+  EXPECT_EQ(j["rows"].size(), 8u);
+  EXPECT_EQ(j["rows"][1]["control_of"], domains[0].name);
   EXPECT_NE(read_file(t / "mask.svg").find("<rect"), std::string::npos);
   mo.domain = "nope";
   EXPECT_TRUE(ThrowsWith([&] { run_mask(em, domains, mo); }, {"nope", "code, prose"}));
@@ -164,6 +174,8 @@ TEST(InterpPurge, ScoreIsAlignedWithTheTokensAndThresholdsRemoveWhatTheySay) {
   PurgeOptions po;
   po.batch = 4;
   po.eval_windows = 0;
+  po.split = false;  // the score is streamed over the whole text below
+  po.control_draws = 0;
   // Expert e's score on every input token, streamed as purge streams the text.
   std::vector<double> y(text.size(), 0.0);
   int64_t target = -1;
@@ -200,4 +212,63 @@ TEST(InterpPurge, ScoreIsAlignedWithTheTokensAndThresholdsRemoveWhatTheySay) {
         run_purge(em, domains, text, {1.0, 2.0}, "short", po);
       },
       {"2 numbers", "short"}));
+}
+
+// The split: experts chosen on the first half, losses measured on the second; the controls are
+// as many text passes as draws, for rows that removed something.
+TEST(InterpPurge, SelectsOnOneHalfAndMeasuresTheOther) {
+  const std::vector<Domain> domains = tiny_domains();
+  auto model = tiny_model(kMonet);
+  ExpertModel em(*model, kind_of(kMonet));
+  const std::vector<int32_t>& text = domains[0].val;
+  std::vector<double> y(text.size());
+  for (size_t i = 0; i < y.size(); ++i) y[i] = text[i] % 2;  // odd bytes: "high"
+  PurgeOptions po;
+  po.batch = 4;
+  po.eval_windows = 0;
+  po.thresholds = {2.0, -1.0};
+  po.control_draws = 2;
+  const PurgeResult r = run_purge(em, domains, text, y, "code.val", po);
+  const size_t half = text.size() / 2;
+  EXPECT_TRUE(r.split);
+  EXPECT_EQ(r.tokens, static_cast<int64_t>(half) - 1);  // the first half's predicted tokens
+  EXPECT_EQ(r.text_before.n_high + r.text_before.n_low,
+            static_cast<int64_t>(text.size() - half) - 1);  // the second half's
+  EXPECT_TRUE(r.rows[0].controls.empty());                 // nothing removed: no control
+  EXPECT_EQ(r.rows[1].controls.size(), 2u);
+  EXPECT_NE(purge_markdown(r).find("first half"), std::string::npos);
+  po.split = false;
+  const PurgeResult whole = run_purge(em, domains, text, y, "code.val", po);
+  EXPECT_EQ(whole.tokens, static_cast<int64_t>(text.size()) - 1);
+}
+
+// A matched control has the selection's size and, within the tolerance, its mass, even when the
+// selection holds the heaviest experts, which a uniform draw of the same size almost never matches.
+TEST(InterpControl, RandomSetsMatchSizeAndMass) {
+  std::vector<double> mass(100);
+  for (size_t e = 0; e < mass.size(); ++e) mass[e] = static_cast<double>(e + 1);
+  std::vector<int64_t> heavy;
+  for (int64_t e = 90; e < 100; ++e) heavy.push_back(e);  // mass 955 of 5050
+  Generator g1(1), g2(2);
+  const MatchedDraw a = matched_random_experts(mass, heavy, g1);
+  const MatchedDraw b = matched_random_experts(mass, heavy, g2);
+  for (const MatchedDraw* d : {&a, &b}) {
+    ASSERT_EQ(d->experts.size(), heavy.size());
+    EXPECT_TRUE(std::is_sorted(d->experts.begin(), d->experts.end()));
+    EXPECT_EQ(std::adjacent_find(d->experts.begin(), d->experts.end()), d->experts.end());
+    double m = 0;
+    for (int64_t e : d->experts) m += mass[static_cast<size_t>(e)];
+    EXPECT_DOUBLE_EQ(m, d->mass);
+    EXPECT_TRUE(d->matched);
+    EXPECT_NEAR(d->mass / 955.0, 1.0, 0.05);
+    EXPECT_DOUBLE_EQ(d->ratio, d->mass / 955.0);
+  }
+  EXPECT_NE(a.experts, b.experts);  // random, not a fixed answer
+  EXPECT_TRUE(matched_random_experts(mass, {}, g1).experts.empty());
+  std::vector<double> zero(10, 0.0);
+  zero[3] = 1;
+  const MatchedDraw z = matched_random_experts(zero, {0, 1}, g1);  // mass 0: avoid expert 3
+  EXPECT_TRUE(z.matched);
+  EXPECT_EQ(std::count(z.experts.begin(), z.experts.end(), 3), 0);
+  EXPECT_TRUE(ThrowsWith([&] { matched_random_experts(mass, {100}, g1); }, {"expert 100 of 100"}));
 }
