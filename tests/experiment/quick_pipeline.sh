@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The experiment pipeline end to end in its quick form (CTest's Experiment.QuickPipeline): every
+# declared experiment runs (a few steps, one seed) into a scratch results folder, and every
+# results block of README.md and docs/ is rendered from it into a scratch copy of the documents.
+#   quick_pipeline.sh MONET SOURCE_DIR SCRATCH
+set -euo pipefail
+monet=$1 src=$2 scratch=$3
+rm -rf "$scratch" && mkdir -p "$scratch"
+cd "$src"
+for f in experiments/*.json; do
+  python3 scripts/experiment.py run "$(basename "$f" .json)" --quick --monet "$monet" \
+    --results "$scratch/results"
+done
+python3 scripts/experiment.py render --results "$scratch/results" --out "$scratch/docs"
+for f in experiments/*.json; do
+  name=$(basename "$f" .json)
+  grep -rq "results/$name/results.json" "$scratch/docs" ||
+    { echo "no block of '$name' was rendered from the quick results" >&2; exit 1; }
+done
+echo "quick pipeline: $(ls experiments/*.json | wc -l) experiment(s) run and rendered"
