@@ -46,10 +46,12 @@ class Summary:
             return "not reproduced"
         return "inconclusive"
 
-    def fmt(self, digits=3):
+    def fmt(self, digits=3, signed=True):
+        """"+0.123 [+0.045, +0.201]"; signed=False for a level rather than a change."""
+        f = f"{{:{'+' if signed else ''}.{digits}f}}"
         if self.n == 1:
-            return f"{self.mean:+.{digits}f} (1 seed)"
-        return f"{self.mean:+.{digits}f} [{self.lo:+.{digits}f}, {self.hi:+.{digits}f}]"
+            return f"{f.format(self.mean)} (1 seed)"
+        return f"{f.format(self.mean)} [{f.format(self.lo)}, {f.format(self.hi)}]"
 
 
 def paired(a, b):

@@ -95,5 +95,31 @@ class Render(unittest.TestCase):
         self.assertEqual(len(render.render(self.root, results, check=True)), 2)
 
 
+class MegaBlocks(unittest.TestCase):
+    def test_paired_claims_at_equal_tokens_and_equal_time(self):
+        from exp import megablocks
+        jobs = []
+        for seed in (0, 1, 2):
+            # dropless: slower (100 s for 100 steps), loss 2.0; cf 1: faster (50 s), loss 2.1.
+            # At cf 1's end (50 s) dropless is at step 50, where its train loss is 3.0.
+            for cf, secs, final, mid in ((0, 100.0, 2.0, 3.0), (1.0, 50.0, 2.1, 2.5)):
+                curve = [(secs * s / 100, mid if s <= 50 else final) for s in range(1, 101)]
+                jobs.append({"capacity_factor": cf, "seed": seed, "numbers": {
+                    "loss": final + seed / 1000, "seconds": secs, "steps": 100,
+                    "tokens_per_second": 2048 * 100 / secs, "dropped": 0.0 if cf == 0 else 0.1,
+                    "curve": curve}})
+        r = {"order": [0, 1.0], "jobs": jobs}
+        rows = megablocks.claims(r)
+        self.assertEqual(len(rows), 2)
+        self.assertIn("equal tokens", rows[0][0])
+        self.assertEqual(rows[0][1], "+0.100 [+0.100, +0.100]")
+        self.assertEqual(rows[0][3], "reproduced")
+        self.assertIn("equal training time", rows[1][0])
+        # cf 1's mean loss over its last 20 steps (2.1) − dropless's over the 20 steps before 50 s (3.0)
+        self.assertEqual(rows[1][1], "-0.900 [-0.900, -0.900]")
+        self.assertEqual(rows[1][3], "not reproduced")
+        self.assertIn("| capacity factor 1 | 10.0% |", megablocks.blocks(r)["table"])
+
+
 if __name__ == "__main__":
     unittest.main()
