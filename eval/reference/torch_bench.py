@@ -32,17 +32,20 @@ configurations do not follow the C++ loss exactly.
 Prints one JSON object on stdout: step_seconds (the timed steps), losses (LM loss of every step,
 warm-up included), tokens_per_step, median_tokens_per_second, parameters, torch version and
 threads, OPENBLAS_NUM_THREADS, precision, max_rss_bytes (getrusage of this process).
+
+The parts live beside this file: bench_config.py (the config, its defaults and --set),
+bench_data.py (the corpus stream and the Batcher's draws) and bench_params.py (the C++ model's
+parameter names and shapes, drawn or read from --init); this file builds the model and runs the
+steps.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
 import resource
 import statistics
-import struct
 import sys
 import time
 
@@ -51,245 +54,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import monet_ref as ref  # noqa: E402
-
-
-# ---------------------------------------------------------------------------------------------
-# The config (train/config.h): defaults, --set overrides
-# ---------------------------------------------------------------------------------------------
-def ffn_defaults(kind: str, d: int) -> dict:
-    if kind == "dense":
-        return dict(activation="relu2", hidden=4 * d)
-    if kind in ("monet_hd", "monet_vd"):
-        return dict(heads=4, sqrt_n=d // 2, dim=8, topk=8, group=4, aux_weight=1e-3)
-    if kind == "peer":
-        return dict(sqrt_n=d // 2, heads=8, topk=16, d_query=d // 2, activation="gelu",
-                    score="softmax", query_batchnorm=1)
-    if kind == "smoe":
-        return dict(experts=8, dim=0, topk=0, gating="switch", capacity_factor=0,
-                    balance_weight=1e-2, z_weight=1e-3, importance_weight=1e-2, load_weight=1e-2,
-                    jitter=0, activation="relu2")
-    raise SystemExit(f"torch_bench: model.ffn.kind '{kind}' is not known")
-
-
-def resolve_config(raw: dict) -> dict:
-    model = dict(vocab=256, d=128, layers=4, heads=4, context=128, norm_eps=1e-5)
-    model.update({k: v for k, v in raw.get("model", {}).items() if k != "ffn"})
-    ffn = dict(raw.get("model", {}).get("ffn", {}))
-    kind = ffn.pop("kind", "dense")
-    full = ffn_defaults(kind, model["d"])
-    full.update(ffn)
-    model["ffn"] = dict(kind=kind, **full)
-    optim = dict(name="adamw", lr=1e-3, min_lr=0, weight_decay=0.1, beta1=0.9, beta2=0.95,
-                 eps=1e-8, warmup_steps=0, grad_clip=1.0)
-    optim.update(raw.get("optim", {}))
-    run = dict(steps=1000, batch=16, seed=0, data="third_party/corpora/toy4", precision="fp32",
-               gemm="auto")
-    run.update(raw.get("run", {}))  # keys this side does not use (run.gemm, ...) pass through
-    if run["precision"] not in PRECISIONS:
-        raise SystemExit(f"torch_bench: run.precision '{run['precision']}' is not known "
-                         f"(expected one of: {', '.join(PRECISIONS)})")
-    return dict(model=model, optim=optim, run=run)
-
-
-PRECISIONS = ("fp32", "bf16")
-
-
-def autocast_for(precision: str):
-    """The forward + loss context: PyTorch's bf16 autocast on CPU, or nothing for fp32."""
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def apply_set(raw: dict, assignment: str):
-    key, eq, value = assignment.partition("=")
-    if not eq:
-        raise SystemExit(f"torch_bench: --set '{assignment}' has no '='")
-    try:
-        value = json.loads(value)
-    except json.JSONDecodeError:
-        pass
-    node = raw
-    parts = key.split(".")
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
-
-
-# ---------------------------------------------------------------------------------------------
-# The data: train/corpus.h (byte tokens, domains sorted by name, train splits concatenated) and
-# the Batcher's draws (core/random.h: xoshiro256** seeded through splitmix64; randint unbiased
-# by rejection), reproduced bit for bit.
-# ---------------------------------------------------------------------------------------------
-MASK = (1 << 64) - 1
-
-
-def _rotl(x: int, k: int) -> int:
-    return ((x << k) | (x >> (64 - k))) & MASK
-
-
-class Xoshiro:
-    def __init__(self, seed: int):
-        self.s = []
-        x = seed & MASK
-        for _ in range(4):  # splitmix64
-            x = (x + 0x9E3779B97F4A7C15) & MASK
-            z = x
-            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-            self.s.append(z ^ (z >> 31))
-
-    def next_u64(self) -> int:
-        s = self.s
-        result = (_rotl((s[1] * 5) & MASK, 7) * 9) & MASK
-        t = (s[1] << 17) & MASK
-        s[2] ^= s[0]
-        s[3] ^= s[1]
-        s[1] ^= s[2]
-        s[0] ^= s[3]
-        s[2] ^= t
-        s[3] = _rotl(s[3], 45)
-        return result
-
-    def randint(self, n: int) -> int:
-        limit = MASK - MASK % n
-        while True:
-            r = self.next_u64()
-            if r < limit:
-                return r % n
-
-
-def train_stream(folder: str) -> torch.Tensor:
-    if not os.path.isdir(folder):
-        raise SystemExit(f"torch_bench: corpus folder '{folder}' does not exist (run from the "
-                         "repository root, as monet, or set run.data)")
-    names = sorted(f[: -len(".train.txt")] for f in os.listdir(folder)
-                   if f.endswith(".train.txt") and len(f) > len(".train.txt"))
-    data = b""
-    for name in names:
-        with open(os.path.join(folder, name + ".train.txt"), "rb") as f:
-            data += f.read()
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
-
-
-class Batcher:
-    """train/corpus.h's Batcher: row b of a batch starts at randint(n − T)."""
-
-    def __init__(self, tokens: torch.Tensor, seed: int):
-        self.tokens, self.gen = tokens, Xoshiro(seed)
-
-    def next(self, B: int, T: int):
-        n = self.tokens.numel()
-        rows = [self.tokens[s:s + T + 1] for s in (self.gen.randint(n - T) for _ in range(B))]
-        w = torch.stack(rows).long()
-        return w[:, :-1], w[:, 1:]
-
-
-# ---------------------------------------------------------------------------------------------
-# Parameters: names and shapes of the C++ model (nn/transformer.h, monet/*.h)
-# ---------------------------------------------------------------------------------------------
-def param_shapes(cfg: dict) -> dict:
-    """name → (shape, init) with init 'normal' (N(0, 0.02²)), 'zeros', 'ones'."""
-    m = cfg["model"]
-    d, V, f = m["d"], m["vocab"], m["ffn"]
-    kind = f["kind"]
-    S = {"embed.weight": ((V, d), "normal")}
-    for l in range(m["layers"]):
-        p = f"layers.{l}."
-        S[p + "norm1.weight"] = ((d,), "ones")
-        for w in ("wq", "wk", "wv", "wo"):
-            S[p + f"attn.{w}.weight"] = ((d, d), "normal")
-        S[p + "norm2.weight"] = ((d,), "ones")
-        q = p + "ffn."
-        if kind == "dense":
-            S[q + "w1.weight"] = ((f["hidden"], d), "normal")
-            S[q + "w2.weight"] = ((d, f["hidden"]), "normal")
-            if f["activation"] == "swiglu":
-                S[q + "w3.weight"] = ((f["hidden"], d), "normal")
-        elif kind in ("monet_hd", "monet_vd"):
-            H, sq, dim = f["heads"], f["sqrt_n"], f["dim"]
-            if l % f["group"] == 0:
-                for r in ("w1", "w2"):
-                    S[q + f"router.{r}.weight"] = ((H * sq, d), "normal")
-                for r in ("norm1", "norm2"):
-                    S[q + f"router.{r}.running_mean"] = ((H,), "zeros")
-                    S[q + f"router.{r}.running_var"] = ((H,), "ones")
-            w = sq * dim
-            if kind == "monet_hd":
-                S[q + "u.weight"], S[q + "u.bias"] = ((w, d), "normal"), ((w,), "zeros")
-                S[q + "v.weight"], S[q + "b"] = ((d, w), "normal"), ((sq, d), "zeros")
-            else:
-                for u in ("u1", "u2"):
-                    S[q + f"{u}.weight"], S[q + f"{u}.bias"] = ((w // 2, d), "normal"), \
-                        ((w // 2,), "zeros")
-                for v in ("v11", "v12", "v21", "v22"):
-                    S[q + f"{v}.weight"] = ((d // 2, w // 2), "normal")
-                S[q + "b1"], S[q + "b2"] = ((sq, d // 2), "zeros"), ((sq, d // 2), "zeros")
-        elif kind == "smoe":
-            E, k = f["experts"], smoe_k(f)
-            hidden = f["dim"] if f["dim"] > 0 else max(1, 4 * d // k)
-            noisy = f["gating"] == "noisy_topk"
-            S[q + "gate.weight"] = ((E, d), "zeros" if noisy else "normal")
-            if noisy:
-                S[q + "noise.weight"] = ((E, d), "zeros")
-            S[q + "w1"] = ((E, hidden, d), "normal")
-            S[q + "w2"] = ((E, d, hidden), "normal")
-        elif kind == "peer":
-            H, dq, sq = f["heads"], f["d_query"], f["sqrt_n"]
-            S[q + "query.weight"] = ((H * dq, d), "normal")
-            if f["query_batchnorm"]:
-                S[q + "query_norm.running_mean"] = ((H * dq,), "zeros")
-                S[q + "query_norm.running_var"] = ((H * dq,), "ones")
-            S[q + "keys1"] = ((sq, dq // 2), "normal")
-            S[q + "keys2"] = ((sq, dq // 2), "normal")
-            S[q + "u"] = ((sq * sq, d), "normal")
-            S[q + "v"] = ((sq * sq, d), "normal")
-    S["norm.weight"] = ((d,), "ones")
-    S["lm_head.weight"] = ((V, d), "normal")
-    return S
-
-
-def smoe_k(f: dict) -> int:
-    if f["topk"] > 0:
-        return f["topk"]
-    return {"softmax": f["experts"], "switch": 1, "noisy_topk": 2, "gshard": 2}[f["gating"]]
-
-
-def init_state(cfg: dict, seed: int) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for name, (shape, how) in param_shapes(cfg).items():
-        if how == "normal":
-            out[name] = torch.randn(*shape, generator=g) * 0.02
-        else:
-            out[name] = (torch.zeros if how == "zeros" else torch.ones)(*shape)
-    return out
-
-
-def load_state(path: str, cfg: dict) -> dict:
-    """A safetensors file of F32 tensors (train/safetensors.h), checked against param_shapes."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    header.pop("__metadata__", None)
-    base = 8 + n
-    out = {}
-    for name, info in header.items():
-        if info["dtype"] != "F32":
-            raise SystemExit(f"torch_bench: {path}: '{name}' is {info['dtype']}, expected F32")
-        b, e = info["data_offsets"]
-        out[name] = torch.frombuffer(bytearray(raw[base + b:base + e]),
-                                     dtype=torch.float32).view(info["shape"]).clone()
-    want = param_shapes(cfg)
-    if set(out) != set(want):
-        raise SystemExit(f"torch_bench: {path} does not hold this model's tensors: missing "
-                         f"{sorted(set(want) - set(out))}, unexpected {sorted(set(out) - set(want))}")
-    for name, (shape, _) in want.items():
-        if tuple(out[name].shape) != tuple(shape):
-            raise SystemExit(f"torch_bench: {path}: '{name}' has shape {list(out[name].shape)}, "
-                             f"the model wants {list(shape)}")
-    return out
+from bench_config import apply_set, autocast_for, resolve_config  # noqa: E402
+from bench_data import Batcher, train_stream  # noqa: E402
+from bench_params import init_state, load_state, param_shapes, smoe_k  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------
