@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA backend on a real GPU, in one go (issue #15, README "GPU"): builds with CUDA in
+# The CUDA backend on a real GPU, in one go (docs/guide/benchmarks.md): builds with CUDA in
 # build-cuda/, runs every CUDA test (parity of the op table, the allocator, the models, the
 # training loop), times the training step of dense and MONET-VD d256 on the device, and runs the
 # quick √N sweep there. Everything goes to one results file, $OUT/gpu_check.md (OUT defaults to

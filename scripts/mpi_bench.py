@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Data and expert parallel training measured (issue #19): tokens/s of `monet train` on the bench
+"""Data and expert parallel training measured (docs/results/mpi.md): tokens/s of `monet train` on the bench
 configs as 1 process x 2 threads against 2 MPI ranks x 1 thread (data parallel, and for the SMoE
 also expert parallel), with the payload bytes each rank's collectives carry per step and the
 share of the step spent inside them (waiting for the other rank included).

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""On-paper projection for issue #19: step time and parallel efficiency of data-parallel MONET-VD
+"""On-paper projection (docs/results/mpi.md): step time and parallel efficiency of data-parallel MONET-VD
 1.4B against an expert-parallel SMoE of equal active width, from byte counts and a simple network
 model (ring all-reduce, pairwise all-to-all, one link per rank, no overlap unless stated).
 
@@ -147,7 +147,7 @@ def main():
                          f"SMoE E=N={c['sqrt_n'] ** 2} top-{width // c['m']}")]
     assert models[0]["total"] == PAPER_TOTAL, models[0]["total"]
 
-    print("# MPI projection: MONET-VD 1.4B vs SMoE of equal active width (issue #19, on paper)\n")
+    print("# MPI projection: MONET-VD 1.4B vs SMoE of equal active width (on paper)\n")
     print(f"Network: {a.link_gbps:g} Gb/s per rank, {a.latency_us:g} µs per message; ring all-reduce "
           "2(R−1)/R·B/bw + 2(R−1)·lat per bucket; all-to-all (R−1)/R·B/bw + (R−1)·lat. "
           f"Gradients {8 * a.grad_bytes}-bit, {a.buckets or c['layers'] + 1} all-reduce buckets per step; "
