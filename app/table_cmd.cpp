@@ -49,6 +49,8 @@ Command add_table_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-memory-gib", o.max_memory_gib, "skip configurations predicted above this")
       ->default_str("60% of available");
+  cmd->add_option("--seed", o.seed, "seed of the layers' weights and inputs")
+      ->capture_default_str();
   cmd->add_option("--set", o.sets, "a layer setting: --set smoe.dim=32 (repeatable)");
   add_device_option(cmd, a->device);
   return {cmd, [a] {
@@ -66,6 +68,7 @@ Command add_table_command(CLI::App& app) {
             if (t.repeats != def.repeats) o.repeats = t.repeats;
             if (t.warmup != def.warmup) o.warmup = t.warmup;
             o.max_memory_gib = t.max_memory_gib;
+            o.seed = t.seed;
             o.sets = t.sets;
             o.device = parse_device(a->device);
             Progress bar(1, 0, stderr);

@@ -38,7 +38,8 @@ def cmd_run(a):
     if not Path(monet).exists():
         raise SystemExit(f"experiment: no monet program at {a.monet} (build it: ./test.sh, or --monet)")
     at_start = runner.commit()
-    jobs, threads, elapsed, errors = runner.run(exp, a.quick, a.jobs, monet, log)
+    side_by_side = a.jobs or exp.decl.get("jobs", 2)
+    jobs, threads, elapsed, errors = runner.run(exp, a.quick, side_by_side, monet, log)
     if errors:
         raise SystemExit("experiment: " + "; ".join(errors))
     mod = importlib.import_module(f"exp.{exp.decl['collect']}")
@@ -82,7 +83,8 @@ def main():
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run an experiment (finished steps are skipped)")
     r.add_argument("experiment")
-    r.add_argument("--jobs", type=int, default=2, help="jobs side by side (default: %(default)s)")
+    r.add_argument("--jobs", type=int, help="jobs side by side (default: the declaration's "
+                   "\"jobs\", else 2)")
     r.add_argument("--quick", action="store_true", help="the small form, for tests")
     r.add_argument("--results", help="results folder (default: results, or build/quick-results)")
     r.add_argument("--monet", default="build/monet", help="the program (default: %(default)s)")
@@ -94,7 +96,7 @@ def main():
     g.set_defaults(func=cmd_render)
     sub.add_parser("list", help="the declared experiments").set_defaults(func=cmd_list)
     a = p.parse_args()
-    if getattr(a, "jobs", 1) < 1:
+    if (getattr(a, "jobs", None) or 1) < 1:
         p.error("--jobs must be at least 1")
     a.func(a)
 

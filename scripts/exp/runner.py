@@ -12,6 +12,7 @@ A declaration (experiments/<name>.json) holds:
   quick      the form `--quick` runs instead (`./test.sh` runs it, end to end): "seeds",
              "matrix" and "args" ({"step": [extra arguments appended]}) replace the full ones
   collect    the module of scripts/exp that turns the jobs' outputs into results.json
+  jobs       (optional) how many jobs run side by side; 1 for timings, which need the machine
 
 A step that exits 0 leaves `<run>/.done-<step>` holding its wall time; a later run skips it. A
 step that fails stops its job (the others go on) and the runner exits non-zero naming it.

@@ -46,6 +46,17 @@ class Summary:
             return "not reproduced"
         return "inconclusive"
 
+    def within(self, tolerance):
+        """The claim is that the value is 0 within ±tolerance (a measured exponent minus the
+        paper's, say)."""
+        if self.n < 3:
+            return "inconclusive (fewer than 3 seeds)"
+        if -tolerance <= self.lo and self.hi <= tolerance:
+            return "reproduced"
+        if self.lo > tolerance or self.hi < -tolerance:
+            return "not reproduced"
+        return "inconclusive"
+
     def fmt(self, digits=3, signed=True):
         """"+0.123 [+0.045, +0.201]"; signed=False for a level rather than a change."""
         f = f"{{:{'+' if signed else ''}.{digits}f}}"

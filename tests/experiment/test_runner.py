@@ -34,6 +34,9 @@ class Statistics(unittest.TestCase):
         self.assertTrue(stats.Summary([1.0, 1.1]).verdict(+1).startswith("inconclusive"))
         self.assertIn("1 seed", stats.Summary([0.5]).fmt())
         self.assertEqual(stats.paired({0: 3.0, 1: 5.0, 2: 1.0}, {0: 1.0, 1: 1.0}), [2.0, 4.0])
+        self.assertEqual(stats.Summary([0.01, 0.0, -0.01]).within(0.1), "reproduced")
+        self.assertEqual(stats.Summary([0.5, 0.5, 0.5]).within(0.1), "not reproduced")
+        self.assertEqual(stats.Summary([0.0, 0.2, 0.1]).within(0.1), "inconclusive")
         with self.assertRaises(ValueError):
             stats.Summary([])
 
