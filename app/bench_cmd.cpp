@@ -2,13 +2,17 @@
 // (eval/bench.h).
 #include <fmt/format.h>
 
+#include <filesystem>
+
 #include "app/command.h"
 #include "eval/bench.h"
+#include "util/fileio.h"
 
 namespace monet::app {
 
 Command add_bench_command(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
+  auto out = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand(
       "bench",
       "time the training step (tokens/s, GFLOP/s, memory); --vs-torch against the PyTorch twin");
@@ -37,9 +41,16 @@ Command add_bench_command(CLI::App& app) {
   cmd->add_flag("--vs-torch", o->vs_torch, "also run the PyTorch twin and print the ratio");
   cmd->add_option("--python", o->python, "the interpreter with torch")->capture_default_str();
   cmd->add_option("--torch-script", o->torch_script, "the PyTorch twin")->capture_default_str();
-  return {cmd, [o] {
+  cmd->add_option("--out", *out, "also write bench.md and bench.json (every number) here");
+  return {cmd, [o, out] {
             const BenchResult r = run_bench(*o, stderr);
             fmt::print("{}", bench_markdown(r));
+            if (!out->empty()) {
+              std::filesystem::create_directories(*out);
+              write_file_atomic(std::filesystem::path(*out) / "bench.md", bench_markdown(r));
+              write_file_atomic(std::filesystem::path(*out) / "bench.json",
+                                bench_json(r).dump(1) + "\n");
+            }
             return 0;
           }};
 }

@@ -1,4 +1,4 @@
-// `monet bench`: the training step of `monet train`, measured (issue #8).
+// `monet bench`: the training step of `monet train`, measured.
 //
 //   monet bench --config FILE [--config FILE2 ...] [--precision fp32,bf16] [--gemm B]
 //               [--steps N] [--warmup W] [--rounds R] [--vs-torch] [--set key=value ...]
@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -98,6 +99,9 @@ std::vector<GemmMode> peak_modes();
 // Progress lines go to `log`.
 BenchResult run_bench(const BenchOptions& o, std::FILE* log = stderr);
 std::string bench_markdown(const BenchResult& r);
+// Every number of the run as JSON (eval/bench_json.cpp): `monet bench --out DIR` writes it as
+// bench.json beside bench.md.
+nlohmann::json bench_json(const BenchResult& r);
 
 // The command: runs, prints the Markdown table on stdout; returns the exit status.
 

@@ -43,9 +43,19 @@ TEST(CliBench, SmokeTwoSteps) {
   TempDir t("cli_bench_smoke");
   const BenchRun r = monet_in_source_dir(
       "bench --config configs/bench_dense_d128.json --steps 2 --warmup 0 --rounds 1 "
-      "--precision fp32,bf16 --set model.layers=1",
+      "--precision fp32,bf16 --set model.layers=1 --out '" +
+          (t / "out").string() + "'",
       t.path());
   ASSERT_EQ(r.status, 0) << r.err;
+  // --out: the same table, and every number as JSON.
+  EXPECT_EQ(monet::read_file(t / "out" / "bench.md"), r.out);
+  const auto j = nlohmann::json::parse(monet::read_file(t / "out" / "bench.json"));
+  ASSERT_EQ(j["rows"].size(), 2u);
+  EXPECT_EQ(j["rows"][1]["precision"], "bf16");
+  EXPECT_EQ(j["rows"][0]["cpp"]["step_seconds"].size(), 2u);
+  EXPECT_NE(
+      r.out.find(fmt::format("{:.0f}", j["rows"][0]["cpp"]["tokens_per_second"].get<double>())),
+      std::string::npos);
   const std::string backend = monet::gemm_backend_name(monet::default_gemm_backend());
   for (const char* p : {"fp32", "bf16"})
     EXPECT_NE(r.out.find(fmt::format("| bench_dense_d128 | dense | 128 | {} | {} |", p, backend)),

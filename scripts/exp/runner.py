@@ -10,7 +10,8 @@ A declaration (experiments/<name>.json) holds:
              (optional) replaces "cmd" when the job's folder exists but the step did not finish
              (an interrupted training continues where its last checkpoint left it)
   quick      the form `--quick` runs instead (`./test.sh` runs it, end to end): "seeds",
-             "matrix" and "args" ({"step": [extra arguments appended]}) replace the full ones
+             "matrix" and "args" ({"step": [extra arguments appended]}) replace the full ones;
+             "drop" ({"step": [flags]}) removes flags (--vs-torch, which needs PyTorch)
   collect    the module of scripts/exp that turns the jobs' outputs into results.json
   jobs       (optional) how many jobs run side by side; 1 for timings, which need the machine
 
@@ -62,8 +63,9 @@ class Job:
         key = "resume" if "resume" in spec and self.run.exists() else "cmd"
         out = [a.format(**self.values) for a in spec[key]]
         if self.quick:
-            extra = [a.format(**self.values) for a in self.exp.decl["quick"].get("args", {}).get(step, [])]
-            out = override(out, extra)
+            quick = self.exp.decl["quick"]
+            out = [a for a in out if a not in quick.get("drop", {}).get(step, [])]
+            out = override(out, [a.format(**self.values) for a in quick.get("args", {}).get(step, [])])
         return out
 
     def done(self, step):
