@@ -8,7 +8,10 @@ A declaration (experiments/<name>.json) holds:
   run        the job's folder, "runs/<name>/{kind}_s{seed}": "{run}" in arguments
   steps      ordered {"name": {"cmd": [...], "resume": [...]}}: the arguments of `monet`; "resume"
              (optional) replaces "cmd" when the job's folder exists but the step did not finish
-             (an interrupted training continues where its last checkpoint left it)
+             (an interrupted training continues where its last checkpoint left it); "ranks"
+             (optional) > 1 runs the step under mpirun with that many ranks, and "threads"
+             (optional) sets its threads per process
+  A matrix value may be an object: "{layout[config]}" reads its field.
   quick      the form `--quick` runs instead (`./test.sh` runs it, end to end): "seeds",
              "matrix" and "args" ({"step": [extra arguments appended]}) replace the full ones;
              "drop" ({"step": [flags]}) removes flags (--vs-torch, which needs PyTorch)
@@ -57,6 +60,11 @@ class Job:
         self.run = Path(run.replace("runs/", "runs/quick/", 1) if quick else run)
         self.values["run"] = str(self.run)
         self.name = self.run.name
+
+    def field(self, step, key, default):
+        """A step's optional setting ("ranks", "threads"), formatted with the job's values."""
+        v = self.exp.decl["steps"][step].get(key)
+        return default if v is None else int(str(v).format(**self.values))
 
     def args(self, step):
         spec = self.exp.decl["steps"][step]
@@ -147,18 +155,27 @@ def machine(threads, logs, at_start):
             "gemm": gemm}
 
 
+MPIRUN = ["mpirun", "--oversubscribe", "--allow-run-as-root", "--mca",
+          "btl_vader_single_copy_mechanism", "none", "--bind-to", "core", "-np"]
+
+
 def run_job(job, monet, threads, log):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               OMP_WAIT_POLICY="passive")
     job.run.parent.mkdir(parents=True, exist_ok=True)
     for step in job.exp.decl["steps"]:
         if job.done(step):
             continue
         args = job.args(step)
-        log(f"{job.name}: {step}: monet {' '.join(args)}")
+        n = job.field(step, "threads", threads)
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(n), OMP_NUM_THREADS=str(n),
+                   OMP_WAIT_POLICY="passive")
+        ranks = job.field(step, "ranks", 1)
+        cmd = ([*MPIRUN, str(ranks), "-x", "OMP_NUM_THREADS", "-x", "OPENBLAS_NUM_THREADS"]
+               if ranks > 1 else []) + [monet, *args]
+        log(f"{job.name}: {step}: {' '.join(cmd[:-len(args) - 1])}{' ' if ranks > 1 else ''}"
+            f"monet {' '.join(args)}")
         t0 = time.monotonic()
         with open(job.run.parent / f"{job.name}.{step}.log", "w") as out:
-            rc = subprocess.run([monet, *args], cwd=ROOT, env=env, stdout=out,
+            rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT).returncode
         if rc != 0:
             return f"{job.name}: {step} exited {rc} (log: {job.run.parent / f'{job.name}.{step}.log'})"
