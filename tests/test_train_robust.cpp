@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <csignal>
 #include <nlohmann/json.hpp>
 
 #include "core/autograd.h"
@@ -16,6 +17,7 @@
 #include "train/trainer.h"
 #include "train_fixtures.h"
 #include "util/fileio.h"
+#include "util/interrupt.h"
 
 using namespace monet;
 using monet::testing::quiet;
@@ -187,4 +189,23 @@ TEST(TrainRobust, SamplingSlidesPastTheContextAndKeepsTheEndOfALongPrompt) {
     }
     EXPECT_EQ(got, ids);
   }
+}
+
+// The signal handler runs on the scope's own stack, never over the data that oneDNN's JIT kernels
+// keep below the stack pointer (util/interrupt.h); the previous stack comes back with the scope.
+TEST(Interrupt, HandlerRunsOnItsOwnStack) {
+  stack_t before{};
+  sigaltstack(nullptr, &before);
+  {
+    monet::InterruptScope scope("test");
+    EXPECT_FALSE(scope.interrupted());
+    std::raise(SIGINT);
+    EXPECT_TRUE(scope.interrupted());
+    EXPECT_EQ(scope.signal(), SIGINT);
+    EXPECT_TRUE(scope.handled_on_own_stack());
+  }
+  stack_t after{};
+  sigaltstack(nullptr, &after);
+  EXPECT_EQ(after.ss_sp, before.ss_sp);
+  EXPECT_EQ(after.ss_flags, before.ss_flags);
 }
