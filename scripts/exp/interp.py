@@ -98,8 +98,9 @@ def blocks(results):
             if kind in eff and eff[kind][key]:
                 s = Summary(eff[kind][key].values())
                 md.append(f"| {LABEL.get(kind, kind)} | {key} | {s.n} | {s.fmt()} | {s.verdict(+1)} |")
-    masking = ["| kind | masked domain | Δ bpb own [95%] | matched random [95%] | own − random [95%] "
-               "| other domains [95%] |", "|---|---|---|---|---|---|"]
+    masking = ["| kind | masked domain | experts removed per site (mean) | Δ bpb own [95%] | "
+               "matched random [95%] | own − random [95%] | other domains [95%] |",
+               "|---|---|---:|---|---|---|---|"]
     purge = ["| kind | experts removed (mean) | Δ comment bytes [95%] | Δ other bytes [95%] | "
              "random: Δ comment − Δ other [95%] |", "|---|---:|---|---|---|"]
     for kind in results["order"]:
@@ -111,8 +112,9 @@ def blocks(results):
             ctl = Summary(j["control"].get(d, 0.0) for j in jobs)
             diff = Summary(j["own"][d] - j["control"].get(d, 0.0) for j in jobs)
             oth = Summary(j["others"][d] for j in jobs)
-            masking.append(f"| {LABEL.get(kind, kind)} | {d} | {own.fmt()} | {ctl.fmt()} | "
-                           f"{diff.fmt()} | {oth.fmt()} |")
+            removed = statistics.fmean(statistics.fmean(j["removed"][d]) for j in jobs)
+            masking.append(f"| {LABEL.get(kind, kind)} | {d} | {removed:.0f} | {own.fmt()} | "
+                           f"{ctl.fmt()} | {diff.fmt()} | {oth.fmt()} |")
         ps = [j["purge"] for j in jobs if "purge" in j]
         if ps:
             purge.append(f"| {LABEL.get(kind, kind)} | {statistics.fmean(p['removed'] for p in ps):.0f} | "

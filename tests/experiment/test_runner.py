@@ -88,7 +88,7 @@ class Render(unittest.TestCase):
         self.assertIn("MONET-VD: Removing a domain's experts", readme)
         self.assertIn("| **reproduced** |", readme)  # selective: 0.2 + small, tight interval
         doc = (self.root / "docs" / "x.md").read_text()
-        self.assertIn("| MONET-VD | a | +0.310 [", doc)
+        self.assertIn("| MONET-VD | a | 3 | +0.310 [", doc)
         self.assertIn("Not run yet: `python3 scripts/experiment.py run megablocks`", doc)
         self.assertIn("commit abc, seeds 0, 1, 2", doc)
         self.assertEqual(render.render(self.root, results, check=True), [])
