@@ -73,7 +73,8 @@ def _effects(results):
 CLAIMS = [
     ("selective", "Removing a domain's experts raises its loss more than removing random experts "
      "of equal routing mass (Δ bpb, own domain, masked − matched random)"),
-    ("specific", "… and more than it raises the other domains' loss (Δ bpb, own − others)"),
+    ("specific", "Removing a domain's experts raises its loss more than the other domains' loss "
+     "(Δ bpb, own − others)"),
     ("purge", f"Purging the experts correlated with Python comments (r ≥ {PURGE_R}) raises the "
      "loss on comment bytes more than on other bytes, beyond matched random experts (nats)"),
 ]
